@@ -1,0 +1,43 @@
+# Two commands matter: `make run` (try it, embedded defaults) and `make test` (everything, on real components).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg
+
+.PHONY: run test bench system-deps clean
+
+$(VENV)/.installed-run: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(VENV)/.installed-run $@
+
+run: $(VENV)/.installed-run
+	$(VENV)/bin/careguard run
+
+# Installs the Debian packages the tests start for real, when root and when missing.
+system-deps:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages (run as root to install):$$missing"; fi; \
+	fi
+
+test: system-deps $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+bench: system-deps $(VENV)/.installed-test
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""CareGuard: the command line and the glue that starts the whole system."""

@@ -1,0 +1,5 @@
+import sys
+
+from careguard.cli import main
+
+sys.exit(main())

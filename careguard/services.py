@@ -1,0 +1,199 @@
+"""Real local services (Mosquitto, PostgreSQL, VictoriaMetrics) started on free loopback
+ports, for tests and benchmarks. Each is a context manager that stops what it started."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {LOOPBACK}:{port} after {timeout}s")
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def _require(binary: str) -> str:
+    path = shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
+    if path is None:
+        raise RuntimeError(f"{binary} is not installed: run `make test` (installs Debian packages as root)")
+    return path
+
+
+class Mosquitto:
+    """A Mosquitto broker on loopback, with the settings DESIGN.md asks for (nodelay, deep queues).
+
+    `acl` maps a username to its (password, [ACL lines]); without it, anonymous access."""
+
+    def __init__(self, port: int | None = None, *, acl: dict[str, tuple[str, list[str]]] | None = None,
+                 max_queued: int = 1_000_000, persistence: bool = True, workdir: str | None = None):
+        self.port = port or free_port()
+        self.acl = acl
+        self.max_queued = max_queued
+        self.persistence = persistence
+        self._own_dir = workdir is None
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="cg-mosq-"))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{LOOPBACK}:{self.port}"
+
+    def _write_config(self) -> Path:
+        lines = [
+            f"listener {self.port} {LOOPBACK}",
+            "set_tcp_nodelay true",
+            f"max_queued_messages {self.max_queued}",
+            "max_inflight_messages 1000",
+            "max_packet_size 1048576",
+            f"persistence {'true' if self.persistence else 'false'}",
+            f"persistence_location {self.dir}/",
+            "autosave_interval 1",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+        ]
+        if self.acl is None:
+            lines.append("allow_anonymous true")
+        else:
+            pw_file = self.dir / "passwd"
+            pw_file.write_text("".join(f"{u}:{p}\n" for u, (p, _) in self.acl.items()))
+            pw_file.chmod(0o600)
+            subprocess.run([_require("mosquitto_passwd"), "-U", str(pw_file)], check=True, capture_output=True)
+            acl_file = self.dir / "acl"
+            acl_file.write_text("".join(f"user {u}\n" + "".join(f"{r}\n" for r in rules) + "\n"
+                                        for u, (_, rules) in self.acl.items()))
+            lines += ["allow_anonymous false", f"password_file {pw_file}", f"acl_file {acl_file}"]
+        conf = self.dir / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def start(self) -> "Mosquitto":
+        conf = self._write_config()
+        self.log = open(self.dir / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([_require("mosquitto"), "-c", str(conf)], stdout=self.log, stderr=self.log)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+            self.log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "Mosquitto":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run `make test` (installs Debian packages as root)")
+    return found[-1]
+
+
+@contextmanager
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL.
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user."""
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="cg-pg-"))
+    data = root / "data"
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(root, "postgres")
+    subprocess.run(prefix + [_pg_bin("initdb"), "-D", str(data), "-U", "careguard", "--auth=trust", "-E", "UTF8"],
+                   check=True, capture_output=True)
+    log = root / "pg.log"
+    proc = subprocess.Popen(prefix + [_pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", LOOPBACK,
+                                      "-k", str(root), "-c", "fsync=off", "-c", "full_page_writes=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        deadline = time.monotonic() + 15
+        while True:
+            r = subprocess.run([_pg_bin("createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "careguard", "careguard"],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"createdb failed: {r.stderr.decode()}")
+            time.sleep(0.2)
+        yield f"postgresql+psycopg://careguard@{LOOPBACK}:{port}/careguard"
+    finally:
+        _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def victoria_metrics() -> Iterator[str]:
+    """VictoriaMetrics on a free loopback port; yields its base URL (it serves /api/v2/write)."""
+    port = free_port()
+    root = tempfile.mkdtemp(prefix="cg-vm-")
+    proc = subprocess.Popen([_require("victoria-metrics"), f"-httpListenAddr={LOOPBACK}:{port}",
+                             f"-storageDataPath={root}", "-retentionPeriod=100y", "-search.latencyOffset=0s",
+                             "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc=proc)
+        base = f"http://{LOOPBACK}:{port}"
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base
+    finally:
+        _stop(proc)
+        shutil.rmtree(root, ignore_errors=True)

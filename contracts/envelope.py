@@ -1,0 +1,132 @@
+"""The JSON envelope every uplink and downlink message travels in (DESIGN.md, Envelope).
+
+`ts` is the time of the fact at its origin, never the time of delivery."""
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any, Literal, Optional
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+
+from contracts.alarms import AlarmBody
+from contracts.errors import ContractError, describe_validation_error
+from contracts.ids import DeviceId, FacilityId
+from contracts.timefmt import iso_utc, utcnow
+from contracts.topics import Stream
+
+CONTRACT_VERSION = 1
+# Snapshots (base64 JPEG) are the largest bodies; anything beyond this is refused unparsed.
+MAX_ENVELOPE_BYTES = 512 * 1024
+MAX_TELEMETRY_POINTS = 5000
+
+# Which stream each message type travels on; a type outside this table is refused.
+TYPE_STREAM: dict[str, Stream] = {
+    "alarm.raised": Stream.ALARM,
+    "alarm.cleared": Stream.ALARM,
+    "alarm.delivered": Stream.ALARM,
+    "event.device": Stream.EVENT,
+    "event.arming": Stream.EVENT,
+    "event.latch_reset": Stream.EVENT,
+    "event.device_status": Stream.EVENT,
+    "telemetry.batch": Stream.TELEMETRY,
+    "camera.health": Stream.CAMERA,
+    "camera.snapshot": Stream.CAMERA,
+    "retention.report": Stream.RETENTION,
+    "heartbeat": Stream.HEARTBEAT,
+    "status.gateway": Stream.STATUS,
+}
+DOWN_TYPES = ("ack.alarm", "arm.set", "config.update")
+
+
+class TelemetryPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: DeviceId
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    value: float
+    ts: AwareDatetime
+
+    @field_serializer("ts")
+    def _ts(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class TelemetryBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    zone: Optional[str] = None
+    points: list[TelemetryPoint] = Field(min_length=1, max_length=MAX_TELEMETRY_POINTS)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = CONTRACT_VERSION
+    id: uuid.UUID
+    facility: FacilityId
+    source: Literal["edge", "cloud", "device", "sim"]
+    type: str = Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")
+    ts: AwareDatetime
+    seq: int = Field(ge=0)
+    body: dict[str, Any] = Field(default_factory=dict)
+
+    @field_serializer("ts")
+    def _ts(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+    @property
+    def stream(self) -> Stream:
+        return TYPE_STREAM[self.type]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+_BODY_MODELS: dict[str, type[BaseModel]] = {
+    "alarm.raised": AlarmBody,
+    "alarm.cleared": AlarmBody,
+    "alarm.delivered": AlarmBody,
+    "telemetry.batch": TelemetryBatch,
+}
+
+
+def make_envelope(facility: str, type_: str, body: dict | BaseModel, *, seq: int = 0,
+                  source: str = "edge", ts: datetime | None = None, id_: uuid.UUID | None = None) -> Envelope:
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json")
+    return Envelope(id=id_ or uuid.uuid4(), facility=facility, source=source, type=type_,
+                    ts=ts or utcnow(), seq=seq, body=body)
+
+
+def parse_envelope(payload: bytes | str, *, expect_facility: str | None = None,
+                   expect_stream: Stream | None = None) -> Envelope:
+    """Validate raw bytes into an Envelope, or raise ContractError naming what was wrong.
+
+    The topic's facility and stream must agree with the envelope, so a gateway cannot
+    write on behalf of another facility even where the broker's ACL is missing."""
+    if len(payload) > MAX_ENVELOPE_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"malformed JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ContractError("envelope must be a JSON object")
+    try:
+        env = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError(f"invalid envelope: {describe_validation_error(exc)}") from None
+    if env.type not in TYPE_STREAM and env.type not in DOWN_TYPES:
+        raise ContractError(f"unknown message type {env.type!r}")
+    if expect_facility is not None and env.facility != expect_facility:
+        raise ContractError(f"envelope facility {env.facility!r} does not match topic facility {expect_facility!r}")
+    if expect_stream is not None and TYPE_STREAM.get(env.type) != expect_stream:
+        raise ContractError(f"message type {env.type!r} does not belong on stream {expect_stream.value!r}")
+    body_model = _BODY_MODELS.get(env.type)
+    if body_model is not None:
+        try:
+            body_model.model_validate(env.body)
+        except ValidationError as exc:
+            raise ContractError(f"invalid {env.type} body: {describe_validation_error(exc)}") from None
+    return env

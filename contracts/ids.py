@@ -1,0 +1,12 @@
+"""Identifier formats. They also appear in MQTT topics, so they exclude '/', '+' and '#'."""
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+FACILITY_ID_RE = r"^[A-Za-z0-9_-]{1,32}$"
+DEVICE_ID_RE = r"^[A-Za-z0-9_-]{1,64}$"
+
+FacilityId = Annotated[str, StringConstraints(pattern=FACILITY_ID_RE)]
+DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_RE)]
+CameraId = DeviceId

@@ -1,0 +1,85 @@
+"""MQTT topics of DESIGN.md, built and parsed in one place."""
+
+import re
+from enum import Enum
+
+from contracts.errors import ContractError
+
+
+class Stream(str, Enum):
+    ALARM = "alarm"
+    EVENT = "event"
+    TELEMETRY = "telemetry"
+    CAMERA = "camera"
+    RETENTION = "retention"
+    HEARTBEAT = "heartbeat"
+    STATUS = "status"
+
+
+class DownKind(str, Enum):
+    ACK = "ack"
+    CONFIG = "config"
+    ARM = "arm"
+
+
+# Local broker (devices <-> edge)
+def dev_event(device_id: str) -> str:
+    return f"cg/dev/{device_id}/event"
+
+
+def dev_telemetry(device_id: str) -> str:
+    return f"cg/dev/{device_id}/telemetry"
+
+
+def dev_status(device_id: str) -> str:
+    return f"cg/dev/{device_id}/status"
+
+
+def dev_cmd(device_id: str) -> str:
+    return f"cg/dev/{device_id}/cmd"
+
+
+DEV_SUBSCRIPTIONS = ("cg/dev/+/event", "cg/dev/+/telemetry", "cg/dev/+/status")
+_DEV_RE = re.compile(r"^cg/dev/([A-Za-z0-9_-]{1,64})/(event|telemetry|status)$")
+
+
+def parse_dev_topic(topic: str) -> tuple[str, str]:
+    m = _DEV_RE.match(topic)
+    if not m:
+        raise ContractError(f"topic {topic!r} is not cg/dev/<device_id>/(event|telemetry|status)")
+    return m.group(1), m.group(2)
+
+
+# Uplink broker (edge <-> cloud)
+def up(facility_id: str, stream: Stream | str) -> str:
+    return f"cg/v1/fac/{facility_id}/up/{Stream(stream).value}"
+
+
+def down(facility_id: str, kind: DownKind | str) -> str:
+    return f"cg/v1/fac/{facility_id}/down/{DownKind(kind).value}"
+
+
+UP_WILDCARD = "cg/v1/fac/+/up/#"
+SHARED_INGEST = "$share/ingest/" + UP_WILDCARD
+_UP_RE = re.compile(r"^cg/v1/fac/([A-Za-z0-9_-]{1,32})/up/([a-z]+)$")
+_DOWN_RE = re.compile(r"^cg/v1/fac/([A-Za-z0-9_-]{1,32})/down/([a-z]+)$")
+
+
+def parse_up_topic(topic: str) -> tuple[str, Stream]:
+    m = _UP_RE.match(topic)
+    if not m:
+        raise ContractError(f"topic {topic!r} is not cg/v1/fac/<facility>/up/<stream>")
+    try:
+        return m.group(1), Stream(m.group(2))
+    except ValueError:
+        raise ContractError(f"unknown stream {m.group(2)!r} in topic {topic!r}") from None
+
+
+def parse_down_topic(topic: str) -> tuple[str, DownKind]:
+    m = _DOWN_RE.match(topic)
+    if not m:
+        raise ContractError(f"topic {topic!r} is not cg/v1/fac/<facility>/down/<kind>")
+    try:
+        return m.group(1), DownKind(m.group(2))
+    except ValueError:
+        raise ContractError(f"unknown down kind {m.group(2)!r} in topic {topic!r}") from None
