@@ -1,0 +1,1 @@
+"""The facility gateway's edge agent."""
