@@ -87,6 +87,10 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
         ]
+        if os.geteuid() == 0:
+            # As root Mosquitto drops to the `mosquitto` user, which cannot write a persistence
+            # file into a root-owned temporary folder: sessions would silently not survive a restart.
+            lines.append("user root")
         if self.acl is None:
             lines.append("allow_anonymous true")
         else:

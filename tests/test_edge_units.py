@@ -172,6 +172,16 @@ def test_outbox_orders_alarms_first_and_caps_only_telemetry(tmp_path):
     batch = j.outbox.next_batch(5)
     assert [b.payload for b in batch] == [f"alarm{i}".encode() for i in range(5)]
     assert j.outbox.next_batch(2, exclude={batch[0].seq}) == batch[1:3]
+    with j.transaction():
+        j.outbox.mark_acked([b.seq for b in batch], now=100.0)
+    assert j.outbox.count() == 115 and j.outbox.next_batch(1)[0].payload == b"alarm5"
+    with j.transaction():
+        assert j.outbox.replay_since(100.0) == 5
+    assert j.outbox.count() == 120
+    with j.transaction():
+        j.outbox.mark_acked([batch[0].seq], now=50.0)
+        assert j.outbox.purge_acked(before=60.0) == 1
+    assert j.outbox.count() == 119
 
 
 def test_journal_is_atomic_and_survives_reopen(tmp_path):

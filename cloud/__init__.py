@@ -1,0 +1,1 @@
+"""The supervision cloud: ingest from the uplink broker, stores, alarms lifecycle and the web API."""

@@ -1,0 +1,301 @@
+"""The edge agent: `careguard edge --config FILE.toml`.
+
+It wires the parts together on one asyncio loop: the device gateway feeds the alarm
+engine; each alarm is journalled (fsync) before anything acts on it; police events go
+straight to the alarm centre over DC-09; everything also goes to the cloud through the
+durable outbox. After a crash, undelivered police events are sent again on start."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import time
+import uuid
+from datetime import datetime
+from typing import Optional
+
+from contracts import topics
+from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
+from contracts.dc09_codes import CID_CODES, POLICE_KINDS, SIA_CODES
+from contracts.device import DeviceEvent, DeviceTelemetry
+from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, make_envelope
+from contracts.timefmt import iso_utc, utcnow
+from edge.alarm_engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
+from edge.config import ConfigError, EdgeConfig, load_config
+from edge.dc09_link import Delivery, PoliceEvent, PoliceLink
+from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
+from edge.journal import AlarmRecord, Journal, PoliceRecord
+from edge.outbox import Priority
+from edge.uplink import Uplink
+
+log = logging.getLogger("careguard.edge")
+
+TELEMETRY_FLUSH_S = 1.0
+TICK_S = 1.0
+
+
+def has_restore_code(kind: AlarmKind) -> bool:
+    return (kind, True) in SIA_CODES and (kind, True) in CID_CODES
+
+
+class EdgeAgent:
+    def __init__(self, cfg: EdgeConfig):
+        self.cfg = cfg
+        self.facility = cfg.facility_id
+        self.journal: Optional[Journal] = None
+        self.engine: Optional[AlarmEngine] = None
+        self.police: Optional[PoliceLink] = None
+        self.devices: Optional[DeviceGateway] = None
+        self.uplink: Optional[Uplink] = None
+        self._tasks: set[asyncio.Task] = set()
+        self._telemetry: list[dict] = []
+        self._seq = 0
+        self._started_mono = time.monotonic()
+        self.deliveries: dict[uuid.UUID, Delivery] = {}
+        self.acked_by_cloud: dict[str, dict] = {}
+
+    # --- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.journal = Journal(self.cfg.outbox.path, self.cfg.outbox.max_messages)
+        self._seq = int(self.journal.get_state("seq", 0))
+        self.engine = AlarmEngine(self.cfg, self.journal.get_state("engine"))
+        self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path)
+        self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down)
+        known = {d for z in self.cfg.zones for d in z.devices}
+        self.devices = DeviceGateway(self.cfg.local_broker, known, loop, self._on_device_message,
+                                     client_id=f"edge-{self.facility}-local")
+        await self.police.start()
+        # Police events a crash left undelivered go first, in their original order.
+        for rec in self.journal.pending_police_events():
+            self._spawn(self._deliver(rec))
+        self.uplink.start()
+        self.devices.start()
+        self._spawn(self._periodic(TELEMETRY_FLUSH_S, self._flush_telemetry))
+        self._spawn(self._periodic(TICK_S, self._tick))
+        self._spawn(self._periodic(self.cfg.uplink.heartbeat_s, self._heartbeat))
+        log.info("edge agent for %s started: %d zones, %d devices, police %s", self.facility, len(self.cfg.zones),
+                 len(known), ", ".join(r.name for r in self.cfg.police.receivers))
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._flush_telemetry()
+        if self.devices:
+            self.devices.stop()
+        if self.uplink:
+            self.uplink.stop()
+        if self.police:
+            await self.police.close()
+        if self.journal:
+            self.journal.close()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("edge task failed", exc_info=task.exception())
+
+    async def _periodic(self, period: float, fn) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                fn()
+            except Exception:
+                log.exception("periodic %s failed", getattr(fn, "__name__", fn))
+
+    # --- envelopes ----------------------------------------------------------------------
+    def _envelope(self, type_: str, body: dict, ts: datetime) -> Envelope:
+        self._seq += 1
+        return make_envelope(self.facility, type_, body, seq=self._seq, ts=ts)
+
+    def _enqueue(self, env: Envelope, priority: Priority) -> None:
+        self.journal.outbox.put(topics.up(self.facility, env.stream), env.to_bytes(), priority)
+
+    def _save_state(self) -> None:
+        self.journal.set_state("seq", self._seq)
+        self.journal.set_state("engine", self.engine.snapshot())
+
+    # --- device input -------------------------------------------------------------------
+    def _on_device_message(self, msg: DeviceMessage) -> None:
+        if isinstance(msg, DeviceEvent):
+            try:
+                actions = self.engine.on_device_event(msg)
+            except CommandError as exc:
+                log.warning("device event refused: %s", exc)
+                return
+            self.apply(actions)
+        elif isinstance(msg, DeviceTelemetry):
+            zone = self.engine.zone_of_device.get(msg.device_id)
+            for metric, value in msg.readings.items():
+                self._telemetry.append({"device_id": msg.device_id, "metric": metric, "value": value,
+                                        "ts": iso_utc(msg.ts), "zone": zone.id if zone else None})
+            if msg.battery_pct is not None:
+                self._telemetry.append({"device_id": msg.device_id, "metric": "battery_pct",
+                                        "value": msg.battery_pct, "ts": iso_utc(msg.ts),
+                                        "zone": zone.id if zone else None})
+            if len(self._telemetry) >= MAX_TELEMETRY_POINTS:
+                self._flush_telemetry()
+        elif isinstance(msg, DeviceStatus):
+            self.apply(self.engine.on_device_status(msg.device_id, msg.online, utcnow()))
+
+    def _flush_telemetry(self) -> None:
+        if not self._telemetry or self.journal is None:
+            return
+        points, self._telemetry = self._telemetry, []
+        with self.journal.transaction(durable=False):
+            for i in range(0, len(points), MAX_TELEMETRY_POINTS):
+                chunk = [{k: v for k, v in p.items() if k != "zone"} for p in points[i:i + MAX_TELEMETRY_POINTS]]
+                self._enqueue(self._envelope("telemetry.batch", {"points": chunk}, utcnow()), Priority.TELEMETRY)
+            self.journal.outbox.enforce_cap()
+            self.journal.set_state("seq", self._seq)
+        self.uplink.kick()
+
+    # --- actions ------------------------------------------------------------------------
+    def apply(self, actions: list[Action]) -> None:
+        """Carry out the engine's actions: one durable transaction, then the police, then the cloud."""
+        police: list[PoliceRecord] = []
+        with self.journal.transaction(durable=True):
+            for action in actions:
+                if isinstance(action, RaiseAlarm):
+                    police += self._raise(action)
+                elif isinstance(action, ClearAlarm):
+                    police += self._clear(action)
+                elif isinstance(action, LogEvent):
+                    self._enqueue(self._envelope(action.type, action.body, action.ts), Priority.EVENT)
+            self._save_state()
+        for rec in police:
+            self._spawn(self._deliver(rec))
+        self.uplink.kick()
+
+    def _raise(self, a: RaiseAlarm) -> list[PoliceRecord]:
+        if self.journal.active_alarm(a.source, a.kind) is not None:
+            return []  # one active alarm per (source, kind)
+        rec = AlarmRecord(uuid.uuid4(), a.kind, DEFAULT_SEVERITY[a.kind].value, a.source,
+                          a.zone.id if a.zone else None, a.device_id, a.ts, a.detail)
+        self.journal.insert_alarm(rec)
+        out = []
+        if a.kind in POLICE_KINDS and a.zone is not None:
+            out.append(self.journal.insert_police_event(rec.alarm_id, a.kind, False, a.zone.number, a.ts))
+        self._enqueue(self._envelope("alarm.raised", self._alarm_body(rec, AlarmState.ACTIVE).model_dump(mode="json"),
+                                     a.ts), Priority.ALARM)
+        log.warning("alarm raised: %s %s (zone %s) %s", a.kind.value, a.source, rec.zone, rec.alarm_id)
+        return out
+
+    def _clear(self, c: ClearAlarm) -> list[PoliceRecord]:
+        alarm_id = self.journal.active_alarm(c.source, c.kind)
+        if alarm_id is None:
+            return []
+        rec = self.journal.alarm(alarm_id)
+        self.journal.clear_alarm(alarm_id, c.ts)
+        out = []
+        if c.kind in POLICE_KINDS and has_restore_code(c.kind) and c.zone is not None:
+            out.append(self.journal.insert_police_event(alarm_id, c.kind, True, c.zone.number, c.ts))
+        body = self._alarm_body(rec, AlarmState.CLEARED)
+        body.detail = {**rec.detail, **c.detail}
+        self._enqueue(self._envelope("alarm.cleared", body.model_dump(mode="json"), c.ts), Priority.ALARM)
+        return out
+
+    @staticmethod
+    def _alarm_body(rec: AlarmRecord, state: AlarmState) -> AlarmBody:
+        return AlarmBody(alarm_id=rec.alarm_id, kind=rec.kind, severity=rec.severity, source=rec.source,
+                         zone=rec.zone, device_id=rec.device_id, state=state, detail=rec.detail)
+
+    # --- police path --------------------------------------------------------------------
+    async def _deliver(self, rec: PoliceRecord) -> None:
+        delivery = await self.police.send(PoliceEvent(alarm_id=rec.alarm_id, kind=rec.kind, restore=rec.restore,
+                                                      zone=rec.zone_number, ts=rec.ts))
+        self.deliveries[rec.alarm_id] = delivery
+        with self.journal.transaction(durable=True):
+            self.journal.mark_police_delivered(rec.event_id, delivery.delivered_at, delivery.receiver,
+                                               delivery.attempts)
+            alarm = self.journal.alarm(rec.alarm_id)
+            if alarm is not None and not rec.restore:
+                body = self._alarm_body(alarm, AlarmState.ACTIVE)
+                body.delivered_at = iso_utc(delivery.delivered_at)
+                body.receiver = delivery.receiver
+                body.detail = {**alarm.detail, "dc09_seq": delivery.seq, "attempts": delivery.attempts}
+                self._enqueue(self._envelope("alarm.delivered", body.model_dump(mode="json"), delivery.delivered_at),
+                              Priority.ALARM)
+            self._save_state()
+        self.uplink.kick()
+
+    def _on_police_path(self, receiver: str, up: bool, reason: str) -> None:
+        """A police path that fails is an alarm of its own, to the cloud (the police cannot be told on it)."""
+        now = utcnow()
+        source = f"police:{receiver}"
+        if up:
+            log.info("police path %s up", receiver)
+            self.apply([ClearAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, {"reason": reason})])
+        else:
+            log.error("police path %s down: %s", receiver, reason)
+            self.apply([RaiseAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, None,
+                                   {"receiver": receiver, "reason": reason})])
+
+    # --- cloud input --------------------------------------------------------------------
+    def _on_down(self, env: Envelope) -> None:
+        if env.type == "ack.alarm":
+            self.acked_by_cloud[str(env.body.get("alarm_id"))] = env.body
+            log.info("alarm %s acknowledged by %s", env.body.get("alarm_id"), env.body.get("acked_by"))
+        elif env.type == "arm.set":
+            self.command(str(env.body.get("action")), str(env.body.get("zone")), str(env.body.get("by", "cloud")))
+        else:
+            log.info("down message %s ignored", env.type)
+
+    def command(self, action: str, zone: str, by: str) -> None:
+        try:
+            actions = self.engine.command(action, zone, by, utcnow())
+        except CommandError as exc:
+            log.warning("command %s on %s refused: %s", action, zone, exc)
+            actions = [LogEvent("event.arming", utcnow(), {"zone": zone, "action": action, "by": by,
+                                                           "refused": str(exc)})]
+        self.apply(actions)
+
+    # --- periodic -----------------------------------------------------------------------
+    def _tick(self) -> None:
+        actions = self.engine.tick(utcnow())
+        if actions:
+            self.apply(actions)
+
+    def _heartbeat(self) -> None:
+        body = {"uptime_s": round(time.monotonic() - self._started_mono, 1),
+                "outbox": self.journal.outbox.count(),
+                "police_paths": self.police.path_states(),
+                "devices_rejected": dict(self.devices.rejected),
+                "latched": self.engine.snapshot()["latched"]}
+        self.uplink.publish_direct(self._envelope("heartbeat", body, utcnow()))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the gateway's TOML configuration")
+    parser.add_argument("--log-level", default="INFO")
+
+
+async def _run(cfg: EdgeConfig) -> None:
+    agent = EdgeAgent(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await agent.start()
+    await stop.wait()
+    await agent.stop()
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"careguard edge: bad configuration: {exc}", flush=True)
+        return 2
+    asyncio.run(_run(cfg))
+    return 0

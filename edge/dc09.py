@@ -1,0 +1,420 @@
+"""SIA DC-09 codec: frames, NULL messages and ACK/NAK/DUH responses as bytes, no I/O (sans-IO).
+
+Frame: <LF><crc><0LLL>"<id>"<seq>R<rcvr>L<pref>#<acct>[<data>]<xdata...><_HH:MM:SS,MM-DD-YYYY><CR>
+- crc: CRC-16/ARC of everything from the first `"` to the end of the timestamp, 4 upper hex digits;
+  0LLL: the length of that same span, 4 hex digits.
+- Encrypted (`"*SIA-DCS"`, `"*ADM-CID"`, `"*NULL"`): after `[` comes the hex of
+  AES-CBC(zero IV)(pad + "|" + data + "]" + xdata + timestamp); pad makes the region a multiple of 16.
+- SIA-DCS data: `#acct|Nri<area>/<CODE><zone:03>`; ADM-CID data: `#acct|<Q><EEE> <PP> <ZZZ>`.
+- CareGuard's alarm id travels as extended data `[I<uuid>]` (alarm text). SIA-DCS also carries the
+  time of origin as `[H_HH:MM:SS,MM-DD-YYYY]`; ADM-CID does not, because pysiaalarm (and receivers
+  built like it) accept a single extended-data block after Contact ID data.
+
+Replies, as this receiver gives them (DC-09 leaves some of this open):
+- ACK: accepted (also for NULL); `"*ACK"` with an encrypted timestamp when the frame was encrypted.
+- NAK `"NAK"0000R0L0A0[]_<receiver time>`: bad CRC/length/framing, unknown account, bad timestamp
+  or undecryptable content; the sender corrects its clock from the timestamp and resends.
+- DUH: well-formed but not understood (unknown id token, code or data format).
+
+Time is always passed in (`now`); every datetime is timezone-aware and sent as UTC.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Literal, Mapping, Optional
+from uuid import UUID
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from contracts.alarms import AlarmKind
+from contracts.dc09_codes import CID_CODES, SIA_CODES
+from contracts.errors import ContractError
+
+SIA_DCS = "SIA-DCS"
+ADM_CID = "ADM-CID"
+NULL = "NULL"
+Protocol = Literal["SIA-DCS", "ADM-CID"]
+TOKENS = (SIA_DCS, ADM_CID, NULL)
+
+SEQ_MAX = 9999
+# DC-09: a receiver accepts a timestamp from 40 s behind to 20 s ahead of its own clock.
+WINDOW_BEHIND_S = 40
+WINDOW_AHEAD_S = 20
+
+_TS_FMT = "%H:%M:%S,%m-%d-%Y"
+_TS_RE = r"_\d{2}:\d{2}:\d{2},\d{2}-\d{2}-\d{4}"
+_ZERO_IV = bytes(16)
+_PAD_CHARS = string.ascii_letters + string.digits  # random, and never one of | [ ]
+
+_HEADER_RE = re.compile(
+    r'"(?P<star>\*)?(?P<token>[^"]{1,16})"(?P<seq>\d{4})(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?'
+    r"L(?P<pref>[0-9A-Fa-f]{1,6})#(?P<acct>[0-9A-Fa-f]{3,16})\[(?P<rest>.*)\Z", re.S)
+_PLAIN_REST_RE = re.compile(r"(?P<data>[^\[\]]*)\](?P<xdata>(?:\[[^\[\]]*\])*)(?P<ts>" + _TS_RE + r")?\Z", re.S)
+_SIA_DATA_RE = re.compile(
+    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?N(?:ri(?P<area>\d{1,4})/?)?(?P<code>[A-Z]{2})(?P<zone>\d{1,4})?(?:\^[^^]*\^)?\Z")
+_CID_DATA_RE = re.compile(
+    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?(?P<code>[136][0-9A-Fa-f]{3}) (?P<area>\d{2}) (?P<zone>\d{3})\Z")
+_RESPONSE_RE = re.compile(
+    r'"(?P<star>\*)?(?P<token>ACK|NAK|DUH|RSP)"(?P<seq>\d{4})(?P<route>[^#\[]*)(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?'
+    r"\[(?P<rest>.*)\Z", re.S)
+
+
+class DC09Error(ContractError):
+    """A frame or response that fails DC-09.
+
+    `kind` is a short counter key (crc, length, framing, format, account, timestamp, decrypt, token,
+    code); `header` carries what could be read of the frame, so a receiver can still address a NAK/DUH."""
+
+    def __init__(self, kind: str, reason: str, header: Optional["Header"] = None):
+        super().__init__(f"{kind}: {reason}")
+        self.kind = kind
+        self.header = header
+
+
+@dataclass(frozen=True)
+class EventData:
+    """One event as DC-09 carries it.
+
+    `code` is the SIA two-letter code (SIA-DCS) or qualifier+event code such as "1120" (ADM-CID)."""
+
+    code: str
+    zone: int
+    area: int = 1
+    alarm_id: Optional[UUID] = None
+    occurred_at: Optional[datetime] = None
+
+
+@dataclass(frozen=True)
+class Header:
+    token: str
+    encrypted: bool
+    seq: int
+    receiver: Optional[str]
+    prefix: str
+    account: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame; `event` is None for NULL messages."""
+
+    header: Header
+    timestamp: Optional[datetime]
+    event: Optional[EventData]
+    data: str = field(default="", repr=False)  # data + extended data as sent, without timestamp: the content a resend repeats
+
+
+@dataclass(frozen=True)
+class Response:
+    kind: Literal["ACK", "NAK", "DUH", "RSP"]
+    seq: int
+    account: Optional[str]
+    timestamp: Optional[datetime]  # the receiver's clock (always on NAK)
+
+
+# ------------------------------------------------------------------ primitives
+def crc16(data: bytes) -> int:
+    """CRC-16/ARC (poly 0x8005 reflected, init 0), as DC-09 specifies."""
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc
+
+
+def next_seq(seq: int) -> int:
+    """Sequence numbers run 0001..9999 and wrap to 0001 (0000 is reserved for NAK)."""
+    return 1 if seq >= SEQ_MAX else seq + 1
+
+
+def format_timestamp(ts: datetime) -> str:
+    if ts.tzinfo is None:
+        raise ValueError("timestamp must be timezone-aware")
+    return "_" + ts.astimezone(timezone.utc).strftime(_TS_FMT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    try:
+        return datetime.strptime(text.lstrip("_"), _TS_FMT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise DC09Error("timestamp", f"not a valid _HH:MM:SS,MM-DD-YYYY time: {text!r}") from None
+
+
+def check_timestamp(frame: Frame, now: datetime) -> None:
+    """Raise if the frame's time is outside the receiver's window (-40 s/+20 s).
+
+    A missing timestamp is allowed only on unencrypted frames, as DC-09 allows."""
+    if frame.timestamp is None:
+        if frame.header.encrypted:
+            raise DC09Error("timestamp", "encrypted frame without timestamp", frame.header)
+        return
+    skew = (frame.timestamp - now).total_seconds()
+    if skew > WINDOW_AHEAD_S or skew < -WINDOW_BEHIND_S:
+        raise DC09Error("timestamp", f"frame time {frame.timestamp.isoformat()} is {skew:+.0f} s from receiver time "
+                        f"(window -{WINDOW_BEHIND_S}/+{WINDOW_AHEAD_S} s)", frame.header)
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) not in (16, 24, 32):
+        raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
+
+
+def _encrypt(key: bytes, plain: str) -> str:
+    padded = "".join(secrets.choice(_PAD_CHARS) for _ in range(16 - (len(plain) + 1) % 16)) + "|" + plain
+    enc = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).encryptor()
+    return (enc.update(padded.encode("ascii")) + enc.finalize()).hex().upper()
+
+
+def _decrypt(key: bytes, hex_text: str, header: Optional[Header]) -> str:
+    """The plaintext after the pad and its `|` terminator."""
+    try:
+        raw = bytes.fromhex(hex_text)
+    except ValueError:
+        raise DC09Error("decrypt", "encrypted part is not hex", header) from None
+    if not raw or len(raw) % 16:
+        raise DC09Error("decrypt", f"encrypted part is {len(raw)} bytes, not a multiple of 16", header)
+    dec = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
+    plain = (dec.update(raw) + dec.finalize()).decode("latin-1")
+    if "|" not in plain:
+        raise DC09Error("decrypt", "no pad terminator after decryption (wrong key?)", header)
+    return plain.split("|", 1)[1]
+
+
+def _wrap(body: str) -> bytes:
+    raw = body.encode("ascii")
+    if len(raw) > 0xFFF:
+        raise ValueError(f"frame body is {len(raw)} bytes, DC-09 allows at most 4095")
+    return b"\n" + f"{crc16(raw):04X}{len(raw):04X}".encode() + raw + b"\r"
+
+
+def _unwrap(frame: bytes) -> str:
+    """Check LF/CR, CRC and length; return the body from the first `"`."""
+    if not frame.startswith(b"\n") or not frame.endswith(b"\r"):
+        raise DC09Error("framing", "frame must start with LF and end with CR")
+    inner = frame[1:-1]
+    if len(inner) < 9:
+        raise DC09Error("framing", f"frame of {len(frame)} bytes is truncated")
+    head, body = inner[:8], inner[8:]
+    try:
+        crc_text, len_text = head[:4].decode("ascii"), head[4:].decode("ascii")
+        sent_crc, sent_len = int(crc_text, 16), int(len_text, 16)
+    except (UnicodeDecodeError, ValueError):
+        raise DC09Error("framing", f"CRC/length field {head!r} is not hex") from None
+    if not len_text.startswith("0"):
+        raise DC09Error("length", f"length field {len_text!r} must start with 0")
+    if not body.startswith(b'"'):
+        raise DC09Error("framing", 'id token does not follow CRC and length (no ")')
+    if sent_len != len(body):
+        raise DC09Error("length", f"length field says {sent_len}, frame body is {len(body)} bytes")
+    if sent_crc != crc16(body):
+        raise DC09Error("crc", f"CRC {crc_text} does not match computed {crc16(body):04X}")
+    return body.decode("latin-1")
+
+
+# ------------------------------------------------------------------ sender side
+def _route(seq: int, receiver: Optional[str], prefix: str, account: str) -> str:
+    if not 1 <= seq <= SEQ_MAX:
+        raise ValueError(f"sequence {seq} outside 1..{SEQ_MAX}")
+    if not re.fullmatch(r"[0-9A-Fa-f]{3,16}", account):
+        raise ValueError(f"account {account!r} must be 3-16 hex digits")
+    rcvr = f"R{receiver}" if receiver else ""
+    return f"{seq:04d}{rcvr}L{prefix}#{account.upper()}["
+
+
+def _event_data(protocol: str, account: str, ev: EventData) -> str:
+    if not 0 <= ev.zone <= 999:
+        raise ValueError(f"zone {ev.zone} outside 0..999")
+    acct = account.upper()
+    if protocol == SIA_DCS:
+        if not re.fullmatch(r"[A-Z]{2}", ev.code):
+            raise ValueError(f"SIA-DCS code {ev.code!r} must be two capital letters")
+        data = f"#{acct}|Nri{ev.area}/{ev.code}{ev.zone:03d}]"
+        if ev.occurred_at is not None:
+            data += f"[H{format_timestamp(ev.occurred_at)}]"
+    elif protocol == ADM_CID:
+        if not re.fullmatch(r"[136][0-9A-F]{3}", ev.code):
+            raise ValueError(f"ADM-CID code {ev.code!r} must be qualifier 1/3/6 and 3 hex digits")
+        if not 0 <= ev.area <= 99:
+            raise ValueError(f"ADM-CID partition {ev.area} outside 0..99")
+        data = f"#{acct}|{ev.code} {ev.area:02d} {ev.zone:03d}]"
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    if ev.alarm_id is not None:
+        data += f"[I{ev.alarm_id}]"
+    return data
+
+
+def _frame(token: str, seq: int, account: str, data: str, now: datetime, receiver: Optional[str],
+           prefix: str, key: Optional[bytes]) -> bytes:
+    route = _route(seq, receiver, prefix, account)
+    tail = data + format_timestamp(now)
+    if key is None:
+        return _wrap(f'"{token}"{route}{tail}')
+    _check_key(key)
+    return _wrap(f'"*{token}"{route}{_encrypt(key, tail)}')
+
+
+def encode_event(event: EventData, *, protocol: Protocol, account: str, seq: int, now: datetime,
+                 receiver: Optional[str] = None, prefix: str = "0", key: Optional[bytes] = None) -> bytes:
+    """One event frame, timestamped `now` (the sender's corrected clock)."""
+    return _frame(protocol, seq, account, _event_data(protocol, account, event), now, receiver, prefix, key)
+
+
+def encode_null(*, account: str, seq: int, now: datetime, receiver: Optional[str] = None, prefix: str = "0",
+                key: Optional[bytes] = None) -> bytes:
+    """A NULL (link supervision) frame."""
+    return _frame(NULL, seq, account, "]", now, receiver, prefix, key)
+
+
+def decode_response(frame: bytes, *, key: Optional[bytes] = None) -> Response:
+    """Parse a receiver's reply. An encrypted ACK is decrypted to check the receiver holds the key."""
+    body = _unwrap(frame)
+    m = _RESPONSE_RE.match(body)
+    if not m:
+        raise DC09Error("format", f"not an ACK/NAK/DUH response: {body[:60]!r}")
+    kind, rest = m["token"], m["rest"]
+    timestamp = None
+    if m["star"]:
+        if key is None:
+            raise DC09Error("decrypt", f"encrypted {kind} but no key configured")
+        plain = _decrypt_response(key, rest)
+        ts = re.search(_TS_RE + r"\Z", plain)
+        if "]" not in plain or ts is None:
+            raise DC09Error("decrypt", f"encrypted {kind} does not decrypt to ]<timestamp> (wrong key?)")
+        timestamp = parse_timestamp(ts.group(0))
+    else:
+        ts = re.search(_TS_RE + r"\Z", rest)
+        if ts:
+            timestamp = parse_timestamp(ts.group(0))
+    if kind == "NAK" and timestamp is None:
+        raise DC09Error("timestamp", "NAK without receiver timestamp")
+    return Response(kind=kind, seq=int(m["seq"]), account=m["acct"].upper() if m["acct"] else None, timestamp=timestamp)
+
+
+def _decrypt_response(key: bytes, rest: str) -> str:
+    # A receiver may put a clear response qualifier before the hex (pysiaalarm does), so decrypt the
+    # longest hex tail that is a whole number of blocks.
+    hex_tail = re.search(r"[0-9A-Fa-f]*\Z", rest).group(0)
+    hex_tail = hex_tail[len(hex_tail) % 32:]
+    try:
+        raw = bytes.fromhex(hex_tail)
+    except ValueError:
+        raise DC09Error("decrypt", "encrypted response is not hex") from None
+    if not raw:
+        raise DC09Error("decrypt", "encrypted response carries no ciphertext")
+    dec = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
+    return (dec.update(raw) + dec.finalize()).decode("latin-1")
+
+
+# ------------------------------------------------------------------ receiver side
+def decode_header(frame: bytes) -> tuple[Header, str]:
+    """Check framing, CRC and length; return the header and the still encrypted or plain rest."""
+    body = _unwrap(frame)
+    m = _HEADER_RE.match(body)
+    if not m:
+        raise DC09Error("format", f"header is not \"id\"seq[Rrcvr]Lpref#acct[ : {body[:60]!r}")
+    header = Header(token=m["token"], encrypted=bool(m["star"]), seq=int(m["seq"]),
+                    receiver=m["rcvr"].upper() if m["rcvr"] else None, prefix=m["pref"].upper(),
+                    account=m["acct"].upper())
+    return header, m["rest"]
+
+
+def decode_frame(frame: bytes, accounts: Mapping[str, Optional[bytes]]) -> Frame:
+    """Decode an event or NULL frame for a receiver.
+
+    `accounts` maps each known account (upper-case hex) to its AES key, or None for plain text."""
+    header, rest = decode_header(frame)
+    if header.account not in accounts:
+        raise DC09Error("account", f"unknown account {header.account}", header)
+    key = accounts[header.account]
+    if header.token not in TOKENS:
+        raise DC09Error("token", f"unsupported id token {header.token!r}", header)
+    if header.encrypted:
+        if key is None:
+            raise DC09Error("decrypt", f"account {header.account} has no key but the frame is encrypted", header)
+        rest = _decrypt(key, rest, header)
+    elif key is not None:
+        raise DC09Error("decrypt", f"account {header.account} requires encryption, frame is plain", header)
+    m = _PLAIN_REST_RE.match(rest)
+    if not m:
+        kind = "decrypt" if header.encrypted else "format"
+        raise DC09Error(kind, f"data is not <data>][xdata]..[_timestamp]: {rest[:60]!r}", header)
+    timestamp = parse_timestamp(m["ts"]) if m["ts"] else None
+    xdata = dict((blk[0], blk[1:]) for blk in re.findall(r"\[([^\[\]]+)\]", m["xdata"]))
+    content = m["data"] + "]" + m["xdata"]
+    if header.token == NULL:
+        return Frame(header=header, timestamp=timestamp, event=None, data=content)
+    return Frame(header=header, timestamp=timestamp, event=_parse_event(header, m["data"], xdata), data=content)
+
+
+def _parse_event(header: Header, data: str, xdata: dict[str, str]) -> EventData:
+    matcher = _SIA_DATA_RE if header.token == SIA_DCS else _CID_DATA_RE
+    m = matcher.match(data)
+    if not m:
+        raise DC09Error("format", f"{header.token} data not understood: {data!r}", header)
+    if m["acct"] and m["acct"].upper() != header.account:
+        raise DC09Error("account", f"data account {m['acct']} differs from header account {header.account}", header)
+    if header.token == SIA_DCS:
+        area = int(m["area"]) if m["area"] else 0
+        zone = int(m["zone"]) if m["zone"] else 0
+        code = m["code"]
+    else:
+        area, zone, code = int(m["area"]), int(m["zone"]), m["code"].upper()
+    alarm_id = None
+    if "I" in xdata:
+        try:
+            alarm_id = UUID(xdata["I"])
+        except ValueError:
+            alarm_id = None  # free alarm text from another sender, not a CareGuard id
+    occurred_at = parse_timestamp(xdata["H"]) if "H" in xdata else None
+    return EventData(code=code, zone=zone, area=area, alarm_id=alarm_id, occurred_at=occurred_at)
+
+
+def _reply_route(header: Optional[Header]) -> str:
+    if header is None:
+        return "0000R0L0#0["  # nothing readable to address
+    rcvr = f"R{header.receiver}" if header.receiver else "R0"
+    return f"{header.seq:04d}{rcvr}L{header.prefix}#{header.account}["
+
+
+def encode_ack(header: Header, *, now: datetime, key: Optional[bytes] = None) -> bytes:
+    """ACK for an accepted frame; encrypted (with our time inside) when the frame was."""
+    route = _reply_route(header)
+    if header.encrypted:
+        if key is None:
+            raise ValueError("an encrypted frame needs the account key to ACK")
+        return _wrap(f'"*ACK"{route}{_encrypt(key, "]" + format_timestamp(now))}')
+    return _wrap(f'"ACK"{route}]')
+
+
+def encode_nak(*, now: datetime) -> bytes:
+    """NAK carrying the receiver's time, so the sender can correct its clock."""
+    return _wrap(f'"NAK"0000R0L0A0[]{format_timestamp(now)}')
+
+
+def encode_duh(header: Optional[Header]) -> bytes:
+    return _wrap(f'"DUH"{_reply_route(header)}]')
+
+
+# ------------------------------------------------------------------ codes
+def code_for(kind: AlarmKind, restore: bool, protocol: Protocol) -> str:
+    table = SIA_CODES if protocol == SIA_DCS else CID_CODES
+    try:
+        return table[(kind, restore)]
+    except KeyError:
+        raise ValueError(f"alarm kind {kind.value!r} (restore={restore}) has no {protocol} code") from None
+
+
+def kind_of(code: str) -> Optional[tuple[AlarmKind, bool]]:
+    """(kind, restore) for a SIA or Contact ID code, None for codes that are no alarm kind (e.g. RP)."""
+    for table in (SIA_CODES, CID_CODES):
+        for key, value in table.items():
+            if value == code:
+                return key
+    return None

@@ -1,0 +1,141 @@
+"""The durable outbox and uplink against a real Mosquitto: nothing lost over broker restarts."""
+
+import asyncio
+import json
+import threading
+import time
+
+from careguard.mqtt import make_client
+from contracts import topics
+from contracts.envelope import make_envelope
+from edge.journal import Journal
+from edge.outbox import Priority
+from edge.uplink import Uplink
+
+
+class Collector:
+    """A cloud stand-in that records envelope ids (a persistent session, as the cloud's ingest has)."""
+
+    def __init__(self, url: str):
+        self.ids: list[str] = []
+        self.lock = threading.Lock()
+        self.client, addr = make_client(url, "collector", clean=False)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.UP_WILDCARD, qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(addr.host, addr.port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            self.ids.append(json.loads(msg.payload)["id"])
+
+    def distinct(self) -> set[str]:
+        with self.lock:
+            return set(self.ids)
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+async def wait_until(pred, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path):
+    collector = Collector(mosquitto.url)
+    time.sleep(0.3)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        journal = Journal(tmp_path / "edge.sqlite3", 100_000)
+        uplink = Uplink(mosquitto.url, "F1", journal, loop, on_down=lambda env: None)
+        uplink.start()
+        sent: list[str] = []
+
+        def enqueue(n, priority):
+            with journal.transaction(durable=False):
+                for _ in range(n):
+                    env = make_envelope("F1", "event.device", {"n": len(sent)})
+                    journal.outbox.put(topics.up("F1", env.stream), env.to_bytes(), priority)
+                    sent.append(str(env.id))
+            uplink.kick()
+
+        assert await wait_until(lambda: uplink.connected)
+        enqueue(500, Priority.EVENT)
+        mosquitto.restart()  # mid-stream, with messages in flight
+        enqueue(500, Priority.EVENT)
+        assert await wait_until(lambda: journal.outbox.count() == 0, 30)
+        assert await wait_until(lambda: set(sent) <= collector.distinct(), 10), (
+            f"{len(set(sent) - collector.distinct())} of {len(sent)} never reached the subscriber, replayed {uplink.replayed}")
+        uplink.stop()
+        journal.close()
+        return sent
+
+    sent = asyncio.run(scenario())
+    collector.stop()
+    assert len(sent) == 1000 and set(sent) <= collector.distinct()
+
+
+def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_path):
+    """Written while the broker is down, the outbox is drained by the next process that opens it."""
+    path = tmp_path / "edge.sqlite3"
+    mosquitto.stop()
+    journal = Journal(path, 1000)
+    ids = []
+    with journal.transaction():
+        for i in range(50):
+            env = make_envelope("F1", "alarm.raised" if i % 2 else "event.device",
+                                {"n": i} if i % 2 == 0 else {"alarm_id": "6f1d0c9e-0000-4000-8000-%012d" % i,
+                                                              "kind": "panic", "severity": "critical", "source": "z"})
+            journal.outbox.put(topics.up("F1", env.stream), env.to_bytes(), Priority.ALARM)
+            ids.append(str(env.id))
+    journal.close()
+    mosquitto.start()
+    collector = Collector(mosquitto.url)
+    time.sleep(0.3)
+
+    async def drain():
+        j = Journal(path, 1000)
+        uplink = Uplink(mosquitto.url, "F1", j, asyncio.get_running_loop(), on_down=lambda env: None)
+        uplink.start()
+        ok = await wait_until(lambda: j.outbox.count() == 0 and set(ids) <= collector.distinct(), 20)
+        uplink.stop()
+        j.close()
+        return ok
+
+    assert asyncio.run(drain())
+    collector.stop()
+
+
+def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
+    got = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        journal = Journal(tmp_path / "e.sqlite3", 1000)
+        uplink = Uplink(mosquitto.url, "F1", journal, loop, on_down=got.append)
+        uplink.start()
+        assert await wait_until(lambda: uplink.connected)
+        await asyncio.sleep(0.2)
+        pub, addr = make_client(mosquitto.url)
+        pub.connect(addr.host, addr.port)
+        pub.loop_start()
+        foreign = make_envelope("F2", "ack.alarm", {"alarm_id": "x"}, source="cloud")
+        pub.publish(topics.down("F1", "ack"), foreign.to_bytes(), qos=1).wait_for_publish(5)
+        pub.publish(topics.down("F1", "ack"), b"{garbage", qos=1).wait_for_publish(5)
+        good = make_envelope("F1", "ack.alarm", {"alarm_id": "y"}, source="cloud")
+        pub.publish(topics.down("F1", "ack"), good.to_bytes(), qos=1).wait_for_publish(5)
+        assert await wait_until(lambda: len(got) == 1)
+        pub.loop_stop()
+        uplink.stop()
+        journal.close()
+        return uplink.down_rejected
+
+    assert asyncio.run(scenario()) == 2
+    assert got[0].body == {"alarm_id": "y"}
