@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ def parse_device_message(topic: str, payload: bytes, known_devices: frozenset[st
 
 
 def rejection_reason(reason: str) -> str:
-    """A short, bounded label for counters (the full reason goes to the log)."""
-    return reason.split(":", 1)[0][:48]
+    """A bounded label for counters: values (ids, sizes) are masked, so a flood of odd input
+    cannot grow the counters without end. The full reason goes to the log."""
+    return re.sub(r"'[^']*'|\d+", "_", reason.split(":", 1)[0])[:64]
 
 
 class DeviceGateway:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import threading
+
 import pytest
+
+from careguard.mqtt import make_client
+from contracts import topics
 
 from careguard.services import Mosquitto, postgres, victoria_metrics
 
@@ -27,3 +33,46 @@ def pg_url():
 def vm_url():
     with victoria_metrics() as url:
         yield url
+
+
+class Collector:
+    """A cloud stand-in on the uplink broker: records every envelope (persistent session, QoS 1,
+    as the cloud's ingest subscribes)."""
+
+    def __init__(self, url: str, client_id: str = "collector"):
+        self.envelopes: list[dict] = []
+        self.lock = threading.Lock()
+        self.client, addr = make_client(url, client_id, clean=False)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.UP_WILDCARD, qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(addr.host, addr.port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            self.envelopes.append(json.loads(msg.payload))
+
+    def distinct(self) -> set[str]:
+        with self.lock:
+            return {e["id"] for e in self.envelopes}
+
+    def of_type(self, type_: str) -> list[dict]:
+        with self.lock:
+            return [e for e in self.envelopes if e["type"] == type_]
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def collector_factory():
+    made: list[Collector] = []
+
+    def make(url: str, client_id: str = "collector") -> Collector:
+        made.append(Collector(url, client_id))
+        return made[-1]
+
+    yield make
+    for c in made:
+        c.stop()

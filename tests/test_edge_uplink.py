@@ -1,8 +1,6 @@
 """The durable outbox and uplink against a real Mosquitto: nothing lost over broker restarts."""
 
 import asyncio
-import json
-import threading
 import time
 
 from careguard.mqtt import make_client
@@ -11,31 +9,6 @@ from contracts.envelope import make_envelope
 from edge.journal import Journal
 from edge.outbox import Priority
 from edge.uplink import Uplink
-
-
-class Collector:
-    """A cloud stand-in that records envelope ids (a persistent session, as the cloud's ingest has)."""
-
-    def __init__(self, url: str):
-        self.ids: list[str] = []
-        self.lock = threading.Lock()
-        self.client, addr = make_client(url, "collector", clean=False)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.UP_WILDCARD, qos=1)
-        self.client.on_message = self._on_message
-        self.client.connect(addr.host, addr.port)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, msg):
-        with self.lock:
-            self.ids.append(json.loads(msg.payload)["id"])
-
-    def distinct(self) -> set[str]:
-        with self.lock:
-            return set(self.ids)
-
-    def stop(self):
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 async def wait_until(pred, timeout=20.0):
@@ -47,8 +20,8 @@ async def wait_until(pred, timeout=20.0):
     return pred()
 
 
-def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path):
-    collector = Collector(mosquitto.url)
+def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path, collector_factory):
+    collector = collector_factory(mosquitto.url)
     time.sleep(0.3)
 
     async def scenario():
@@ -78,11 +51,10 @@ def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path):
         return sent
 
     sent = asyncio.run(scenario())
-    collector.stop()
     assert len(sent) == 1000 and set(sent) <= collector.distinct()
 
 
-def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_path):
+def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_path, collector_factory):
     """Written while the broker is down, the outbox is drained by the next process that opens it."""
     path = tmp_path / "edge.sqlite3"
     mosquitto.stop()
@@ -97,7 +69,7 @@ def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_
             ids.append(str(env.id))
     journal.close()
     mosquitto.start()
-    collector = Collector(mosquitto.url)
+    collector = collector_factory(mosquitto.url)
     time.sleep(0.3)
 
     async def drain():
@@ -110,7 +82,6 @@ def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_
         return ok
 
     assert asyncio.run(drain())
-    collector.stop()
 
 
 def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
