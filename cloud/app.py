@@ -1,0 +1,64 @@
+"""The FastAPI application: API routers, the police page and its static files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable, Optional
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from cloud.api import police
+from cloud.auth import Principal, TokenTable, require_role
+from cloud.config import Role
+from cloud.downlink import Downlink
+from cloud.events_bus import EventBus
+from dashboards import STATIC_DIR
+
+
+class Health(BaseModel):
+    status: str
+
+
+class IngestStats(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+    store_errors: int
+    batches: int
+    alarm_updates: int
+    telemetry_points: int
+    rejected_by_reason: dict[str, int]
+
+
+def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
+               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
+    app = FastAPI(title="CareGuard cloud", version="1")
+    app.state.engine = engine
+    app.state.bus = bus
+    app.state.tokens = tokens
+    app.state.downlink = downlink
+    app.include_router(police.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/police")
+
+    @app.get("/police", include_in_schema=False)
+    def police_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "police.html", headers={"Cache-Control": "no-store"})
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/api/ingest/stats", response_model=IngestStats)
+    def ingest_stats(_who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> IngestStats:
+        return IngestStats.model_validate(ingest_counters() if ingest_counters else
+                                          {k: 0 for k in IngestStats.model_fields} | {"rejected_by_reason": {}})
+
+    return app

@@ -1,0 +1,103 @@
+"""The cloud's configuration: a TOML file and/or command-line flags, validated at start-up.
+
+A bad file stops the cloud with a message naming the key and what was expected."""
+
+from __future__ import annotations
+
+import secrets
+import tomllib
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from careguard.mqtt import parse_broker_url
+from contracts.errors import describe_validation_error
+
+
+class Role(str, Enum):
+    POLICE = "police"
+    HEALTH = "health"
+    SUPERVISOR = "supervisor"
+    FACILITY = "facility"
+    ADMIN = "admin"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TokenEntry(_Strict):
+    token: str = Field(min_length=16, description="bearer token; keep it secret, at least 16 characters")
+    user: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    role: Role
+
+
+class CloudConfig(_Strict):
+    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="uplink broker, mqtt://[user:pass@]host[:port]")
+    db_url: str = Field(default="sqlite:///var/cloud.db", description="sqlite:///FILE or postgresql+psycopg://...")
+    host: str = Field(default="127.0.0.1", description="HTTP listen address")
+    port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 picks a free one")
+    shared_subscription: bool = Field(
+        default=False, description="MQTT v5 $share/ingest/... so several cloud workers split the load (Mosquitto, EMQX); "
+                                   "off for the embedded amqtt broker, which speaks 3.1.1 only")
+    client_id: str = Field(default="careguard-cloud-ingest", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                           description="ingest MQTT client id; stable, so the broker keeps the session across restarts")
+    session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (shared mode)")
+    batch_max: int = Field(default=500, ge=1, le=50_000, description="most envelopes written in one transaction")
+    tokens: list[TokenEntry] = Field(default_factory=list, description="API bearer tokens; empty: one generated police token")
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, v: str) -> str:
+        parse_broker_url(v)
+        return v
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_tokens(cls, v: list[TokenEntry]) -> list[TokenEntry]:
+        if len({t.token for t in v}) != len(v):
+            raise ValueError("the same token is listed twice")
+        return v
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _load_toml(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_tokens(path: str | Path) -> list[TokenEntry]:
+    """A tokens file holds `[[tokens]]` tables with token, user and role."""
+    raw = _load_toml(path)
+    try:
+        return CloudConfig.model_validate({"tokens": raw.get("tokens", [])}).tokens
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from None
+
+
+def load_config(path: Optional[str | Path] = None, **overrides) -> CloudConfig:
+    """The file's settings (if any), then `overrides` that are not None on top."""
+    raw = _load_toml(path) if path else {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return CloudConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path or 'cloud config'}: {describe_validation_error(exc)}") from None
+
+
+def with_generated_police_token(config: CloudConfig) -> tuple[CloudConfig, Optional[str]]:
+    """Embedded default: with no tokens configured, mint one for a `police` user so the page can be tried."""
+    if config.tokens:
+        return config, None
+    token = secrets.token_urlsafe(24)
+    return config.model_copy(update={"tokens": [TokenEntry(token=token, user="police", role=Role.POLICE)]}), token

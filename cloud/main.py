@@ -1,0 +1,159 @@
+"""`careguard cloud`: ingest, the API and the dashboards in one process, and `CloudService`,
+the same thing as a Python object for `make run` and tests."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import threading
+from typing import Optional
+
+import uvicorn
+
+from cloud.app import create_app
+from cloud.auth import TokenTable
+from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
+from cloud.db import create_schema, make_engine
+from cloud.downlink import Downlink
+from cloud.events_bus import EventBus
+from cloud.ingest import Ingest
+
+log = logging.getLogger("careguard.cloud")
+
+
+class CloudService:
+    """Start with `.start()`, stop with `.stop()`; `.port` is the HTTP port actually bound."""
+
+    def __init__(self, config: CloudConfig):
+        self.config = config
+        self.engine = make_engine(config.db_url)
+        self.bus = EventBus()
+        self.downlink = Downlink(config.broker_url, f"{config.client_id}-down")
+        self.ingest = Ingest(self.engine, config.broker_url, client_id=config.client_id,
+                             shared=config.shared_subscription, session_expiry_s=config.session_expiry_s,
+                             batch_max=config.batch_max, on_alarms=self._fan_out)
+        self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
+                              downlink=self.downlink, ingest_counters=self.ingest.counters.snapshot)
+        self._server: Optional[uvicorn.Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._sock: Optional[socket.socket] = None
+        self.port: int = config.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    @property
+    def counters(self) -> dict:
+        return self.ingest.counters.snapshot()
+
+    def _fan_out(self, rows) -> None:
+        for row in rows:
+            self.bus.publish(row)
+
+    def start(self, timeout: float = 15.0) -> "CloudService":
+        create_schema(self.engine)
+        self.downlink.start()
+        self.ingest.start()
+        # Bind first, so port 0 resolves before anyone asks for `.port`.
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((self.config.host, self.config.port))
+        self.port = self._sock.getsockname()[1]
+        self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2,
+                                                     lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
+                                        name="cloud-http", daemon=True)
+        self._thread.start()
+        if not self._wait(lambda: self._server.started, timeout):
+            self.stop()
+            raise RuntimeError(f"cloud HTTP server did not start on {self.url} within {timeout}s")
+        return self
+
+    @staticmethod
+    def _wait(predicate, timeout: float) -> bool:
+        done = threading.Event()
+        for _ in range(int(timeout / 0.05)):
+            if predicate():
+                return True
+            done.wait(0.05)
+        return predicate()
+
+    def wait_ingest_ready(self, timeout: float = 10.0) -> bool:
+        """True once the ingest session is subscribed at the broker."""
+        return self.ingest.consumer.subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        self.bus.close()
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self.ingest.stop()
+        self.downlink.stop()
+        self.engine.dispose()
+
+    def __enter__(self) -> "CloudService":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file with CloudConfig keys (flags override it)")
+    parser.add_argument("--broker", help="uplink broker URL, mqtt://host:port")
+    parser.add_argument("--db", help="database URL: sqlite:///FILE or postgresql+psycopg://...")
+    parser.add_argument("--listen", help="HTTP host:port")
+    parser.add_argument("--tokens", help="TOML file of [[tokens]] token/user/role")
+    parser.add_argument("--shared", action="store_true", default=None,
+                        help="MQTT v5 shared subscription $share/ingest/... (Mosquitto, EMQX; not amqtt)")
+
+
+def _listen(value: Optional[str]) -> dict:
+    if not value:
+        return {}
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {value!r}: expected host:port")
+    return {"host": host.strip("[]") or "127.0.0.1", "port": int(port)}
+
+
+def build_config(args: argparse.Namespace) -> tuple[CloudConfig, Optional[str]]:
+    overrides = dict(broker_url=args.broker, db_url=args.db, shared_subscription=args.shared, **_listen(args.listen))
+    if args.tokens:
+        overrides["tokens"] = [t.model_dump() for t in load_tokens(args.tokens)]
+    return with_generated_police_token(load_config(args.config, **overrides))
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config, generated = build_config(args)
+    except ConfigError as exc:
+        print(f"careguard cloud: {exc}", file=sys.stderr)
+        return 2
+    service = CloudService(config)
+    try:
+        service.start()
+    except Exception as exc:
+        print(f"careguard cloud: could not start: {exc}", file=sys.stderr)
+        return 1
+    print(f"careguard cloud: police page {service.url}/police, ingest from {config.broker_url}, "
+          f"store {config.db_url}", flush=True)
+    if generated:
+        print(f"careguard cloud: no tokens configured; police token for this run: {generated}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    service.stop()
+    return 0
