@@ -63,7 +63,8 @@ def _iso(ts: datetime) -> str:
 
 class ArcStore:
     def __init__(self, path: str | Path = ":memory:"):
-        self._db = sqlite3.connect(str(path), isolation_level=None)
+        # Created on one thread, used on the receiver's loop thread only.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)

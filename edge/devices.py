@@ -70,6 +70,7 @@ class DeviceGateway:
         self.on_message = on_message
         self.rejected: Counter[str] = Counter()
         self.accepted = 0
+        self.stray = 0
         self.connected = asyncio.Event()
         self.client, self.addr = make_client(broker_url, client_id, clean=False)
         self.client.on_connect = self._on_connect
@@ -96,6 +97,9 @@ class DeviceGateway:
 
     def _on_mqtt_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         # Runs on paho's thread: validate here (cheap, pure), act on the loop.
+        if not any(mqtt.topic_matches_sub(f, msg.topic) for f in topics.DEV_SUBSCRIPTIONS):
+            self.stray += 1  # a broker fault (see edge/uplink.py), not a device's
+            return
         try:
             parsed = parse_device_message(msg.topic, msg.payload, self.known)
         except ContractError as exc:

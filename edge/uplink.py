@@ -44,6 +44,8 @@ class Uplink:
         self.published = 0
         self.acked = 0
         self.down_rejected = 0
+        self.stray = 0
+        self._down_filter = f"cg/v1/fac/{facility_id}/down/#"
         self.connected = False
         self.replayed = 0
         self._lost_at: float | None = None
@@ -110,7 +112,7 @@ class Uplink:
         if reason_code.is_failure:
             log.error("uplink broker refused connection: %s", reason_code)
             return
-        client.subscribe(f"cg/v1/fac/{self.facility}/down/#", qos=1)
+        client.subscribe(self._down_filter, qos=1)
         client.publish(topics.up(self.facility, topics.Stream.STATUS), self._status(True), qos=1, retain=True)
         self._to_loop(self._connected_changed, True)
 
@@ -121,6 +123,11 @@ class Uplink:
         self._to_loop(self._on_puback, mid)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if not mqtt.topic_matches_sub(self._down_filter, msg.topic):
+            # Not bad input but a broker fault: amqtt hands a connecting client the retained
+            # messages of every client's subscriptions. Counted, not acted on.
+            self.stray += 1
+            return
         self._to_loop(self._on_down_message, msg.topic, msg.payload)
 
     # --- on the loop ---------------------------------------------------------------------

@@ -1,0 +1,162 @@
+"""`careguard run` (what `make run` calls): the whole system on embedded defaults.
+
+One process: an in-process MQTT broker (amqtt), the cloud (ingest, SQLite, API, police
+page), the police alarm centre's DC-09 receiver, and three simulated facilities, each
+with its edge agent, a one-button alarm per class and a few sensors. Nothing to install
+beyond the Python packages; state lives under `var/`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from careguard.embedded_broker import EmbeddedBroker
+from careguard.services import LOOPBACK, free_port
+from cloud.arc_server import ArcAccount, ArcReceiver
+from cloud.arc_store import ArcStore
+from cloud.config import CloudConfig, with_generated_police_token
+from cloud.main import CloudService
+from edge.agent import EdgeAgent
+from edge.config import parse_config
+from firmware_sim import SensorFleet
+
+log = logging.getLogger("careguard.run")
+
+FACILITIES = [("F001", "1001", "阳光托育园"), ("F002", "1002", "小星星托育中心"), ("F003", "1003", "彩虹宝贝托育")]
+
+
+def _port_or_free(preferred: int) -> int:
+    if preferred == 0:
+        return free_port()
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+def facility_config(fid: str, account: str, local_url: str, broker_port: int, arc_port: int, var: Path) -> dict:
+    return {
+        "facility_id": fid,
+        "local_broker": local_url,
+        # A username gives the gateway a persistent session on the embedded broker.
+        "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10},
+        "police": {"account": account, "receivers": [{"host": LOOPBACK, "port": arc_port}]},
+        "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
+        "zones": [
+            {"id": "class-1", "number": 1, "name": "托小班 一键报警", "kind": "panic", "devices": [f"{fid}-btn-1"]},
+            {"id": "class-2", "number": 2, "name": "托大班 一键报警", "kind": "panic", "devices": [f"{fid}-btn-2"]},
+            {"id": "gate", "number": 3, "name": "大门", "kind": "intrusion", "devices": [f"{fid}-door-1"],
+             "schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]},
+            {"id": "kitchen", "number": 4, "name": "厨房 烟感", "kind": "fire", "devices": [f"{fid}-smoke-1"]},
+            {"id": "nap-room", "number": 5, "name": "午睡室 环境", "kind": "environment",
+             "devices": [f"{fid}-temp-1", f"{fid}-hum-1", f"{fid}-co2-1"]},
+        ],
+    }
+
+
+def device_specs(fid: str, seed: int) -> list[dict]:
+    return [
+        {"device_id": f"{fid}-btn-1", "kind": "button", "interval_s": 30},
+        {"device_id": f"{fid}-btn-2", "kind": "button", "interval_s": 30},
+        {"device_id": f"{fid}-door-1", "kind": "door", "interval_s": 30, "seed": seed},
+        {"device_id": f"{fid}-smoke-1", "kind": "smoke", "interval_s": 30, "seed": seed},
+        {"device_id": f"{fid}-temp-1", "kind": "temperature", "interval_s": 5, "seed": seed},
+        {"device_id": f"{fid}-hum-1", "kind": "humidity", "interval_s": 5, "seed": seed},
+        {"device_id": f"{fid}-co2-1", "kind": "co2", "interval_s": 5, "seed": seed},
+    ]
+
+
+class EdgeRuntime:
+    """The ARC receiver and the edge agents on one asyncio loop of their own thread."""
+
+    def __init__(self, arc: ArcReceiver, configs: list[dict]):
+        self.arc = arc
+        self.configs = configs
+        self.agents: list[EdgeAgent] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="edge-runtime", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+
+    async def _start(self) -> None:
+        await self.arc.start()
+        for cfg in self.configs:
+            agent = EdgeAgent(parse_config(cfg, f"facility {cfg['facility_id']}"))
+            await agent.start()
+            self.agents.append(agent)
+
+    def stop(self) -> None:
+        async def _stop():
+            for agent in self.agents:
+                await agent.stop()
+            await self.arc.close()
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http-port", type=int, default=8000, help="dashboards and API (default 8000)")
+    parser.add_argument("--broker-port", type=int, default=1883, help="embedded MQTT broker (default 1883, or a free one)")
+    parser.add_argument("--arc-port", type=int, default=12128, help="DC-09 receiver (default 12128, or a free one)")
+    parser.add_argument("--var", default="var", help="folder for the databases")
+    parser.add_argument("--log-level", default="WARNING")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    var = Path(args.var)
+    var.mkdir(parents=True, exist_ok=True)
+    broker = EmbeddedBroker(_port_or_free(args.broker_port)).start()
+    # Each facility's gateway has its own local broker for its devices, as on site.
+    local = {fid: EmbeddedBroker().start() for fid, _, _ in FACILITIES}
+    arc_port = _port_or_free(args.arc_port)
+    arc_hits: list = []
+    arc = ArcReceiver({acct: ArcAccount(facility=fid) for fid, acct, _ in FACILITIES}, port=arc_port,
+                      store=ArcStore(var / "arc.sqlite3"), on_alarm=arc_hits.append)
+    cloud_cfg, token = with_generated_police_token(CloudConfig(
+        broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
+        port=_port_or_free(args.http_port)))
+    cloud = CloudService(cloud_cfg).start()
+    runtime = EdgeRuntime(arc, [facility_config(fid, acct, local[fid].url, broker.port, arc_port, var)
+                                for fid, acct, _ in FACILITIES])
+    runtime.start()
+    fleets = [SensorFleet(local[fid].url, device_specs(fid, i)).start() for i, (fid, _, _) in enumerate(FACILITIES)]
+
+    print(f"""
+CareGuard is running on embedded defaults.
+
+  dashboards      {cloud.url}/police        police token: {token}
+  uplink broker   {broker.url}   (in-process; gateways to cloud)
+  local brokers   {', '.join(f'{fid} {b.url}' for fid, b in local.items())}   (each facility's devices)
+  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(a for _, a, _ in FACILITIES)}
+  facilities      {', '.join(f'{fid} {name}' for fid, _, name in FACILITIES)}
+  state           {var}/
+
+Press a one-button alarm (in another terminal):
+  .venv/bin/careguard sim press --broker {local['F001'].url} --device-id F001-btn-1
+
+Ctrl-C stops everything.
+""", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    print("stopping...", flush=True)
+    for fleet in fleets:
+        fleet.stop()
+    runtime.stop()
+    cloud.stop()
+    for b in (*local.values(), broker):
+        b.stop()
+    return 0
