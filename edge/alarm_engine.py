@@ -11,6 +11,7 @@ schedule or command). Every arm, disarm, refusal and reset is logged to the clou
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, time as dtime
 from typing import Optional, Union
@@ -39,6 +40,7 @@ class RaiseAlarm:
     zone: Optional[ZoneConfig]
     device_id: Optional[str] = None
     detail: dict = field(default_factory=dict)
+    origin_id: Optional[uuid.UUID] = None  # the device event that raised it, if any
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ class AlarmEngine:
         log = LogEvent("event.device", ev.ts, {"device_id": ev.device_id, "zone": zone.id, "event": ev.event.value,
                                                "event_id": str(ev.id)})
         if ev.event is DeviceEventKind.TAMPER:
-            return [log, RaiseAlarm(AlarmKind.TAMPER, ev.device_id, ev.ts, zone, ev.device_id)]
+            return [log, RaiseAlarm(AlarmKind.TAMPER, ev.device_id, ev.ts, zone, ev.device_id, origin_id=ev.id)]
         if ev.event is DeviceEventKind.TAMPER_RESTORE:
             return [log, ClearAlarm(AlarmKind.TAMPER, ev.device_id, ev.ts, zone)]
         if ev.event not in TRIGGERS.get(zone.kind, ()):
@@ -138,7 +140,7 @@ class AlarmEngine:
             return [LogEvent("event.device", ev.ts, {**log.body, "latched": True})]
         kind = ZONE_ALARM_KIND[zone.kind]
         self.latched[zone.id] = kind.value
-        return [RaiseAlarm(kind, zone.id, ev.ts, zone, ev.device_id, {"event": ev.event.value}), log]
+        return [RaiseAlarm(kind, zone.id, ev.ts, zone, ev.device_id, {"event": ev.event.value}, ev.id), log]
 
     def on_device_status(self, device_id: str, online: bool, ts: datetime) -> list[Action]:
         zone = self.zone_of_device.get(device_id)

@@ -63,8 +63,12 @@ def rejection_reason(reason: str) -> str:
 
 
 class DeviceGateway:
+    """Device messages are acknowledged to the broker by the agent once they are safe
+    (`ack` handed with each message; an alarm's press only after its journal commit), so a
+    crash before then makes the broker deliver them again: the session is persistent."""
+
     def __init__(self, broker_url: str, known_devices: set[str], loop: asyncio.AbstractEventLoop,
-                 on_message: Callable[[DeviceMessage], None], client_id: str):
+                 on_message: Callable[[DeviceMessage, Callable[[], None]], None], client_id: str):
         self.known = frozenset(known_devices)
         self.loop = loop
         self.on_message = on_message
@@ -73,6 +77,7 @@ class DeviceGateway:
         self.stray = 0
         self.connected = asyncio.Event()
         self.client, self.addr = make_client(broker_url, client_id, clean=False)
+        self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_mqtt_message
 
@@ -97,20 +102,29 @@ class DeviceGateway:
 
     def _on_mqtt_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         # Runs on paho's thread: validate here (cheap, pure), act on the loop.
+        ack = self._acker(msg.mid, msg.qos)
         if not any(mqtt.topic_matches_sub(f, msg.topic) for f in topics.DEV_SUBSCRIPTIONS):
             self.stray += 1  # a broker fault (see edge/uplink.py), not a device's
+            ack()
             return
         try:
             parsed = parse_device_message(msg.topic, msg.payload, self.known)
         except ContractError as exc:
+            ack()  # refused for good: a redelivery would be refused again
             self.loop.call_soon_threadsafe(self._reject, msg.topic, exc.reason)
             return
-        self.loop.call_soon_threadsafe(self._accept, parsed)
+        self.loop.call_soon_threadsafe(self._accept, parsed, ack)
+
+    def _acker(self, mid: int, qos: int) -> Callable[[], None]:
+        def ack() -> None:
+            if qos > 0:
+                self.client.ack(mid, qos)
+        return ack
 
     def _reject(self, topic: str, reason: str) -> None:
         self.rejected[rejection_reason(reason)] += 1
         log.warning("rejected device message on %s: %s", topic, reason)
 
-    def _accept(self, parsed: DeviceMessage) -> None:
+    def _accept(self, parsed: DeviceMessage, ack: Callable[[], None]) -> None:
         self.accepted += 1
-        self.on_message(parsed)
+        self.on_message(parsed, ack)

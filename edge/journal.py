@@ -5,7 +5,16 @@ state (latched zones, arming), so one transaction covers an alarm, its police ev
 its cloud copy. Alarms and events commit with `synchronous=FULL` (fsync of the WAL);
 telemetry commits with `NORMAL`, which survives a crash of the agent but not of the
 machine, and costs no fsync: a gateway flooded with readings then never delays an alarm
-by more than the one fsync of its own commit."""
+by more than the one fsync of its own commit.
+
+A transaction that raises a police alarm may leave its COMMIT (and fsync) to the next
+turn of the agent's loop (`open_deferred` / `commit_pending`), so that the DC-09 frame
+is written to the police receiver first and the fsync runs while it travels. Nothing is
+lost by it: the press that caused the alarm is acknowledged to the device broker only
+after the commit (`after_commit`), so a crash before it makes the broker deliver the
+press again, and the alarm id derives from the press id, so the police receiver sees
+the same alarm, not a second one. Any other use of the journal first completes a
+pending commit."""
 
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from contracts.alarms import AlarmKind
 from contracts.timefmt import iso_utc
@@ -87,20 +96,51 @@ class Journal:
         self.conn.executescript(SCHEMA)
         self.outbox = Outbox(self.conn, max_outbox)
         self._durable = True
+        self._after_commit: Optional[list[Callable[[], None]]] = None  # set while a commit is pending
 
-    @contextmanager
-    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One atomic write; `durable` commits with an fsync of the WAL."""
+    def _begin(self, durable: bool) -> None:
+        self.commit_pending()
         if durable != self._durable:
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._durable = durable
         self.conn.execute("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One atomic write; `durable` commits with an fsync of the WAL."""
+        self._begin(durable)
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def open_deferred(self) -> Iterator[sqlite3.Connection]:
+        """A durable write whose COMMIT waits for `commit_pending` (rolled back if the body raises)."""
+        self._begin(True)
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self._after_commit = []
+
+    def commit_pending(self) -> None:
+        if self._after_commit is None:
+            return
+        callbacks, self._after_commit = self._after_commit, None
+        self.conn.execute("COMMIT")
+        for cb in callbacks:
+            cb()
+
+    def after_commit(self, cb: Callable[[], None]) -> None:
+        """Run `cb` once what was written so far is on disk (at once if it already is)."""
+        if self._after_commit is None:
+            cb()
+        else:
+            self._after_commit.append(cb)
 
     # --- alarms -------------------------------------------------------------------------
     def insert_alarm(self, a: AlarmRecord) -> None:
@@ -159,4 +199,5 @@ class Journal:
                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
 
     def close(self) -> None:
+        self.commit_pending()
         self.conn.close()

@@ -18,15 +18,17 @@ from pydantic import ValidationError
 
 from contracts.errors import describe_validation_error
 from firmware_sim.button import Button
+from firmware_sim.camera import add_camera_commands, run_camera_command
 from firmware_sim.device_io import BrokerUnreachable, DeviceKind, DeviceLink, DeviceSpec, SensorFleet
 from firmware_sim.sensors import FaultKind
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+
 log = logging.getLogger("careguard.sim")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="sim_command", required=True, metavar="{device,press}")
+    sub = parser.add_subparsers(dest="sim_command", required=True, metavar="{device,press,camera,clip}")
 
     dev = sub.add_parser("device", help="run one simulated device until Ctrl-C/SIGTERM or --duration")
     dev.add_argument("--broker", default=DEFAULT_BROKER, help=f"gateway's local broker (default {DEFAULT_BROKER})")
@@ -52,9 +54,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="contact bounce: N press events a few ms apart, each with its own id (default 1)")
     press.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)")
 
+    add_camera_commands(sub)
+
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if getattr(args, "camera_command", None):
+        return run_camera_command(args)
     if args.sim_command == "press":
         return _press(args)
     return _device(args)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,14 @@ from careguard.mqtt import make_client
 from careguard.services import Mosquitto, free_port
 from cloud.arc_server import ArcAccount, ArcReceiver
 from contracts import topics
+from contracts.alarms import AlarmKind
+from contracts.device import DeviceEvent, DeviceEventKind
 from contracts.envelope import make_envelope
+from contracts.timefmt import utcnow
 from edge.agent import EdgeAgent
 from edge.config import parse_config
+from edge.devices import DeviceGateway
+from edge.journal import Journal
 from firmware_sim import connect_button
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,3 +276,52 @@ def _toml(cfg: dict) -> str:
         out.append("[[zones]]")
         out += [f"{kk} = {val(vv)}" for kk, vv in z.items()]
     return "\n".join(out) + "\n"
+
+
+def test_press_not_acknowledged_before_it_is_safe_is_delivered_again(mosquitto):
+    """A press the agent never acknowledged (it died before its journal commit) comes back
+    from the broker to the next agent on the same persistent session."""
+    async def session(handler):
+        gw = DeviceGateway(mosquitto.url, {"btn1"}, asyncio.get_running_loop(), handler, client_id="edge-F1-local")
+        gw.start()
+        await asyncio.wait_for(gw.connected.wait(), 10)
+        return gw
+
+    async def scenario():
+        first: list = []
+        gw = await session(lambda msg, ack: first.append(msg))  # never acks: dies before the commit
+        await asyncio.sleep(0.2)
+        button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
+        pressed = await asyncio.to_thread(button.press)
+        assert await until(lambda: len(first) == 1)
+        gw.client.loop_stop()
+        gw.client._sock_close()  # vanish without DISCONNECT, as a killed process does
+        button.link.close()
+        second: list = []
+        gw2 = await session(lambda msg, ack: (second.append(msg), ack()))
+        assert await until(lambda: len(second) == 1)
+        gw2.stop()
+        return pressed, first, second
+
+    pressed, first, second = asyncio.run(scenario())
+    assert str(first[0].id) == str(second[0].id) == pressed.id
+
+
+def test_alarm_id_derives_from_the_press(mosquitto, uplink_broker, tmp_path):
+    """The same press raises the same alarm id, so a redelivered press is one alarm at the police."""
+    press = DeviceEvent(id=uuid.uuid4(), device_id="btn1", ts=utcnow(), event=DeviceEventKind.PRESS)
+    ids = []
+    for run in range(2):
+        async def once():
+            agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [free_port()],
+                                                       tmp_path / f"run{run}")))
+            await agent.start()
+            agent._on_device_message(press, lambda: None)
+            await agent.stop()
+            j = Journal(tmp_path / f"run{run}" / "edge.sqlite3", 10)
+            found = j.active_alarm("class1", AlarmKind.PANIC)
+            j.close()
+            return found
+        (tmp_path / f"run{run}").mkdir()
+        ids.append(asyncio.run(once()))
+    assert ids[0] is not None and ids[0] == ids[1]
