@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import logging
 import signal
 import time
@@ -23,6 +24,8 @@ from contracts.device import DeviceEvent, DeviceTelemetry
 from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, make_envelope
 from contracts.timefmt import iso_utc, utcnow
 from edge.alarm_engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
+from edge.camera_health import FaultEvent
+from edge.cameras import CameraSupervisor
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.dc09_link import Delivery, PoliceEvent, PoliceLink
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
@@ -50,6 +53,9 @@ class EdgeAgent:
         self.police: Optional[PoliceLink] = None
         self.devices: Optional[DeviceGateway] = None
         self.uplink: Optional[Uplink] = None
+        self.cameras: Optional[CameraSupervisor] = None
+        self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
+        self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
         self._telemetry: list[dict] = []
         self._seq = 0
@@ -74,9 +80,13 @@ class EdgeAgent:
             self._spawn(self._deliver(rec))
         self.uplink.start()
         self.devices.start()
+        self.cameras = CameraSupervisor(self.cfg.cameras, self.cfg.video, loop, self._on_camera_fault)
+        self.cameras.start()
         self._spawn(self._periodic(TELEMETRY_FLUSH_S, self._flush_telemetry))
         self._spawn(self._periodic(TICK_S, self._tick))
         self._spawn(self._periodic(self.cfg.uplink.heartbeat_s, self._heartbeat))
+        if self.cfg.cameras:
+            self._spawn(self._periodic(self.cfg.video.health_report_s, self._camera_health))
         log.info("edge agent for %s started: %d zones, %d devices, police %s", self.facility, len(self.cfg.zones),
                  len(known), ", ".join(r.name for r in self.cfg.police.receivers))
 
@@ -85,6 +95,8 @@ class EdgeAgent:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._flush_telemetry()
+        if self.cameras:
+            self.cameras.stop()
         if self.devices:
             self.devices.stop()
         if self.uplink:
@@ -173,10 +185,14 @@ class EdgeAgent:
         behind them, and the fsync runs while the frame travels (edge/journal.py says
         why nothing is lost by it)."""
         police: list[PoliceRecord] = []
+        panics: list[AlarmRecord] = []
         with self.journal.open_deferred():
             for action in actions:
                 if isinstance(action, RaiseAlarm):
-                    police += self._raise(action)
+                    rec, to_police = self._raise(action)
+                    police += to_police
+                    if rec is not None and rec.kind is AlarmKind.PANIC and action.zone and action.zone.cameras:
+                        panics.append(rec)
                 elif isinstance(action, ClearAlarm):
                     police += self._clear(action)
                 elif isinstance(action, LogEvent):
@@ -184,6 +200,8 @@ class EdgeAgent:
             self._save_state()
         for rec in police:
             self._spawn(self._deliver(rec))
+        for rec in panics:
+            self._spawn(self._send_snapshots(rec))
         if police:
             asyncio.get_running_loop().call_soon(self._commit_and_kick)
         else:
@@ -193,9 +211,9 @@ class EdgeAgent:
         self.journal.commit_pending()
         self.uplink.kick()
 
-    def _raise(self, a: RaiseAlarm) -> list[PoliceRecord]:
+    def _raise(self, a: RaiseAlarm) -> tuple[Optional[AlarmRecord], list[PoliceRecord]]:
         if self.journal.active_alarm(a.source, a.kind) is not None:
-            return []  # one active alarm per (source, kind)
+            return None, []  # one active alarm per (source, kind)
         # Derived from the press, so a press the broker delivers again after a crash is the
         # same alarm at the police receiver, which stores it once.
         alarm_id = uuid.uuid5(ALARM_ID_NAMESPACE, f"{self.facility}/{a.origin_id}") if a.origin_id else uuid.uuid4()
@@ -208,7 +226,7 @@ class EdgeAgent:
         self._enqueue(self._envelope("alarm.raised", self._alarm_body(rec, AlarmState.ACTIVE).model_dump(mode="json"),
                                      a.ts), Priority.ALARM)
         log.warning("alarm raised: %s %s (zone %s) %s", a.kind.value, a.source, rec.zone, rec.alarm_id)
-        return out
+        return rec, out
 
     def _clear(self, c: ClearAlarm) -> list[PoliceRecord]:
         alarm_id = self.journal.active_alarm(c.source, c.kind)
@@ -228,6 +246,46 @@ class EdgeAgent:
     def _alarm_body(rec: AlarmRecord, state: AlarmState) -> AlarmBody:
         return AlarmBody(alarm_id=rec.alarm_id, kind=rec.kind, severity=rec.severity, source=rec.source,
                          zone=rec.zone, device_id=rec.device_id, state=state, detail=rec.detail)
+
+    # --- cameras ------------------------------------------------------------------------
+    async def _send_snapshots(self, alarm: AlarmRecord) -> None:
+        """The zone's pictures to the cloud with a panic, behind the DC-09 frame, never before it."""
+        await asyncio.sleep(0)
+        zone = next(z for z in self.cfg.zones if z.id == alarm.zone)
+        pictures = [(cid, await asyncio.to_thread(self.cameras.snapshot, cid)) for cid in zone.cameras]
+        self._enqueue_snapshots(alarm.alarm_id, zone.id, pictures, Priority.ALARM)
+
+    def _enqueue_snapshots(self, alarm_id: uuid.UUID, zone: Optional[str], pictures, priority: Priority) -> None:
+        with self.journal.transaction(durable=False):
+            for camera_id, jpeg in pictures:
+                if jpeg is None:
+                    log.warning("no picture from camera %s for alarm %s", camera_id, alarm_id)
+                    continue
+                body = {"camera_id": camera_id, "alarm_id": str(alarm_id), "zone": zone,
+                        "jpeg_b64": base64.b64encode(jpeg).decode("ascii")}
+                self._enqueue(self._envelope("camera.snapshot", body, utcnow()), priority)
+                self.snapshots_sent += 1
+            self.journal.set_state("seq", self._seq)
+        self.uplink.kick()
+
+    def _on_camera_fault(self, ev: FaultEvent) -> None:
+        zone = self.zone_of_camera.get(ev.camera_id)
+        detail = {k: v for k, v in ev.alarm_detail().items() if k != "snapshot_jpeg_b64"}
+        if ev.state is AlarmState.ACTIVE:
+            self.apply([RaiseAlarm(AlarmKind.CAMERA_FAULT, ev.camera_id, ev.occurred_at, zone, None, detail)])
+            alarm_id = self.journal.active_alarm(ev.camera_id, AlarmKind.CAMERA_FAULT)
+            if alarm_id is not None and ev.snapshot_jpeg is not None:
+                self._enqueue_snapshots(alarm_id, zone.id if zone else None, [(ev.camera_id, ev.snapshot_jpeg)],
+                                        Priority.ALARM)
+        else:
+            self.apply([ClearAlarm(AlarmKind.CAMERA_FAULT, ev.camera_id, ev.occurred_at, zone, detail)])
+
+    def _camera_health(self) -> None:
+        with self.journal.transaction(durable=False):
+            self._enqueue(self._envelope("camera.health", {"cameras": self.cameras.health()}, utcnow()),
+                          Priority.TELEMETRY)
+            self.journal.set_state("seq", self._seq)
+        self.uplink.kick()
 
     # --- police path --------------------------------------------------------------------
     async def _deliver(self, rec: PoliceRecord) -> None:

@@ -83,6 +83,25 @@ class ZoneConfig(_Strict):
     schedule: list[ArmWindow] = Field(default_factory=list, description="intrusion zones: when armed")
 
 
+class CameraConfig(_Strict):
+    id: DeviceId
+    source: str = Field(min_length=1, description="stream URL (rtsp://, http:// MJPEG) or a video file")
+    children_area: bool = Field(default=True, description="covers a room children use (compliance counts these)")
+    record: bool = Field(default=True, description="the recorder keeps this camera's footage")
+    analysis_fps: float = Field(default=1.0, gt=0, le=10, description="health checks per second (on a small frame)")
+
+
+class VideoConfig(_Strict):
+    recordings_root: Path = Field(default=Path("var/recordings"),
+                                  description="segments {root}/{camera}/{YYYY-MM-DD}/{HH-MM-SS}.{ext}, UTC")
+    required_days: int = Field(default=90, ge=1, le=3650,
+                               description="footage to keep: national 90 days; a city profile may say 30")
+    segment_s: int = Field(default=60, ge=2, le=3600)
+    offline_after_s: float = Field(default=20.0, gt=0, description="no frame for this long: camera offline")
+    health_report_s: float = Field(default=10.0, gt=0, description="period of camera.health reports to the cloud")
+    retention_check_s: float = Field(default=300.0, gt=0, description="period of the retention audit")
+
+
 class UplinkConfig(_Strict):
     broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
@@ -102,6 +121,8 @@ class EdgeConfig(_Strict):
     police: PoliceConfig
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     zones: list[ZoneConfig] = Field(min_length=1)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    video: VideoConfig = Field(default_factory=VideoConfig)
     timezone: str = Field(default="Asia/Shanghai", description="for arming schedules")
     debounce_ms: int = Field(default=50, ge=0, le=5000, description="presses closer than this are contact bounce")
 
@@ -121,6 +142,13 @@ class EdgeConfig(_Strict):
                 if d in seen_dev:
                     raise ValueError(f"zones: device {d!r} is in both {seen_dev[d]!r} and {z.id!r}")
                 seen_dev[d] = z.id
+        cameras = {c.id for c in self.cameras}
+        if len(cameras) != len(self.cameras):
+            raise ValueError("cameras: a camera id appears twice")
+        for z in self.zones:
+            for c in z.cameras:
+                if c not in cameras:
+                    raise ValueError(f"zones: zone {z.id!r} names camera {c!r}, which is not in cameras")
         return self
 
 
