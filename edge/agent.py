@@ -26,6 +26,7 @@ from contracts.timefmt import iso_utc, utcnow
 from edge.alarm_engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
 from edge.camera_health import FaultEvent
 from edge.cameras import CameraSupervisor
+from edge.recorder import Recorder
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.dc09_link import Delivery, PoliceEvent, PoliceLink
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
@@ -54,6 +55,7 @@ class EdgeAgent:
         self.devices: Optional[DeviceGateway] = None
         self.uplink: Optional[Uplink] = None
         self.cameras: Optional[CameraSupervisor] = None
+        self.recorder: Optional[Recorder] = None
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
@@ -82,6 +84,8 @@ class EdgeAgent:
         self.devices.start()
         self.cameras = CameraSupervisor(self.cfg.cameras, self.cfg.video, loop, self._on_camera_fault)
         self.cameras.start()
+        self.recorder = Recorder(self.cfg.cameras, self.cfg.video)
+        self.recorder.start()
         self._spawn(self._periodic(TELEMETRY_FLUSH_S, self._flush_telemetry))
         self._spawn(self._periodic(TICK_S, self._tick))
         self._spawn(self._periodic(self.cfg.uplink.heartbeat_s, self._heartbeat))
@@ -95,6 +99,8 @@ class EdgeAgent:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._flush_telemetry()
+        if self.recorder:
+            self.recorder.stop()
         if self.cameras:
             self.cameras.stop()
         if self.devices:
@@ -282,7 +288,8 @@ class EdgeAgent:
 
     def _camera_health(self) -> None:
         with self.journal.transaction(durable=False):
-            self._enqueue(self._envelope("camera.health", {"cameras": self.cameras.health()}, utcnow()),
+            self._enqueue(self._envelope("camera.health", {"cameras": self.cameras.health(),
+                                                           "recorders": self.recorder.status()}, utcnow()),
                           Priority.TELEMETRY)
             self.journal.set_state("seq", self._seq)
         self.uplink.kick()

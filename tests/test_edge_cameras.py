@@ -4,6 +4,7 @@ its snapshot, cleared when the cloth is taken away; health numbers reach the clo
 
 import asyncio
 import base64
+import re
 import time
 
 import pytest
@@ -49,7 +50,8 @@ def config(local, uplink, arc_port, camera_url, tmp_path):
         "facility_id": "F1", "local_broker": local, "uplink": {"broker": uplink},
         "police": {"account": "1234", "receivers": [{"host": "127.0.0.1", "port": arc_port}]},
         "outbox": {"path": str(tmp_path / "edge.sqlite3")},
-        "video": {"recordings_root": str(tmp_path / "rec"), "health_report_s": 0.5, "offline_after_s": 3},
+        "video": {"recordings_root": str(tmp_path / "rec"), "health_report_s": 0.5, "offline_after_s": 3,
+                  "segment_s": 2},
         "cameras": [{"id": "cam1", "source": camera_url, "analysis_fps": 4}],
         "zones": [{"id": "class1", "number": 1, "kind": "panic", "devices": ["btn1"], "cameras": ["cam1"]}],
     })
@@ -77,10 +79,14 @@ def test_panic_snapshot_and_camera_fault(mosquitto, uplink_broker, collector_fac
         assert await until(lambda: any(e["body"]["kind"] == "camera_fault" for e in cloud.of_type("alarm.raised")), 30)
         camera.clear_faults()
         assert await until(lambda: any(e["body"]["kind"] == "camera_fault" for e in cloud.of_type("alarm.cleared")), 30)
+        # Meanwhile the recorder has been writing segments in the layout of DESIGN.md.
+        assert await until(lambda: len(list((tmp_path / "rec" / "cam1").glob("*/*.mkv"))) >= 2, 20)
         await agent.stop()
         await arc.close()
 
     asyncio.run(scenario())
+    names = sorted(p.relative_to(tmp_path / "rec").as_posix() for p in (tmp_path / "rec").glob("cam1/*/*.mkv"))
+    assert all(re.fullmatch(r"cam1/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}\.mkv", n) for n in names), names
     panic_snap = next(e for e in cloud.of_type("camera.snapshot") if e["body"]["alarm_id"] == str(hits[0].alarm_id))
     assert base64.b64decode(panic_snap["body"]["jpeg_b64"]).startswith(JPEG_MAGIC)
     assert panic_snap["body"]["camera_id"] == "cam1" and panic_snap["body"]["zone"] == "class1"
