@@ -44,21 +44,8 @@ _DUH_KINDS = frozenset({"token", "format", "code"})
 class ArcAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: Optional[str] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes); plain text when unset")
+    key: Optional[dc09.AesKeyHex] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes); plain text when unset")
     facility: Optional[str] = Field(default=None, max_length=32)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: Optional[str]) -> Optional[str]:
-        if v is None:
-            return v
-        try:
-            raw = bytes.fromhex(v)
-        except ValueError:
-            raise ValueError("must be hex") from None
-        if len(raw) not in (16, 24, 32):
-            raise ValueError(f"must be 16, 24 or 32 bytes, got {len(raw)}")
-        return v
 
     @property
     def key_bytes(self) -> Optional[bytes]:

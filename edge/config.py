@@ -10,10 +10,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.errors import describe_validation_error
 from contracts.ids import DeviceId, FacilityId
+from edge.dc09 import AesKeyHex
 
 
 class _Strict(BaseModel):
@@ -32,7 +33,7 @@ class ReceiverConfig(_Strict):
 class PoliceConfig(_Strict):
     account: str = Field(pattern=r"^[0-9A-Fa-f]{3,16}$", description="DC-09 account number (hex, 3-16 digits)")
     protocol: Literal["SIA-DCS", "ADM-CID"] = "SIA-DCS"
-    key: Optional[str] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes); encryption off when unset")
+    key: Optional[AesKeyHex] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes); encryption off when unset")
     receiver_number: Optional[str] = Field(default=None, pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'R' field")
     line_prefix: str = Field(default="0", pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'L' field")
     receivers: list[ReceiverConfig] = Field(min_length=1, description="primary first, then backups")
@@ -41,19 +42,6 @@ class PoliceConfig(_Strict):
     supervision_interval_s: float = Field(default=10.0, gt=0, le=3600,
                                           description="NULL message period per path; a failed path is known within one period plus a timeout")
     retry_backoff_max_s: float = Field(default=2.0, gt=0, le=60, description="cap of the backoff between rounds over all receivers")
-
-    @field_validator("key")
-    @classmethod
-    def _key_len(cls, v: Optional[str]) -> Optional[str]:
-        if v is None:
-            return v
-        try:
-            raw = bytes.fromhex(v)
-        except ValueError:
-            raise ValueError("must be hex") from None
-        if len(raw) not in (16, 24, 32):
-            raise ValueError(f"must be 16, 24 or 32 bytes (32, 48 or 64 hex digits), got {len(raw)} bytes")
-        return v
 
     @property
     def key_bytes(self) -> Optional[bytes]:

@@ -26,10 +26,11 @@ import secrets
 import string
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Literal, Mapping, Optional
+from typing import Annotated, Literal, Mapping, Optional
 from uuid import UUID
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import AfterValidator
 
 from contracts.alarms import AlarmKind
 from contracts.dc09_codes import CID_CODES, SIA_CODES
@@ -62,6 +63,20 @@ _CID_DATA_RE = re.compile(
 _RESPONSE_RE = re.compile(
     r'"(?P<star>\*)?(?P<token>ACK|NAK|DUH|RSP)"(?P<seq>\d{4})(?P<route>[^#\[]*)(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?'
     r"\[(?P<rest>.*)\Z", re.S)
+
+
+def _valid_key_hex(v: str) -> str:
+    try:
+        raw = bytes.fromhex(v)
+    except ValueError:
+        raise ValueError("must be hex") from None
+    if len(raw) not in (16, 24, 32):
+        raise ValueError(f"must be 16, 24 or 32 bytes (32, 48 or 64 hex digits), got {len(raw)} bytes")
+    return v
+
+
+# An AES key as configuration writes it, checked where it is read (gateway and receiver alike).
+AesKeyHex = Annotated[str, AfterValidator(_valid_key_hex)]
 
 
 class DC09Error(ContractError):
