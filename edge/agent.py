@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Callable, Optional
 
 from contracts import topics
-from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
+from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState, Severity
 from contracts.dc09_codes import CID_CODES, POLICE_KINDS, SIA_CODES
 from contracts.device import DeviceEvent, DeviceTelemetry
 from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, make_envelope
@@ -27,6 +27,7 @@ from edge.alarm_engine import Action, AlarmEngine, ClearAlarm, CommandError, Log
 from edge.camera_health import FaultEvent
 from edge.cameras import CameraSupervisor
 from edge.recorder import Recorder
+from edge.retention_runner import RetentionRunner, breach_reasons
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.dc09_link import Delivery, PoliceEvent, PoliceLink
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
@@ -56,6 +57,8 @@ class EdgeAgent:
         self.uplink: Optional[Uplink] = None
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
+        self.retention: Optional[RetentionRunner] = None
+        self.last_retention = None
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
@@ -86,6 +89,9 @@ class EdgeAgent:
         self.cameras.start()
         self.recorder = Recorder(self.cfg.cameras, self.cfg.video)
         self.recorder.start()
+        if any(c.record for c in self.cfg.cameras):
+            self.retention = RetentionRunner(self.cfg.video)
+            self._spawn(self._retention_loop())
         self._spawn(self._periodic(TELEMETRY_FLUSH_S, self._flush_telemetry))
         self._spawn(self._periodic(TICK_S, self._tick))
         self._spawn(self._periodic(self.cfg.uplink.heartbeat_s, self._heartbeat))
@@ -101,6 +107,8 @@ class EdgeAgent:
         self._flush_telemetry()
         if self.recorder:
             self.recorder.stop()
+        if self.retention:
+            self.retention.close()
         if self.cameras:
             self.cameras.stop()
         if self.devices:
@@ -223,7 +231,7 @@ class EdgeAgent:
         # Derived from the press, so a press the broker delivers again after a crash is the
         # same alarm at the police receiver, which stores it once.
         alarm_id = uuid.uuid5(ALARM_ID_NAMESPACE, f"{self.facility}/{a.origin_id}") if a.origin_id else uuid.uuid4()
-        rec = AlarmRecord(alarm_id, a.kind, DEFAULT_SEVERITY[a.kind].value, a.source,
+        rec = AlarmRecord(alarm_id, a.kind, (a.severity or DEFAULT_SEVERITY[a.kind]).value, a.source,
                           a.zone.id if a.zone else None, a.device_id, a.ts, a.detail)
         self.journal.insert_alarm(rec)
         out = []
@@ -293,6 +301,50 @@ class EdgeAgent:
                           Priority.TELEMETRY)
             self.journal.set_state("seq", self._seq)
         self.uplink.kick()
+
+    # --- retention ----------------------------------------------------------------------
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.check_retention()
+            except Exception:
+                log.exception("retention check failed")
+            await asyncio.sleep(self.cfg.video.retention_check_s)
+
+    async def check_retention(self) -> None:
+        """Audit the footage; report it to the cloud; raise what is short, tampered or refused."""
+        result = await self.retention.check()
+        self.last_retention = result
+        now = utcnow()
+        report = result.report
+        body = {"report": report.model_dump(mode="json"),
+                "cleanup": result.cleanup.model_dump(mode="json", exclude={"findings"})}
+        actions: list[Action] = [LogEvent("retention.report", now, body)]
+        on_disk = {c.camera_id: c for c in report.cameras}
+        for camera in self.cfg.cameras:
+            if not camera.record:
+                continue
+            source = f"retention:{camera.id}"
+            cam = on_disk.get(camera.id)
+            reasons = breach_reasons(cam) if cam else ["no footage recorded"]
+            if reasons:
+                detail = {"camera_id": camera.id, "reasons": reasons, "required_days": report.required_days,
+                          "achieved_days": cam.achieved_days if cam else 0,
+                          "projected_days_short": cam.projected_days_short if cam else None}
+                actions.append(RaiseAlarm(AlarmKind.RETENTION_BREACH, source, now, None, None, detail))
+            else:
+                actions.append(ClearAlarm(AlarmKind.RETENTION_BREACH, source, now, None))
+        refused = [f.message for f in result.cleanup.findings if f.code == "cleanup_refused"]
+        if refused:
+            actions.append(RaiseAlarm(AlarmKind.RETENTION_BREACH, "retention:disk", now, None, None,
+                                      {"reasons": refused}, severity=Severity.CRITICAL))
+        else:
+            actions.append(ClearAlarm(AlarmKind.RETENTION_BREACH, "retention:disk", now, None))
+        for t in result.new_tamper:
+            # Footage altered or deleted outside the recorder: evidence tampering, to the cloud.
+            actions.append(RaiseAlarm(AlarmKind.TAMPER, f"footage:{t.camera_id}", now, None, None,
+                                      t.model_dump(mode="json")))
+        self.apply(actions)
 
     # --- police path --------------------------------------------------------------------
     async def _deliver(self, rec: PoliceRecord) -> None:

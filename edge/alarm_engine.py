@@ -17,7 +17,7 @@ from datetime import datetime, time as dtime
 from typing import Optional, Union
 from zoneinfo import ZoneInfo
 
-from contracts.alarms import AlarmKind
+from contracts.alarms import AlarmKind, Severity
 from contracts.device import DeviceEvent, DeviceEventKind
 from edge.config import EdgeConfig, ZoneConfig, ZoneKind
 
@@ -41,6 +41,7 @@ class RaiseAlarm:
     device_id: Optional[str] = None
     detail: dict = field(default_factory=dict)
     origin_id: Optional[uuid.UUID] = None  # the device event that raised it, if any
+    severity: Optional[Severity] = None  # the kind's default when unset
 
 
 @dataclass(frozen=True)

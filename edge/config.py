@@ -88,6 +88,10 @@ class VideoConfig(_Strict):
     offline_after_s: float = Field(default=20.0, gt=0, description="no frame for this long: camera offline")
     health_report_s: float = Field(default=10.0, gt=0, description="period of camera.health reports to the cloud")
     retention_check_s: float = Field(default=300.0, gt=0, description="period of the retention audit")
+    index_path: Path = Field(default=Path("var/edge/segments.sqlite3"), description="the segment index (SQLite)")
+    min_free_bytes: int = Field(default=2 * 1024**3, ge=0,
+                                description="cleanup frees space down to this, deleting only footage past required_days")
+    verify_bytes: int = Field(default=256 * 1024**2, ge=0, description="bytes re-hashed per check to catch altered footage")
 
 
 class UplinkConfig(_Strict):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from edge.config import CameraConfig, VideoConfig
+from edge.segments import FFMPEG_ENV, day_dir_name, ffmpeg_output_pattern
 
 log = logging.getLogger("careguard.edge.recorder")
 
@@ -27,27 +28,27 @@ SEGMENT_EXT = "mkv"  # holds any codec ffmpeg copies (H.264, H.265, MJPEG)
 BACKOFF_MAX_S = 30.0
 
 
-def ffmpeg_command(ffmpeg: str, source: str, camera_dir: Path, segment_s: int) -> list[str]:
+def ffmpeg_command(ffmpeg: str, source: str, root: Path, camera_id: str, segment_s: int) -> list[str]:
     return [
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
         "-i", source,
         "-map", "0:v", "-c", "copy",
         "-f", "segment", "-segment_time", str(segment_s), "-segment_atclocktime", "1",
         "-reset_timestamps", "1", "-strftime", "1",
-        str(camera_dir / f"%Y-%m-%d/%H-%M-%S.{SEGMENT_EXT}"),
+        ffmpeg_output_pattern(root, camera_id, SEGMENT_EXT),
     ]
 
 
 def ensure_day_folders(camera_dir: Path, now: datetime) -> None:
     for day in (now, now + timedelta(days=1)):
-        (camera_dir / day.strftime("%Y-%m-%d")).mkdir(parents=True, exist_ok=True)
+        (camera_dir / day_dir_name(day.date())).mkdir(parents=True, exist_ok=True)
 
 
 class CameraRecorder:
     def __init__(self, camera: CameraConfig, video: VideoConfig, ffmpeg: str):
         self.camera = camera
         self.dir = Path(video.recordings_root) / camera.id
-        self.cmd = ffmpeg_command(ffmpeg, camera.source, self.dir, video.segment_s)
+        self.cmd = ffmpeg_command(ffmpeg, camera.source, Path(video.recordings_root), camera.id, video.segment_s)
         self.restarts = 0
         self.last_error = ""
         self._proc: Optional[subprocess.Popen] = None
@@ -76,7 +77,7 @@ class CameraRecorder:
 
     def _run(self) -> None:
         backoff = 1.0
-        env = {**os.environ, "TZ": "UTC"}
+        env = {**os.environ, **FFMPEG_ENV}
         while not self._stop.is_set():
             ensure_day_folders(self.dir, datetime.now(timezone.utc))
             started = time.monotonic()

@@ -117,6 +117,9 @@ class Uplink:
         self._to_loop(self._connected_changed, True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        # A fresh will for the next connection: the cloud is idempotent on envelope id, so a
+        # will reused across connections would be dropped there as a duplicate.
+        client.will_set(topics.up(self.facility, topics.Stream.STATUS), self._status(False), qos=1, retain=True)
         self._to_loop(self._connected_changed, False)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

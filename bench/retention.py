@@ -1,0 +1,145 @@
+"""Retention benchmark: prints one JSON line, never a pass/fail.
+
+- full_audit_s: audit of 90 days of 60 s segments for 64 cameras (8,294,400 segments) from the
+  segment index alone, derived state rebuilt from scratch. That many files cannot be created on a
+  test machine, so the index rows are loaded directly ("index_rows_synthetic": true), with a few
+  holes so there are gaps to find.
+- incremental_s: after one new segment per camera is recorded in that index, the audit again
+  (goal < 50 ms; full audit goal < 10 s).
+- disk_scan_s / disk_incremental_s: a real tree that is created (64 cameras x 18 hours of 60 s
+  segments, 3-byte files): the first sync (list, stat and hash everything) plus audit, then one new
+  file per camera in today's folder (720 files by then), sync and audit.
+Temporary files are removed at the end."""
+
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge.retention import audit_index  # noqa: E402
+from edge.segment_index import SegmentIndex  # noqa: E402
+from edge.segments import format_segment_path  # noqa: E402
+
+CAMERAS = 64
+DAYS = 90
+SEG_S = 60
+DISK_HOURS = 18  # bounded by file creation, which is slow on a shared machine
+NOW = datetime(2026, 11, 25, 0, 0, tzinfo=timezone.utc)
+FREE = 4 * 1024 ** 4
+
+
+def big_index(tmp: Path) -> dict:
+    rng = random.Random(1)
+    n = DAYS * 1440
+    t0 = int(NOW.timestamp()) - n * SEG_S
+    index = SegmentIndex(tmp / "big.sqlite3")
+    t = time.perf_counter()
+    # Rows are generated inside SQLite (a recursive CTE), not passed from Python one by one, so the
+    # load takes seconds, not minutes; the audit below reads them like any other rows.
+    for c in range(CAMERAS):
+        name = f"cam{c:02d}"
+        index.bulk_load(name, ())
+        cid = index.db.execute("SELECT id FROM cameras WHERE name=?", (name,)).fetchone()[0]
+        index.db.execute(
+            "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < :n - 1) "
+            "INSERT INTO segments(cam, start, ext, dur, bytes, mtime_ns, checksum) "
+            "SELECT :c, :t0 + i * :L, 'mp4', NULL, 15000000 + abs(random() % 1000000), (:t0 + i * :L + :L) * 1000000000, "
+            "'00000000000000000000000000000000' FROM seq", {"n": n, "c": cid, "t0": t0, "L": SEG_S})
+        for _ in range(3):  # a hole of four segments: one gap to find
+            h = t0 + rng.randrange(n - 10) * SEG_S
+            index.db.execute("DELETE FROM segments WHERE cam=? AND start BETWEEN ? AND ?", (cid, h, h + 3 * SEG_S))
+    load_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    index.rebuild_derived()
+    report = audit_index(index, tmp, required_days=90, now=NOW, free_bytes=FREE)
+    full_s = time.perf_counter() - t
+    segments = index.segment_count()
+    gaps = sum(len(c.gaps) for c in report.cameras)
+
+    now2 = NOW + timedelta(seconds=SEG_S)
+    t = time.perf_counter()
+    for c in range(CAMERAS):
+        start = int(NOW.timestamp())
+        index.record(f"cam{c:02d}", start, ext="mp4", bytes_=15_000_000, mtime_ns=(start + SEG_S) * 1_000_000_000)
+    report2 = audit_index(index, tmp, required_days=90, now=now2, free_bytes=FREE)
+    inc_s = time.perf_counter() - t
+    index.close()
+    assert report2.cameras[0].segments == report.cameras[0].segments + 1
+    return {"segments": segments, "index_rows_synthetic": True, "load_s": round(load_s, 2),
+            "full_audit_s": round(full_s, 3), "incremental_s": round(inc_s, 4), "gaps_found": gaps}
+
+
+def write_segment(root: Path, cam: str, start: datetime) -> None:
+    fd = os.open(format_segment_path(root, cam, start, "mp4"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, b"seg")
+        end_ns = int(start.timestamp() + SEG_S) * 1_000_000_000
+        os.utime(fd, ns=(end_ns, end_ns))
+    finally:
+        os.close(fd)
+
+
+def disk_tree(tmp: Path) -> dict:
+    """18 hours up to noon of the audit day, so the incremental sync lists a half-full day folder."""
+    root = tmp / "rec"
+    now = NOW + timedelta(hours=12)
+    t0 = now - timedelta(hours=DISK_HOURS)
+    t = time.perf_counter()
+    files = 0
+    for c in range(CAMERAS):
+        cam = f"cam{c:02d}"
+        ts = t0
+        while ts < now:
+            day_dir = root / cam / f"{ts:%Y-%m-%d}"
+            day_dir.mkdir(parents=True, exist_ok=True)
+            write_segment(root, cam, ts)
+            files += 1
+            ts += timedelta(seconds=SEG_S)
+        for day_dir in (root / cam).iterdir():
+            # A real archive's past day folders were last written when their day ended.
+            end = datetime.strptime(day_dir.name, "%Y-%m-%d").replace(tzinfo=timezone.utc) + timedelta(days=1)
+            if end < now:
+                os.utime(day_dir, (end.timestamp(), end.timestamp()))
+    create_s = time.perf_counter() - t
+
+    index = SegmentIndex(tmp / "disk.sqlite3")
+    t = time.perf_counter()
+    index.sync(root, now=now.timestamp())
+    audit_index(index, root, required_days=DISK_HOURS / 24, now=now, free_bytes=FREE)
+    scan_s = time.perf_counter() - t
+
+    for c in range(CAMERAS):
+        write_segment(root, f"cam{c:02d}", now)
+    now2 = now + timedelta(seconds=SEG_S)
+    t = time.perf_counter()
+    res = index.sync(root, now=now2.timestamp())
+    audit_index(index, root, required_days=DISK_HOURS / 24, now=now2, free_bytes=FREE)
+    inc_s = time.perf_counter() - t
+    assert res.added == CAMERAS, res
+    index.close()
+    return {"disk_files": files, "disk_hours": DISK_HOURS, "disk_create_s": round(create_s, 2), "disk_scan_s": round(scan_s, 3),
+            "disk_incremental_s": round(inc_s, 4)}
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cg-retention-bench-"))
+    try:
+        out = {"bench": "retention", "cameras": CAMERAS, "days": DAYS, "segment_s": SEG_S}
+        out |= big_index(tmp)
+        out |= disk_tree(tmp)
+        out |= {"goal_full_audit_s": 10, "goal_incremental_s": 0.05}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
