@@ -1,7 +1,12 @@
 """The alarm store: one row per alarm_id, joined from raised / delivered / cleared envelopes
 (in any order: the DC-09 ACK report may overtake the raise on the uplink) and from operator
 acknowledgements. Every merge is a single UPDATE using COALESCE so the first fact wins and a
-replay changes nothing."""
+replay changes nothing. Each first fact is also a row of `alarm_events`, the alarm's history.
+
+One active alarm per (source, kind): the gateway's alarm engine holds that rule for the alarms it
+raises (a latched zone raises nothing new), and the cloud mirrors them by id, since the police
+receiver knows them by that id; alarms the cloud raises itself go through
+`cloud.lifecycle.raise_cloud_alarm`, which holds the rule here."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from pydantic import BaseModel, PlainSerializer
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cloud.db import alarms, audit, upsert_insert
+from cloud.db import alarm_events, alarms, audit, facilities, upsert_insert
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState
 from contracts.envelope import Envelope
 from contracts.timefmt import iso_utc
@@ -43,7 +48,9 @@ class AlarmRecord(BaseModel):
     acked_at: Optional[UtcTime]
     acked_by: Optional[str]
     dispatched_at: Optional[UtcTime]
+    dispatched_by: Optional[str]
     resolved_at: Optional[UtcTime]
+    resolved_by: Optional[str]
     outcome: Optional[str]
     sort_ts: UtcTime
     updated_at: UtcTime
@@ -61,6 +68,18 @@ def _record(row) -> AlarmRecord:
     else:
         m["delivery_ms"] = None
     return AlarmRecord.model_validate(m)
+
+
+def record_step(conn: Connection, *, alarm_id: str, facility: str, step: str, at: datetime, actor: str,
+                detail: Optional[dict] = None, n: int = 0) -> bool:
+    """Add one step to an alarm's history; False when (alarm_id, step, n) was recorded before."""
+    ins = upsert_insert(conn.dialect.name, alarm_events).values(
+        alarm_id=alarm_id, facility=facility, step=step, n=n, at=at, actor=actor, detail=detail or {})
+    result = conn.execute(ins.on_conflict_do_nothing(index_elements=["alarm_id", "step", "n"]))
+    return result.rowcount == 1
+
+
+_ENVELOPE_STEP = {"alarm.raised": "raised", "alarm.cleared": "cleared", "alarm.delivered": "delivered"}
 
 
 def apply_alarm_envelope(conn: Connection, env: Envelope, body: AlarmBody,
@@ -96,6 +115,9 @@ def apply_alarm_envelope(conn: Connection, env: Envelope, body: AlarmBody,
                           .values(updated_at=now, **values))
     if result.rowcount != 1:
         raise AlarmConflict(f"alarm_id {alarm_id} belongs to another facility than {env.facility!r}")
+    step_at = (delivered_at or env.ts) if env.type == "alarm.delivered" else env.ts
+    record_step(conn, alarm_id=alarm_id, facility=env.facility, step=_ENVELOPE_STEP[env.type], at=step_at,
+                actor=env.source, detail={"envelope": str(env.id), **({"receiver": body.receiver} if body.receiver else {})})
     return alarm_id
 
 
@@ -130,10 +152,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, str]] = None,
                 kind: Optional[AlarmKind] = None, facility: Optional[str] = None,
-                state: Optional[AlarmState] = None) -> list[AlarmRecord]:
-    """Newest first by origin time; `before` continues after the last row of a previous page."""
+                state: Optional[AlarmState] = None, city: Optional[str] = None, district: Optional[str] = None,
+                acked: Optional[bool] = None) -> list[AlarmRecord]:
+    """Newest first by origin time; `before` continues after the last row of a previous page.
+    `city` / `district` filter by the facility's registered district path."""
     c = alarms.c
     q = select(alarms)
+    if city is not None or district is not None:
+        fac = select(facilities.c.facility_id)
+        if city is not None:
+            fac = fac.where(facilities.c.city == city)
+        if district is not None:
+            fac = fac.where(facilities.c.district == district)
+        q = q.where(c.facility.in_(fac))
+    if acked is not None:
+        q = q.where(c.acked_at.is_not(None) if acked else c.acked_at.is_(None))
     if before is not None:
         ts, alarm_id = before
         q = q.where(or_(c.sort_ts < ts, and_(c.sort_ts == ts, c.alarm_id < alarm_id)))
@@ -166,6 +199,8 @@ def acknowledge(engine: Engine, alarm_id: UUID, *, user: str, role: str,
         if not found:
             return None
         rec = found[0]
+        if first:
+            record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="acknowledged", at=now, actor=user)
         record_audit(conn, at=now, actor=user, role=role, action="alarm.ack" if first else "alarm.ack_repeated",
                      target=str(alarm_id), detail={"facility": rec.facility, "acked_at": iso_utc(rec.acked_at)})
     return rec, first

@@ -1,4 +1,4 @@
-"""The FastAPI application: API routers, the police page and its static files."""
+"""The FastAPI application: API routers per resource, the police page and its static files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from cloud.api import police
+from cloud.api import audit, cameras, compliance, devices, facilities, gateways, police, staff
+from cloud.api.common import ERROR_RESPONSES
 from cloud.auth import Principal, TokenTable, require_role
 from cloud.config import Role
 from cloud.downlink import Downlink
@@ -41,7 +42,9 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.downlink = downlink
-    app.include_router(police.router)
+    for router in (police.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
+                   compliance.router, audit.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -56,7 +59,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     def healthz() -> Health:
         return Health(status="ok")
 
-    @app.get("/api/ingest/stats", response_model=IngestStats)
+    @app.get("/api/ingest/stats", response_model=IngestStats, responses=ERROR_RESPONSES)
     def ingest_stats(_who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> IngestStats:
         return IngestStats.model_validate(ingest_counters() if ingest_counters else
                                           {k: 0 for k in IngestStats.model_fields} | {"rejected_by_reason": {}})

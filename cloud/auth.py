@@ -1,12 +1,13 @@
 """Bearer tokens mapped to a user and a role, and the FastAPI dependency that checks them.
 
-401: no token or an unknown one. 403: a known user whose role may not use the endpoint."""
+401: no token or an unknown one. 403: a known user whose role may not use the endpoint, or a
+facility token asking about another facility (a facility token is bound to one facility_id)."""
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from fastapi import HTTPException, Request, status
 
@@ -17,11 +18,31 @@ from cloud.config import Role, TokenEntry
 class Principal:
     user: str
     role: Role
+    facility_id: Optional[str] = None  # set for, and only for, the facility role
+
+    def may_see(self, facility_id: str) -> bool:
+        return self.role is not Role.FACILITY or self.facility_id == facility_id
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A token as TokenTable needs it; config's TokenEntry works too once it carries `facility_id`."""
+    token: str
+    user: str
+    role: Role
+    facility_id: Optional[str] = None
 
 
 class TokenTable:
-    def __init__(self, entries: Iterable[TokenEntry]):
-        self._entries = [(e.token.encode(), Principal(e.user, e.role)) for e in entries]
+    def __init__(self, entries: Iterable[TokenEntry | TokenGrant]):
+        self._entries = []
+        for e in entries:
+            role = Role(e.role)
+            facility_id = getattr(e, "facility_id", None)
+            if (role is Role.FACILITY) != (facility_id is not None):
+                raise ValueError(f"token of user {e.user!r}: a facility_id is required for, and only for, "
+                                 f"the facility role")
+            self._entries.append((e.token.encode(), Principal(e.user, role, facility_id)))
 
     def lookup(self, token: str) -> Principal | None:
         # Compare against every entry in constant time, so timing does not reveal a prefix.
@@ -64,3 +85,19 @@ def require_role(*roles: Role | str, allow_query_token: bool = False) -> Callabl
         return principal
 
     return dependency
+
+
+def forbid_other_facility(who: Principal, facility_id: str) -> None:
+    """403 unless `who` may read or act on `facility_id`."""
+    if not who.may_see(facility_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"a facility token for {who.facility_id!r} may not access facility {facility_id!r}")
+
+
+def scope_facility(who: Principal, requested: Optional[str]) -> Optional[str]:
+    """The facility filter a list must apply: a facility token sees its own facility only."""
+    if who.role is Role.FACILITY:
+        if requested is not None:
+            forbid_other_facility(who, requested)
+        return who.facility_id
+    return requested

@@ -10,10 +10,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from careguard.mqtt import parse_broker_url
 from contracts.errors import describe_validation_error
+from contracts.ids import FacilityId
 
 
 class Role(str, Enum):
@@ -32,6 +33,13 @@ class TokenEntry(_Strict):
     token: str = Field(min_length=16, description="bearer token; keep it secret, at least 16 characters")
     user: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     role: Role
+    facility_id: Optional[FacilityId] = Field(default=None, description="required for, and only for, role facility")
+
+    @model_validator(mode="after")
+    def _facility_scope(self) -> "TokenEntry":
+        if (self.role is Role.FACILITY) != (self.facility_id is not None):
+            raise ValueError(f"token of user {self.user!r}: facility_id is required for, and only for, role facility")
+        return self
 
 
 class CloudConfig(_Strict):
@@ -47,12 +55,41 @@ class CloudConfig(_Strict):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (shared mode)")
     batch_max: int = Field(default=500, ge=1, le=50_000, description="most envelopes written in one transaction")
     tokens: list[TokenEntry] = Field(default_factory=list, description="API bearer tokens; empty: one generated police token")
+    ingest_workers: int = Field(
+        default=1, ge=1, le=64, description="ingest processes sharing $share/ingest/... (client ids `{client_id}-{n}`); "
+                                            "more than 1 needs shared_subscription")
+    telemetry_url: Optional[str] = Field(
+        default=None, description="InfluxDB v2 write API base URL (InfluxDB, VictoriaMetrics: http://host:8428); "
+                                  "none: telemetry goes to the relational store")
+    telemetry_token: str = Field(default="", description="InfluxDB API token (VictoriaMetrics ignores it)")
+    telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
+    telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
+    gateway_offline_s: float = Field(default=30.0, gt=0, le=3600,
+                                     description="silence after which a gateway_offline alarm is raised")
+    escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
+    escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
+    escalation_max_notifications: int = Field(default=5, ge=1)
+    gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
 
     @field_validator("broker_url")
     @classmethod
     def _broker(cls, v: str) -> str:
         parse_broker_url(v)
         return v
+
+    @field_validator("telemetry_url")
+    @classmethod
+    def _telemetry_url(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return v or None
+
+    @model_validator(mode="after")
+    def _workers_need_shared(self) -> "CloudConfig":
+        if self.ingest_workers > 1 and not self.shared_subscription:
+            raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
+                             "$share/ingest subscription)")
+        return self
 
     @field_validator("tokens")
     @classmethod

@@ -1,4 +1,5 @@
-"""The relational store: engine set-up for SQLite or PostgreSQL, and the tables.
+"""The relational store: engine set-up for SQLite or PostgreSQL, the tables, and the schema's
+creation through the Alembic migrations in cloud/migrations.
 
 Times are stored in UTC. SQLite has no time zone type, so `UTCDateTime` converts on the way
 in and attaches UTC on the way out: callers only ever see aware datetimes."""
@@ -8,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Float, Integer, MetaData, String, Table,
-                        UniqueConstraint, create_engine, event)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, ForeignKeyConstraint, Index,
+                        Integer, MetaData, String, Table, UniqueConstraint, create_engine, event)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.types import TypeDecorator
@@ -42,13 +43,15 @@ metadata = MetaData()
 envelopes = Table(
     "envelopes", metadata,
     Column("id", String(36), primary_key=True),
-    Column("facility", String(32), nullable=False, index=True),
+    Column("facility", String(32), nullable=False),
     Column("type", String(64), nullable=False),
     Column("source", String(16), nullable=False),
     Column("seq", BigInteger, nullable=False),
     Column("ts", UTCDateTime, nullable=False, doc="time of the fact at its origin"),
     Column("received_at", UTCDateTime, nullable=False),
     Column("body", JSON, nullable=False),
+    # Compliance asks for a facility's latest envelope of a type (retention.report, camera.health).
+    Index("ix_envelopes_facility_type_ts", "facility", "type", "ts"),
 )
 
 # One row per alarm, joined from raised / delivered / cleared envelopes and operator actions,
@@ -73,7 +76,9 @@ alarms = Table(
     Column("acked_at", UTCDateTime),
     Column("acked_by", String(64)),
     Column("dispatched_at", UTCDateTime),
+    Column("dispatched_by", String(64)),
     Column("resolved_at", UTCDateTime),
+    Column("resolved_by", String(64)),
     Column("outcome", String(16), doc="real / false / test"),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -101,6 +106,7 @@ audit = Table(
     Column("detail", JSON, nullable=False),
 )
 
+# Liveness per facility gateway, kept by ingest (not the registry: see gateway_credentials).
 gateways = Table(
     "gateways", metadata,
     Column("facility", String(32), primary_key=True),
@@ -108,6 +114,140 @@ gateways = Table(
     Column("last_received_at", UTCDateTime, nullable=False),
     Column("last_type", String(64), nullable=False),
     Column("status", JSON, doc="body of the newest status.gateway"),
+)
+
+
+_ID = 64  # device, camera, staff, class and area ids share the contract's device id format
+
+# --- registry (登记备案) ---------------------------------------------------------------------
+facilities = Table(
+    "facilities", metadata,
+    Column("facility_id", String(32), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("uscc", String(18), nullable=False, unique=True, doc="unified social credit code, GB 32100"),
+    Column("kind", String(16), nullable=False, doc="public / private / inclusive (普惠)"),
+    Column("province", String(32), nullable=False),
+    Column("city", String(32), nullable=False, index=True),
+    Column("district", String(32), nullable=False),
+    Column("street", String(64), nullable=False),
+    Column("address", String(256), nullable=False),
+    Column("lat", Float),
+    Column("lon", Float),
+    Column("contact_name", String(64)),
+    Column("contact_phone", String(32)),
+    Column("filing_status", String(16), nullable=False),
+    Column("filing_number", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_facilities_district_path", "province", "city", "district", "street"),
+)
+
+licences = Table(
+    "licences", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("kind", String(32), primary_key=True, doc="health_evaluation (卫生评价) / fire (消防) / food (食品经营)"),
+    Column("number", String(64), nullable=False),
+    Column("expires_on", Date, nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+# Filed places and enrolment per class; capacity per class type is their sum.
+classes = Table(
+    "classes", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("class_id", String(_ID), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("class_type", String(16), nullable=False, doc="infant 乳儿班 / toddler 托小班 / older 托大班 / mixed 混龄班"),
+    Column("places", Integer, nullable=False),
+    Column("enrolled", Integer, nullable=False),
+    Column("carers", Integer, nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+gateway_credentials = Table(
+    "gateway_credentials", metadata,
+    Column("gateway_id", String(_ID), primary_key=True),
+    Column("facility", String(32), nullable=False, index=True),
+    Column("mqtt_username", String(100), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False, doc="Mosquitto $7$ PBKDF2-SHA512; the password itself is never stored"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("device_id", String(_ID), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("zone", String(64)),
+    Column("area_id", String(_ID)),
+    Column("name", String(128), nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+areas = Table(
+    "areas", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("area_id", String(_ID), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("children_area", Boolean, nullable=False, doc="a room children use: must be covered by an online camera"),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+cameras = Table(
+    "cameras", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("camera_id", String(_ID), primary_key=True),
+    Column("name", String(128), nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+camera_areas = Table(
+    "camera_areas", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("camera_id", String(_ID), primary_key=True),
+    Column("area_id", String(_ID), primary_key=True),
+    ForeignKeyConstraint(["facility", "camera_id"], ["cameras.facility", "cameras.camera_id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["facility", "area_id"], ["areas.facility", "areas.area_id"], ondelete="CASCADE"),
+)
+
+staff = Table(
+    "staff", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("staff_id", String(_ID), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("certificates", JSON, nullable=False, doc="[{kind, number, expires_on}]"),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+)
+
+# --- alarm lifecycle --------------------------------------------------------------------------
+# Every step of every alarm, once: (alarm_id, step, n) is unique so replays add nothing; `n`
+# numbers repeated steps (re-notifications).
+alarm_events = Table(
+    "alarm_events", metadata,
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("alarm_id", String(36), nullable=False),
+    Column("facility", String(32), nullable=False),
+    Column("step", String(32), nullable=False),
+    Column("n", Integer, nullable=False, default=0),
+    Column("at", UTCDateTime, nullable=False, doc="time of the step at its origin"),
+    Column("actor", String(64), nullable=False),
+    Column("detail", JSON, nullable=False),
+    UniqueConstraint("alarm_id", "step", "n", name="uq_alarm_event_step"),
+)
+
+escalations = Table(
+    "escalations", metadata,
+    Column("id", Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    Column("alarm_id", String(36), nullable=False),
+    Column("facility", String(32), nullable=False, index=True),
+    Column("n", Integer, nullable=False, doc="0: first escalation; then each re-notification"),
+    Column("at", UTCDateTime, nullable=False),
+    Column("notified_role", String(16), nullable=False),
+    Column("unacked_s", Float, nullable=False),
+    UniqueConstraint("alarm_id", "n", name="uq_escalation_n"),
 )
 
 
@@ -136,8 +276,32 @@ def make_engine(url: str) -> Engine:
     raise ValueError(f"database URL {url!r}: only sqlite:// and postgresql+psycopg:// are supported")
 
 
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
+
+
+def alembic_config(connection=None):
+    """Alembic's configuration for this package, wherever it is installed; `connection` is the one
+    the migrations run on (cloud/migrations/env.py takes it from here)."""
+    from alembic.config import Config
+
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
 def create_schema(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """Bring the store to the newest schema: `alembic upgrade head` on this engine's database."""
+    from alembic import command
+    from sqlalchemy import inspect
+
+    with engine.begin() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if "envelopes" in tables and "alembic_version" not in tables:
+            raise RuntimeError(f"{engine.url.render_as_string(hide_password=True)} was created before migrations "
+                               "existed; move it aside (or `alembic stamp` it after adding the new tables)")
+        command.upgrade(alembic_config(conn), "head")
 
 
 def upsert_insert(engine_or_dialect_name, table: Table):

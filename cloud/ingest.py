@@ -1,4 +1,4 @@
-"""Cloud ingest: uplink envelopes from the MQTT broker into the relational store.
+"""Cloud ingest: uplink envelopes from the MQTT broker into the relational and telemetry stores.
 
 Two parts. `IngestConsumer` owns the MQTT session: it validates each message against its
 topic and hands it on, rejecting bad input with a counted reason. `IngestWriter` is a single
@@ -8,32 +8,40 @@ one commit while a lone alarm is written at once (it never waits for a batch to 
 Nothing is lost across a cloud restart: the session is persistent (3.1.1 clean_session=False,
 or v5 session expiry), subscriptions are QoS 1, and a message is acknowledged to the broker
 only after its transaction committed (paho manual ack). A crash in between means the broker
-sends it again, and the envelope id makes the second write a counted duplicate."""
+sends it again, and the envelope id makes the second write a counted duplicate. Several
+workers (processes, see cloud.ingest_workers) may share one subscription: the envelope
+primary key, inserted with ON CONFLICT DO NOTHING, decides which of them stores an envelope."""
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from pydantic import ValidationError
 from sqlalchemy import case, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from careguard.mqtt import make_client
 from cloud.alarms import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
-from cloud.db import envelopes, gateways, telemetry, upsert_insert
+from cloud.db import envelopes, gateways, upsert_insert
+from cloud.telemetry_store import RelationalTelemetryStore, TelemetryRow, TelemetryStore
 from contracts.alarms import AlarmBody
-from contracts.envelope import Envelope, TelemetryBatch, parse_envelope
-from contracts.errors import ContractError
+from contracts.envelope import (DOWN_TYPES, MAX_ENVELOPE_BYTES, MAX_TELEMETRY_POINTS, TYPE_STREAM, Envelope,
+                                TelemetryBatch)
+from contracts.errors import ContractError, describe_validation_error
 from contracts.timefmt import utcnow
-from contracts.topics import SHARED_INGEST, UP_WILDCARD, parse_up_topic
+from contracts.topics import SHARED_INGEST, UP_WILDCARD, Stream, parse_up_topic
 
 log = logging.getLogger("careguard.cloud.ingest")
 
@@ -52,6 +60,9 @@ _REASON_KEYS = (
     ("belongs to another facility", "alarm_facility_conflict"),
 )
 
+# Transient failures of a store: the batch is worth delivering again, unlike a poison message.
+_TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
 
 def reason_key(reason: str) -> str:
     for needle, key in _REASON_KEYS:
@@ -66,28 +77,104 @@ class Accepted:
     env: Envelope
     alarm: Optional[AlarmBody] = None
     delivered_at: Optional[datetime] = None
-    telemetry: Optional[TelemetryBatch] = None
+    points: Optional[list[TelemetryRow]] = None
     ack: Optional[Callable[[], None]] = None
+
+
+# The shape every edge gateway sends. A point that fits it is checked with plain code (a
+# pydantic model per point costs more than the rest of ingest); anything else goes through
+# the contract's TelemetryBatch model, which either coerces it or names what is wrong.
+_DEVICE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_METRIC_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_TS_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
+_POINT_KEYS = {"device_id", "metric", "value", "ts"}
+_BATCH_KEYS = {"points", "zone"}
+
+
+def _plain_points(facility: str, body: dict) -> Optional[list[TelemetryRow]]:
+    """The batch's points if every one has the usual shape and valid values, else None."""
+    if not body.keys() <= _BATCH_KEYS or not isinstance(body.get("zone", ""), (str, type(None))):
+        return None
+    points = body.get("points")
+    if type(points) is not list or not 1 <= len(points) <= MAX_TELEMETRY_POINTS:
+        return None
+    rows = []
+    times: dict[str, datetime] = {}  # points of one batch mostly share their time
+    for p in points:
+        if type(p) is not dict or p.keys() != _POINT_KEYS:
+            return None
+        device, metric, value, ts = p["device_id"], p["metric"], p["value"], p["ts"]
+        if (type(device) is not str or type(metric) is not str or type(ts) is not str
+                or type(value) not in (float, int) or not _DEVICE_RE.fullmatch(device)
+                or not _METRIC_RE.fullmatch(metric) or not _TS_RE.fullmatch(ts)):
+            return None
+        when = times.get(ts)
+        if when is None:
+            try:
+                when = times[ts] = datetime.fromisoformat(ts)
+            except ValueError:
+                return None
+        rows.append(TelemetryRow(facility, device, metric, when, float(value)))
+    return rows
+
+
+def telemetry_rows(facility: str, body: dict) -> list[TelemetryRow]:
+    """The points of a telemetry.batch body; raises ContractError naming what was wrong."""
+    rows = _plain_points(facility, body)
+    if rows is not None:
+        return rows
+    try:
+        batch = TelemetryBatch.model_validate(body)
+    except ValidationError as exc:
+        raise ContractError(f"invalid telemetry.batch body: {describe_validation_error(exc)}") from None
+    return [TelemetryRow(facility, p.device_id, p.metric, p.ts, p.value) for p in batch.points]
+
+
+def _alarm(env: Envelope, item: Accepted) -> None:
+    try:
+        item.alarm = AlarmBody.model_validate(env.body)
+    except ValidationError as exc:
+        raise ContractError(f"invalid {env.type} body: {describe_validation_error(exc)}") from None
+    if env.type == "alarm.delivered" and item.alarm.delivered_at is not None:
+        try:
+            item.delivered_at = datetime.fromisoformat(item.alarm.delivered_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise ContractError(f"invalid alarm.delivered body: delivered_at {item.alarm.delivered_at!r} "
+                                "is not an ISO 8601 time") from None
+        if item.delivered_at.tzinfo is None:
+            raise ContractError("invalid alarm.delivered body: delivered_at has no time zone")
 
 
 def validate_message(topic: str, payload: bytes) -> Accepted:
     """The envelope on `topic`, validated against the topic's facility and stream; raises
-    ContractError naming what was wrong."""
+    ContractError naming what was wrong.
+
+    The same checks as contracts.envelope.parse_envelope, in one pass: the JSON is parsed
+    once and each body is validated once, by the code that also turns it into rows."""
     facility, stream = parse_up_topic(topic)
-    env = parse_envelope(payload, expect_facility=facility, expect_stream=stream)
+    if len(payload) > MAX_ENVELOPE_BYTES:
+        raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    try:
+        raw: Any = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"malformed JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ContractError("envelope must be a JSON object")
+    try:
+        env = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError(f"invalid envelope: {describe_validation_error(exc)}") from None
+    if env.type not in TYPE_STREAM and env.type not in DOWN_TYPES:
+        raise ContractError(f"unknown message type {env.type!r}")
+    if env.facility != facility:
+        raise ContractError(f"envelope facility {env.facility!r} does not match topic facility {facility!r}")
+    if TYPE_STREAM.get(env.type) != stream:
+        raise ContractError(f"message type {env.type!r} does not belong on stream {stream.value!r}")
     item = Accepted(env)
-    if env.type.startswith("alarm."):
-        item.alarm = AlarmBody.model_validate(env.body)
-        if env.type == "alarm.delivered" and item.alarm.delivered_at is not None:
-            try:
-                item.delivered_at = datetime.fromisoformat(item.alarm.delivered_at.replace("Z", "+00:00"))
-            except ValueError:
-                raise ContractError(f"invalid alarm.delivered body: delivered_at {item.alarm.delivered_at!r} "
-                                    "is not an ISO 8601 time") from None
-            if item.delivered_at.tzinfo is None:
-                raise ContractError("invalid alarm.delivered body: delivered_at has no time zone")
+    if stream is Stream.ALARM:
+        _alarm(env, item)
     elif env.type == "telemetry.batch":
-        item.telemetry = TelemetryBatch.model_validate(env.body)
+        item.points = telemetry_rows(facility, env.body)
     return item
 
 
@@ -117,14 +204,20 @@ class IngestCounters:
 
 
 class IngestWriter:
-    """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE)."""
+    """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
+    `on_store_failure` is called when a store failed for a reason worth retrying, so the
+    consumer can have the broker deliver the unacknowledged messages again."""
 
     def __init__(self, engine: Engine, counters: IngestCounters, *, batch_max: int = 500,
-                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None):
+                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
+                 telemetry_store: TelemetryStore | None = None,
+                 on_store_failure: Callable[[], None] | None = None):
         self.engine = engine
         self.counters = counters
         self.batch_max = batch_max
         self.on_alarms = on_alarms
+        self.telemetry_store = telemetry_store or RelationalTelemetryStore()
+        self.on_store_failure = on_store_failure
         self._q: queue.Queue[Accepted] = queue.Queue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,10 +253,16 @@ class IngestWriter:
             self._write(batch)
 
     def _write(self, batch: list[Accepted]) -> None:
+        changed: set[str] = set()
         try:
             changed = self._commit(batch)
         except AlarmConflict:
             changed = self._write_one_by_one(batch)
+        except _TRANSIENT_DB_ERRORS + (TelemetryWriteError,) as exc:
+            # One by one would fail the same way, once per envelope: give the whole batch back.
+            log.error("ingest batch of %d not stored (%s); the broker will deliver it again", len(batch), exc)
+            self.counters.add("store_errors", len(batch))
+            self._store_failed()
         except Exception:
             log.exception("ingest batch of %d failed; writing one by one", len(batch))
             changed = self._write_one_by_one(batch)
@@ -175,8 +274,13 @@ class IngestWriter:
             except Exception:
                 log.exception("alarm fan-out failed")
 
+    def _store_failed(self) -> None:
+        if self.on_store_failure is not None and not self._stopping.is_set():
+            self.on_store_failure()
+
     def _write_one_by_one(self, batch: list[Accepted]) -> set[str]:
         changed: set[str] = set()
+        transient = False
         for item in batch:
             try:
                 changed |= self._commit([item])
@@ -185,10 +289,13 @@ class IngestWriter:
                 self.counters.reject(str(exc))
                 if item.ack:
                     item.ack()
-            except Exception:
+            except Exception as exc:
                 # Left unacknowledged: the broker sends it again on the next session.
                 log.exception("could not store envelope %s", item.env.id)
                 self.counters.add("store_errors")
+                transient |= isinstance(exc, _TRANSIENT_DB_ERRORS + (TelemetryWriteError,))
+        if transient:
+            self._store_failed()
         return changed
 
     def _commit(self, batch: list[Accepted]) -> set[str]:
@@ -201,17 +308,28 @@ class IngestWriter:
         changed: set[str] = set()
         with self.engine.begin() as conn:
             ins = upsert_insert(conn.dialect.name, envelopes).on_conflict_do_nothing(index_elements=["id"])
-            rows = [dict(id=k, facility=i.env.facility, type=i.env.type, source=i.env.source, seq=i.env.seq,
-                         ts=i.env.ts, received_at=now, body=i.env.body) for k, i in unique.items()]
+            # Sorted by key, so that two workers inserting overlapping batches into PostgreSQL
+            # wait for each other instead of deadlocking.
+            rows = [{"id": k, "facility": i.env.facility, "type": i.env.type, "source": i.env.source,
+                     "seq": i.env.seq, "ts": i.env.ts, "received_at": now, "body": i.env.body}
+                    for k, i in sorted(unique.items())]
             new_ids = set(conn.execute(ins.returning(envelopes.c.id), rows).scalars().all())
             fresh = [unique[k] for k in unique if k in new_ids]
-            points = 0
+            points: list[TelemetryRow] = []
             for item in fresh:
                 if item.alarm is not None:
                     changed.add(apply_alarm_envelope(conn, item.env, item.alarm, item.delivered_at, now))
-                elif item.telemetry is not None:
-                    points += _insert_points(conn, item)
+                elif item.points:
+                    points.extend(item.points)
             _touch_gateways(conn, fresh, now)
+            # Last: an external store written just before the commit leaves the smallest window
+            # in which it holds points whose envelope row could still roll back.
+            try:
+                stored_points = self.telemetry_store.write(conn, points)
+            except Exception as exc:
+                if self.telemetry_store.name == "relational":
+                    raise
+                raise TelemetryWriteError(f"{self.telemetry_store.name} telemetry write failed: {exc}") from exc
         for item in batch:
             if item.ack:
                 item.ack()
@@ -219,16 +337,12 @@ class IngestWriter:
         self.counters.add("stored", len(fresh))
         self.counters.add("duplicates", len(batch) - len(fresh))
         self.counters.add("alarm_updates", sum(1 for i in fresh if i.alarm is not None))
-        self.counters.add("telemetry_points", points)
+        self.counters.add("telemetry_points", stored_points)
         return changed
 
 
-def _insert_points(conn: Connection, item: Accepted) -> int:
-    ins = upsert_insert(conn.dialect.name, telemetry).on_conflict_do_nothing(
-        index_elements=["facility", "device_id", "metric", "ts"])
-    rows = [dict(facility=item.env.facility, device_id=p.device_id, metric=p.metric, ts=p.ts, value=p.value)
-            for p in item.telemetry.points]
-    return len(conn.execute(ins.returning(telemetry.c.id), rows).all())
+class TelemetryWriteError(Exception):
+    """The external telemetry store refused or did not answer; the batch was rolled back."""
 
 
 def _touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> None:
@@ -241,15 +355,18 @@ def _touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> N
             newest[env.facility] = env
         if env.type == "status.gateway" and (env.facility not in status or env.ts > status[env.facility].ts):
             status[env.facility] = env
-    for facility, env in newest.items():
-        ins = upsert_insert(conn.dialect.name, gateways).values(
-            facility=facility, last_seen_at=env.ts, last_received_at=now, last_type=env.type)
-        newer = gateways.c.last_seen_at < ins.excluded.last_seen_at
-        conn.execute(ins.on_conflict_do_update(index_elements=["facility"], set_={
-            "last_seen_at": case((newer, ins.excluded.last_seen_at), else_=gateways.c.last_seen_at),
-            "last_type": case((newer, ins.excluded.last_type), else_=gateways.c.last_type),
-            "last_received_at": ins.excluded.last_received_at,
-        }))
+    if not newest:
+        return
+    ins = upsert_insert(conn.dialect.name, gateways)
+    newer = gateways.c.last_seen_at < ins.excluded.last_seen_at
+    upsert = ins.on_conflict_do_update(index_elements=["facility"], set_={
+        "last_seen_at": case((newer, ins.excluded.last_seen_at), else_=gateways.c.last_seen_at),
+        "last_type": case((newer, ins.excluded.last_type), else_=gateways.c.last_type),
+        "last_received_at": ins.excluded.last_received_at,
+    })
+    # In key order, like the envelopes: workers share facilities under a shared subscription.
+    conn.execute(upsert, [{"facility": f, "last_seen_at": e.ts, "last_received_at": now, "last_type": e.type}
+                          for f, e in sorted(newest.items())])
     for facility, env in status.items():
         conn.execute(update(gateways).where(gateways.c.facility == facility).values(status=env.body))
 
@@ -297,6 +414,17 @@ class IngestConsumer:
         self._client.disconnect()
         self._client.loop_stop()
         self.connected.clear()
+
+    def redeliver(self, pause_s: float = 1.0) -> None:
+        """Start a new connection on the same session after a pause: the broker then sends every
+        message this client left unacknowledged again (a store failed while writing them)."""
+        if not self._accepting:
+            return
+        self._client.disconnect()
+        self._client.loop_stop()
+        self.connected.clear()
+        if not threading.Event().wait(pause_s) and self._accepting:
+            self.start()
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
         if reason_code.is_failure:
@@ -354,11 +482,16 @@ class Ingest:
 
     def __init__(self, engine: Engine, broker_url: str, *, client_id: str, shared: bool = False,
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
-                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None):
+                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
+                 telemetry_store: TelemetryStore | None = None):
         self.counters = IngestCounters()
-        self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms)
+        self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
+                                   telemetry_store=telemetry_store, on_store_failure=self._redeliver)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
                                        session_expiry_s=session_expiry_s)
+
+    def _redeliver(self) -> None:
+        self.consumer.redeliver()
 
     def start(self) -> "Ingest":
         self.writer.start()
@@ -370,3 +503,4 @@ class Ingest:
         self.consumer.stop_accepting()
         self.writer.stop()
         self.consumer.stop()
+        self.writer.telemetry_store.close()

@@ -1,5 +1,9 @@
-"""`careguard cloud`: ingest, the API and the dashboards in one process, and `CloudService`,
-the same thing as a Python object for `make run` and tests."""
+"""`careguard cloud`: ingest, the gateway watch, the API and the dashboards, and `CloudService`,
+the same thing as a Python object for `make run` and tests.
+
+With `ingest_workers = 1` ingest runs in this process; with more, in that many worker processes
+sharing one MQTT v5 subscription (cloud.ingest_workers). `careguard cloud --ingest-only` runs
+one ingest worker and nothing else, for spreading workers over machines."""
 
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, wit
 from cloud.db import create_schema, make_engine
 from cloud.downlink import Downlink
 from cloud.events_bus import EventBus
-from cloud.ingest import Ingest
+from cloud.gateway_watch import GatewayWatch
+from cloud.lifecycle import EscalationPolicy, EscalationRunner
+from cloud.ingest_workers import AlarmFollower, IngestWorkers, make_ingest
 
 log = logging.getLogger("careguard.cloud")
 
@@ -32,11 +38,18 @@ class CloudService:
         self.engine = make_engine(config.db_url)
         self.bus = EventBus()
         self.downlink = Downlink(config.broker_url, f"{config.client_id}-down")
-        self.ingest = Ingest(self.engine, config.broker_url, client_id=config.client_id,
-                             shared=config.shared_subscription, session_expiry_s=config.session_expiry_s,
-                             batch_max=config.batch_max, on_alarms=self._fan_out)
+        # One worker stays in this process so its alarms reach the live stream at once.
+        self.ingest = (make_ingest(config, self.engine, client_id=config.client_id, on_alarms=self._fan_out)
+                       if config.ingest_workers == 1 else None)
+        self.workers = IngestWorkers(config) if config.ingest_workers > 1 else None
+        self.follower = AlarmFollower(self.engine, self._fan_out) if self.workers else None
+        self.gateway_watch = GatewayWatch(self.engine, threshold_s=config.gateway_offline_s,
+                                          check_s=config.gateway_check_s, on_alarms=self._fan_out)
+        self.escalation = EscalationRunner(self.engine, self.bus, EscalationPolicy(
+            after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
+            max_notifications=config.escalation_max_notifications), interval_s=1.0)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=self.ingest.counters.snapshot)
+                              downlink=self.downlink, ingest_counters=lambda: self.counters)
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -48,7 +61,7 @@ class CloudService:
 
     @property
     def counters(self) -> dict:
-        return self.ingest.counters.snapshot()
+        return self.ingest.counters.snapshot() if self.ingest is not None else self.workers.counters()
 
     def _fan_out(self, rows) -> None:
         for row in rows:
@@ -57,7 +70,13 @@ class CloudService:
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
         self.downlink.start()
-        self.ingest.start()
+        if self.ingest is not None:
+            self.ingest.start()
+        else:
+            self.workers.start()
+            self.follower.start()
+        self.gateway_watch.start()
+        self.escalation.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -83,10 +102,13 @@ class CloudService:
         return predicate()
 
     def wait_ingest_ready(self, timeout: float = 10.0) -> bool:
-        """True once the ingest session is subscribed at the broker."""
-        return self.ingest.consumer.subscribed.wait(timeout)
+        """True once every ingest session is subscribed at the broker."""
+        if self.ingest is not None:
+            return self.ingest.consumer.subscribed.wait(timeout)
+        return self.workers.wait_ready(timeout)
 
     def stop(self) -> None:
+        self.escalation.stop()
         self.bus.close()
         if self._server is not None:
             self._server.should_exit = True
@@ -96,7 +118,12 @@ class CloudService:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self.ingest.stop()
+        self.gateway_watch.stop()
+        if self.ingest is not None:
+            self.ingest.stop()
+        else:
+            self.follower.stop()
+            self.workers.stop()
         self.downlink.stop()
         self.engine.dispose()
 
@@ -115,6 +142,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", help="TOML file of [[tokens]] token/user/role")
     parser.add_argument("--shared", action="store_true", default=None,
                         help="MQTT v5 shared subscription $share/ingest/... (Mosquitto, EMQX; not amqtt)")
+    parser.add_argument("--workers", type=int, help="ingest worker processes (needs --shared)")
+    parser.add_argument("--telemetry-url", help="InfluxDB v2 write API base URL; none: relational store")
+    parser.add_argument("--ingest-only", action="store_true",
+                        help="run one ingest worker only (no API, no gateway watch); give each its own --client-id")
+    parser.add_argument("--client-id", help="ingest MQTT client id")
 
 
 def _listen(value: Optional[str]) -> dict:
@@ -127,10 +159,32 @@ def _listen(value: Optional[str]) -> dict:
 
 
 def build_config(args: argparse.Namespace) -> tuple[CloudConfig, Optional[str]]:
-    overrides = dict(broker_url=args.broker, db_url=args.db, shared_subscription=args.shared, **_listen(args.listen))
+    overrides = dict(broker_url=args.broker, db_url=args.db, shared_subscription=args.shared,
+                     ingest_workers=args.workers, telemetry_url=args.telemetry_url, client_id=args.client_id,
+                     **_listen(args.listen))
     if args.tokens:
         overrides["tokens"] = [t.model_dump() for t in load_tokens(args.tokens)]
     return with_generated_police_token(load_config(args.config, **overrides))
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+
+
+def run_ingest_only(config: CloudConfig) -> int:
+    engine = make_engine(config.db_url)
+    create_schema(engine)
+    ingest = make_ingest(config, engine, client_id=config.client_id).start()
+    print(f"careguard cloud: ingest worker {config.client_id} from {config.broker_url} into {config.db_url}"
+          f"{', telemetry ' + config.telemetry_url if config.telemetry_url else ''}", flush=True)
+    _wait_for_signal()
+    ingest.stop()
+    engine.dispose()
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -140,6 +194,8 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"careguard cloud: {exc}", file=sys.stderr)
         return 2
+    if args.ingest_only:
+        return run_ingest_only(config)
     service = CloudService(config)
     try:
         service.start()
@@ -150,10 +206,6 @@ def main(args: argparse.Namespace) -> int:
           f"store {config.db_url}", flush=True)
     if generated:
         print(f"careguard cloud: no tokens configured; police token for this run: {generated}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    while not stop.wait(1.0):
-        pass
+    _wait_for_signal()
     service.stop()
     return 0

@@ -59,6 +59,37 @@ class TelemetryBatch(BaseModel):
     points: list[TelemetryPoint] = Field(min_length=1, max_length=MAX_TELEMETRY_POINTS)
 
 
+class CameraHealthItem(BaseModel):
+    """One camera's health numbers (Frigate-like); more fields may follow these."""
+    model_config = ConfigDict(extra="allow")
+
+    camera_id: DeviceId
+    state: str = Field(description="connecting, streaming, stalled or stopped")
+    fault: Optional[str] = Field(default=None, description="offline, frozen, covered, defocused, displaced")
+
+
+class CameraHealthBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    cameras: list[CameraHealthItem]
+
+
+class RetentionCameraItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    camera_id: DeviceId
+    achieved_days: float = Field(ge=0)
+    compliant: bool
+
+
+class RetentionReportBody(BaseModel):
+    """What the compliance rules read of a gateway's retention audit; the full audit rides along."""
+    model_config = ConfigDict(extra="allow")
+
+    required_days: float = Field(gt=0)
+    cameras: list[RetentionCameraItem]
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -88,6 +119,8 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "alarm.cleared": AlarmBody,
     "alarm.delivered": AlarmBody,
     "telemetry.batch": TelemetryBatch,
+    "camera.health": CameraHealthBody,
+    "retention.report": RetentionReportBody,
 }
 
 

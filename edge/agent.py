@@ -317,7 +317,7 @@ class EdgeAgent:
         self.last_retention = result
         now = utcnow()
         report = result.report
-        body = {"report": report.model_dump(mode="json"),
+        body = {**report.model_dump(mode="json"),
                 "cleanup": result.cleanup.model_dump(mode="json", exclude={"findings"})}
         actions: list[Action] = [LogEvent("retention.report", now, body)]
         on_disk = {c.camera_id: c for c in report.cameras}

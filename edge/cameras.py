@@ -47,5 +47,7 @@ class CameraSupervisor:
         m = self.monitors.get(camera_id)
         return m.latest_jpeg() if m is not None else None
 
-    def health(self) -> dict[str, dict]:
-        return {cid: m.health().model_dump(mode="json", exclude={"features"}) for cid, m in self.monitors.items()}
+    def health(self) -> list[dict]:
+        """The `cameras` of a camera.health body (contracts.envelope.CameraHealthBody)."""
+        return [{"camera_id": cid, **m.health().model_dump(mode="json", exclude={"features"})}
+                for cid, m in self.monitors.items()]

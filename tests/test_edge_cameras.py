@@ -68,7 +68,8 @@ def test_panic_snapshot_and_camera_fault(mosquitto, uplink_broker, collector_fac
         await agent.start()
         await agent.devices.connected.wait()
         # The camera streams and reports its health.
-        assert await until(lambda: any(e["body"]["cameras"]["cam1"]["frames"] > 0 for e in cloud.of_type("camera.health")))
+        assert await until(lambda: any(c["camera_id"] == "cam1" and c["frames"] > 0
+                                       for e in cloud.of_type("camera.health") for c in e["body"]["cameras"]))
         button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
         await asyncio.to_thread(button.press)
         assert await until(lambda: any(e["body"]["alarm_id"] == str(hits[0].alarm_id)

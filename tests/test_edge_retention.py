@@ -82,7 +82,7 @@ def test_gap_breach_projected_breach_and_tamper(mosquitto, uplink_broker, collec
         assert await drain(agent, cloud, lambda: "retention:cam2" in breaches(cloud)
                            and cloud.of_type("retention.report"))
         assert "retention:cam1" not in breaches(cloud)
-        report = cloud.of_type("retention.report")[-1]["body"]["report"]
+        report = cloud.of_type("retention.report")[-1]["body"]
         assert {c["camera_id"] for c in report["cameras"]} == {"cam1", "cam2"}
 
         # A disk that cannot hold the requirement at the measured rate: raised before it runs short.

@@ -1,0 +1,106 @@
+"""Areas of a facility, the cameras covering them, and the latest snapshot of a camera (every
+read of a picture is audited)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Optional
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
+from sqlalchemy import select
+
+from cloud.alarms import record_audit
+from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.facilities import FacilityPath
+from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.config import Role
+from cloud.db import areas, cameras, envelopes
+from cloud.registry import Area, AreaIn, Camera, CameraIn, add_area, add_camera, camera_rows_to_models
+from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
+from contracts.timefmt import iso_utc, utcnow
+
+router = APIRouter(tags=["cameras"])
+READERS = (Role.POLICE, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+SNAPSHOT_READERS = (Role.POLICE, Role.ADMIN, Role.FACILITY)
+# Snapshots are found by scanning the facility's newest ones; this bounds the scan.
+SNAPSHOT_SCAN = 500
+
+
+@router.post("/api/facilities/{facility_id}/areas", response_model=Area, status_code=status.HTTP_201_CREATED)
+def register_area(request: Request, facility_id: FacilityPath, body: AreaIn,
+                  _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> Area:
+    with transaction(request) as conn:
+        return add_area(conn, facility_id, body)
+
+
+@router.get("/api/areas", response_model=Page[Area])
+def list_areas(request: Request, who: Annotated[Principal, Depends(require_role(*READERS, Role.HEALTH))],
+               limit: Limit = 50, cursor: Cursor = None,
+               facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
+               children_area: Optional[bool] = None) -> Page[Area]:
+    a = areas.c
+    q = select(areas)
+    facility = scope_facility(who, facility)
+    if facility is not None:
+        q = q.where(a.facility == facility)
+    if children_area is not None:
+        q = q.where(a.children_area.is_(children_area))
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [a.facility, a.area_id], limit, cursor)).all(),
+                         ["facility", "area_id"], limit)
+    return Page[Area](items=[Area.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+
+
+@router.post("/api/facilities/{facility_id}/cameras", response_model=Camera, status_code=status.HTTP_201_CREATED)
+def register_camera(request: Request, facility_id: FacilityPath, body: CameraIn,
+                    _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> Camera:
+    with transaction(request) as conn:
+        return add_camera(conn, facility_id, body)
+
+
+@router.get("/api/cameras", response_model=Page[Camera])
+def list_cameras(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
+                 limit: Limit = 50, cursor: Cursor = None,
+                 facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Camera]:
+    c = cameras.c
+    q = select(cameras)
+    facility = scope_facility(who, facility)
+    if facility is not None:
+        q = q.where(c.facility == facility)
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [c.facility, c.camera_id], limit, cursor)).all(),
+                         ["facility", "camera_id"], limit)
+        return Page[Camera](items=camera_rows_to_models(conn, rows), next_cursor=nxt)
+
+
+@router.get("/api/facilities/{facility_id}/cameras/{camera_id}/snapshot", response_class=Response,
+            responses={200: {"content": {"image/jpeg": {}}, "description": "the newest snapshot (JPEG)"},
+                       404: {"description": "no snapshot of this camera"},
+                       502: {"description": "the stored snapshot is not valid base64"}})
+def read_snapshot(request: Request, facility_id: FacilityPath,
+                  camera_id: Annotated[str, Path(pattern=DEVICE_ID_RE)],
+                  who: Annotated[Principal, Depends(require_role(*SNAPSHOT_READERS))],
+                  alarm_id: Optional[UUID] = None) -> Response:
+    """The newest snapshot of the camera (of one alarm, with `alarm_id`). The read is audited."""
+    forbid_other_facility(who, facility_id)
+    e = envelopes.c
+    now = utcnow()
+    with transaction(request) as conn:
+        rows = conn.execute(select(e.id, e.ts, e.body).where(e.facility == facility_id, e.type == "camera.snapshot")
+                            .order_by(e.ts.desc()).limit(SNAPSHOT_SCAN))
+        found = next((r for r in rows if r.body.get("camera_id") == camera_id
+                      and (alarm_id is None or r.body.get("alarm_id") == str(alarm_id))), None)
+        record_audit(conn, at=now, actor=who.user, role=who.role.value, action="snapshot.read",
+                     target=f"{facility_id}/{camera_id}",
+                     detail={"alarm_id": str(alarm_id) if alarm_id else None, "found": found is not None,
+                             "envelope": found.id if found else None})
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no snapshot of camera {camera_id!r} in {facility_id!r}")
+    try:
+        jpeg = base64.b64decode(found.body.get("jpeg_b64") or "", validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"snapshot {found.id} holds no valid base64 JPEG") from None
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store",
+                                                           "X-Snapshot-Time": iso_utc(found.ts)})

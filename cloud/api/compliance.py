@@ -1,0 +1,58 @@
+"""Compliance per facility (status, score, findings with their source and evidence), and the
+jurisdiction profiles the rules apply."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import select
+
+from cloud.api.common import Cursor, Page, keyset, transaction, trim
+from cloud.api.facilities import FacilityPath
+from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.compliance import ComplianceReport, Status, facility_compliance
+from cloud.config import Role
+from cloud.db import facilities
+from cloud.profiles import Profile, all_profiles
+from contracts.timefmt import utcnow
+
+router = APIRouter(prefix="/api/compliance", tags=["compliance"])
+READERS = (Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+
+
+@router.get("", response_model=Page[ComplianceReport])
+def list_compliance(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
+                    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Cursor = None,
+                    city: Annotated[Optional[str], Query(max_length=32)] = None,
+                    district: Annotated[Optional[str], Query(max_length=32)] = None,
+                    status: Optional[Status] = None) -> Page[ComplianceReport]:
+    """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
+    page may hold fewer than `limit` items while `next_cursor` still continues."""
+    f = facilities.c
+    q = select(f.facility_id)
+    own = scope_facility(who, None)
+    if own is not None:
+        q = q.where(f.facility_id == own)
+    if city is not None:
+        q = q.where(f.city == city)
+    if district is not None:
+        q = q.where(f.district == district)
+    now = utcnow()
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
+        reports = [facility_compliance(conn, r.facility_id, now) for r in rows]
+    return Page[ComplianceReport](items=[r for r in reports if status is None or r.status is status], next_cursor=nxt)
+
+
+@router.get("/profiles", response_model=list[Profile])
+def list_profiles(_who: Annotated[Principal, Depends(require_role(*READERS))]) -> list[Profile]:
+    return all_profiles()
+
+
+@router.get("/{facility_id}", response_model=ComplianceReport)
+def read_compliance(request: Request, facility_id: FacilityPath,
+                    who: Annotated[Principal, Depends(require_role(*READERS))]) -> ComplianceReport:
+    forbid_other_facility(who, facility_id)
+    with transaction(request) as conn:
+        return facility_compliance(conn, facility_id, utcnow())

@@ -1,0 +1,45 @@
+"""Devices of a facility: one-button alarms, door and motion sensors, smoke and climate sensors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from sqlalchemy import select
+
+from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.facilities import FacilityPath
+from cloud.auth import Principal, require_role, scope_facility
+from cloud.config import Role
+from cloud.db import devices
+from cloud.registry import Device, DeviceIn, DeviceKind, add_device
+from contracts.ids import FACILITY_ID_RE
+
+router = APIRouter(tags=["devices"])
+# Police locate a button's zone; health reads the climate sensors.
+READERS = (Role.POLICE, Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+
+
+@router.post("/api/facilities/{facility_id}/devices", response_model=Device, status_code=status.HTTP_201_CREATED)
+def register_device(request: Request, facility_id: FacilityPath, body: DeviceIn,
+                    _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> Device:
+    with transaction(request) as conn:
+        return add_device(conn, facility_id, body)
+
+
+@router.get("/api/devices", response_model=Page[Device])
+def list_devices(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
+                 limit: Limit = 50, cursor: Cursor = None,
+                 facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
+                 kind: Optional[DeviceKind] = None) -> Page[Device]:
+    d = devices.c
+    q = select(devices)
+    facility = scope_facility(who, facility)
+    if facility is not None:
+        q = q.where(d.facility == facility)
+    if kind is not None:
+        q = q.where(d.kind == kind.value)
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [d.facility, d.device_id], limit, cursor)).all(),
+                         ["facility", "device_id"], limit)
+    return Page[Device](items=[Device.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)

@@ -1,0 +1,80 @@
+"""Facilities: registration (with its areas, cameras, devices, staff and gateway credentials in
+one transaction), the filed record, and lists by district path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+from sqlalchemy import select
+
+from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.config import Role
+from cloud.db import facilities
+from cloud.registry import (Facility, FacilityIn, FacilityKind, FacilityRegistration, FilingStatus,
+                            RegistrationResult, facility_rows_to_models, get_facility, register_facility,
+                            update_facility)
+from contracts.ids import FACILITY_ID_RE
+from contracts.timefmt import utcnow
+
+router = APIRouter(prefix="/api/facilities", tags=["facilities"])
+
+# Police read the facility card (address, coordinates, contact, enrolment); health and
+# supervisors read every facility; a facility reads itself.
+READERS = (Role.POLICE, Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+FacilityPath = Annotated[str, Path(pattern=FACILITY_ID_RE)]
+
+
+@router.post("", response_model=RegistrationResult, status_code=status.HTTP_201_CREATED)
+def register(request: Request, body: FacilityRegistration,
+             _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> RegistrationResult:
+    """Register a facility. With `gateway`, the response carries its MQTT password once: only a
+    hash is kept."""
+    with transaction(request) as conn:
+        return register_facility(conn, body, utcnow())
+
+
+@router.get("", response_model=Page[Facility])
+def list_facilities(
+    request: Request,
+    who: Annotated[Principal, Depends(require_role(*READERS))],
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    province: Annotated[Optional[str], Query(max_length=32)] = None,
+    city: Annotated[Optional[str], Query(max_length=32)] = None,
+    district: Annotated[Optional[str], Query(max_length=32)] = None,
+    street: Annotated[Optional[str], Query(max_length=64)] = None,
+    kind: Optional[FacilityKind] = None,
+    filing_status: Optional[FilingStatus] = None,
+) -> Page[Facility]:
+    f = facilities.c
+    q = select(facilities)
+    own = scope_facility(who, None)
+    if own is not None:
+        q = q.where(f.facility_id == own)
+    for col, value in ((f.province, province), (f.city, city), (f.district, district), (f.street, street),
+                       (f.kind, kind.value if kind else None),
+                       (f.filing_status, filing_status.value if filing_status else None)):
+        if value is not None:
+            q = q.where(col == value)
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
+        return Page[Facility](items=facility_rows_to_models(conn, rows), next_cursor=nxt)
+
+
+@router.get("/{facility_id}", response_model=Facility)
+def read_facility(request: Request, facility_id: FacilityPath,
+                  who: Annotated[Principal, Depends(require_role(*READERS))]) -> Facility:
+    forbid_other_facility(who, facility_id)
+    with transaction(request) as conn:
+        return get_facility(conn, facility_id)
+
+
+@router.put("/{facility_id}", response_model=Facility)
+def replace_facility(request: Request, facility_id: FacilityPath, body: FacilityIn,
+                     _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> Facility:
+    """Replace the filed record, its licences and classes (areas, cameras, devices, staff and
+    gateways have their own resources)."""
+    with transaction(request) as conn:
+        return update_facility(conn, facility_id, body, utcnow())

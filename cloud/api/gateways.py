@@ -1,0 +1,50 @@
+"""Gateways: MQTT credentials per facility gateway (the password shown once, a hash kept) and
+the broker ACL line each needs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+
+from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.facilities import FacilityPath
+from cloud.auth import Principal, require_role, scope_facility
+from cloud.config import Role
+from cloud.db import gateway_credentials
+from cloud.registry import Gateway, GatewayCredentials, GatewayIn, gateway_query, gateway_rows, issue_gateway, rotate_gateway
+from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
+from contracts.timefmt import utcnow
+
+router = APIRouter(tags=["gateways"])
+READERS = (Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+
+
+@router.post("/api/facilities/{facility_id}/gateways", response_model=GatewayCredentials,
+             status_code=status.HTTP_201_CREATED)
+def issue(request: Request, facility_id: FacilityPath, body: GatewayIn,
+          _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> GatewayCredentials:
+    with transaction(request) as conn:
+        return issue_gateway(conn, facility_id, body.gateway_id, utcnow())
+
+
+@router.post("/api/gateways/{gateway_id}/rotate", response_model=GatewayCredentials)
+def rotate(request: Request, gateway_id: Annotated[str, Path(pattern=DEVICE_ID_RE)],
+           _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> GatewayCredentials:
+    """A new password (shown once); the old one stops working when the broker reloads its password file."""
+    with transaction(request) as conn:
+        return rotate_gateway(conn, gateway_id, utcnow())
+
+
+@router.get("/api/gateways", response_model=Page[Gateway])
+def list_gateways(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
+                  limit: Limit = 50, cursor: Cursor = None,
+                  facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Gateway]:
+    g = gateway_credentials.c
+    q = gateway_query()
+    facility = scope_facility(who, facility)
+    if facility is not None:
+        q = q.where(g.facility == facility)
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [g.gateway_id], limit, cursor)).all(), ["gateway_id"], limit)
+    return Page[Gateway](items=gateway_rows(rows), next_cursor=nxt)

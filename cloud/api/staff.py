@@ -1,0 +1,44 @@
+"""Staff of a facility with role and certificates. Police have no business here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from sqlalchemy import select
+
+from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.facilities import FacilityPath
+from cloud.auth import Principal, require_role, scope_facility
+from cloud.config import Role
+from cloud.db import staff
+from cloud.registry import StaffIn, StaffMember, StaffRole, add_staff
+from contracts.ids import FACILITY_ID_RE
+
+router = APIRouter(tags=["staff"])
+READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
+
+
+@router.post("/api/facilities/{facility_id}/staff", response_model=StaffMember, status_code=status.HTTP_201_CREATED)
+def register_staff(request: Request, facility_id: FacilityPath, body: StaffIn,
+                   _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> StaffMember:
+    with transaction(request) as conn:
+        return add_staff(conn, facility_id, body)
+
+
+@router.get("/api/staff", response_model=Page[StaffMember])
+def list_staff(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
+               limit: Limit = 50, cursor: Cursor = None,
+               facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
+               role: Optional[StaffRole] = None) -> Page[StaffMember]:
+    s = staff.c
+    q = select(staff)
+    facility = scope_facility(who, facility)
+    if facility is not None:
+        q = q.where(s.facility == facility)
+    if role is not None:
+        q = q.where(s.role == role.value)
+    with transaction(request) as conn:
+        rows, nxt = trim(conn.execute(keyset(q, [s.facility, s.staff_id], limit, cursor)).all(),
+                         ["facility", "staff_id"], limit)
+    return Page[StaffMember](items=[StaffMember.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)

@@ -1,0 +1,86 @@
+"""Jurisdiction profiles as data: the national defaults and the cities that override them.
+
+Each requirement carries the text it comes from, so a finding can quote its source. A city
+profile lists only what it changes; a city's floor may be lower than the national norm (济宁
+writes 30 days of footage), and the profile says which one the platform checks there."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud.registry import ClassType
+
+
+class Requirement(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    value: float
+    source: str
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    retention_days: Requirement
+    arming_24h: Requirement = Field(description="value: heartbeats older than this many seconds mean nobody watches")
+    children_areas_covered: Requirement = Field(description="value: camera.health older than this many seconds is unknown")
+    drill_interval_days: Requirement
+    class_size: dict[ClassType, Requirement]
+    carer_ratio: dict[ClassType, Requirement] = Field(description="children per carer, at most")
+    licence_warning_days: Requirement
+    filing: Requirement
+
+
+_GUIFAN = "托育机构管理规范（试行）"
+_SHEZHI = "托育机构设置标准（试行）"
+_CLASS_SIZE_TEXT = (f"{_SHEZHI}: 乳儿班（6-12个月）10人以下，托小班（12-24个月）15人以下，托大班（24-36个月）20人以下；"
+                    "18个月以上可混合编班，每个班不超过18人")
+_RATIO_TEXT = f"{_SHEZHI}: 保育人员与婴幼儿的比例，乳儿班不低于1:3，托小班不低于1:5，托大班不低于1:7"
+
+NATIONAL = Profile(
+    name="national",
+    retention_days=Requirement(value=90, source=f"{_GUIFAN}: 监控录像资料保存期不少于90日"),
+    arming_24h=Requirement(value=300, source=f"{_GUIFAN}: 监控报警系统确保24小时设防; GB 50394 5.2.3: 紧急报警装置应设置为不可撤防状态"),
+    children_areas_covered=Requirement(value=600, source=f"{_GUIFAN}: 婴幼儿生活和活动区域应当全覆盖（视频监控）"),
+    drill_interval_days=Requirement(
+        value=31, source="CareGuard platform rule: 一键式报警每月与公安机关联动测试一次（测试报警送达接警中心）"),
+    class_size={
+        ClassType.INFANT: Requirement(value=10, source=_CLASS_SIZE_TEXT),
+        ClassType.TODDLER: Requirement(value=15, source=_CLASS_SIZE_TEXT),
+        ClassType.OLDER: Requirement(value=20, source=_CLASS_SIZE_TEXT),
+        ClassType.MIXED: Requirement(value=18, source=_CLASS_SIZE_TEXT),
+    },
+    carer_ratio={
+        ClassType.INFANT: Requirement(value=3, source=_RATIO_TEXT),
+        ClassType.TODDLER: Requirement(value=5, source=_RATIO_TEXT),
+        ClassType.OLDER: Requirement(value=7, source=_RATIO_TEXT),
+        # The national text gives no figure for mixed classes (from 18 months): the 托小班 ratio applies.
+        ClassType.MIXED: Requirement(value=5, source=_RATIO_TEXT + "（混龄班按托小班1:5执行）"),
+    },
+    licence_warning_days=Requirement(value=30, source="托育机构登记和备案办法（试行）: 卫生评价、消防、食品经营等许可须有效"),
+    filing=Requirement(value=1, source="托育机构登记和备案办法（试行）: 托育机构应当向县级卫生健康部门备案"),
+)
+
+# A city's changes to the national profile, keyed by the city as the registry writes it.
+CITY_OVERRIDES: dict[str, dict] = {
+    "济宁市": {
+        "retention_days": Requirement(
+            value=30, source="济宁市婴幼儿照护服务工作方案（十四）: 实行24小时设防……监控录像资料保存30日以上"),
+    },
+}
+
+
+def profile_for(city: Optional[str]) -> Profile:
+    """The profile that applies in `city` (济宁 and 济宁市 name the same city)."""
+    if city:
+        key = city if city.endswith("市") else city + "市"
+        override = CITY_OVERRIDES.get(key)
+        if override:
+            return NATIONAL.model_copy(update={"name": key, **override})
+    return NATIONAL
+
+
+def all_profiles() -> list[Profile]:
+    return [NATIONAL] + [profile_for(city) for city in CITY_OVERRIDES]

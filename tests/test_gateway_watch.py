@@ -1,0 +1,80 @@
+"""Gateway offline: the pure rule, and the watch against a real Mosquitto and SQLite store."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from careguard.mqtt import make_client
+from cloud.db import alarms
+from cloud.gateway_watch import GatewaySeen, decide, offline_alarm_id
+from contracts.envelope import make_envelope
+from contracts.topics import Stream, up
+from tests.test_cloud_ingest import Publisher, start_cloud, wait_until
+
+T0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def test_rule_silence_will_grace_and_clear():
+    quiet = GatewaySeen("F1", at(0), "online")
+    assert decide([quiet], {}, at(30), 30, at(-100)) == [], "30 s exactly is not yet past the limit"
+    [change] = decide([quiet], {}, at(31), 30, at(-100))
+    assert change.raise_ and change.alarm_id == offline_alarm_id("F1", at(0)) and "31 s" in change.reason
+    assert decide([quiet], {"F1": change.alarm_id}, at(40), 30, at(-100)) == [], "one active alarm per gateway"
+    assert decide([quiet], {}, at(31), 30, at(10)) == [], "silence counts from when the cloud started listening"
+    [will] = decide([GatewaySeen("F2", at(0), "offline")], {}, at(1), 30, at(-100))
+    assert will.raise_ and "last will" in will.reason
+    back = GatewaySeen("F1", at(50), "online")
+    [clear] = decide([back], {"F1": change.alarm_id}, at(51), 30, at(-100))
+    assert not clear.raise_ and clear.alarm_id == change.alarm_id
+
+
+def offline_alarms(cloud, facility: str) -> list:
+    with cloud.engine.connect() as conn:
+        return conn.execute(sa.select(alarms).where(alarms.c.facility == facility,
+                                                    alarms.c.kind == "gateway_offline")).all()
+
+
+def test_silence_raises_and_a_heartbeat_clears(mosquitto, tmp_path):
+    fac = f"G{uuid.uuid4().hex[:6]}"
+    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}", gateway_offline_s=1.0, gateway_check_s=0.1)
+    pub = Publisher(mosquitto.url)
+    try:
+        pub.send(up(fac, Stream.HEARTBEAT), make_envelope(fac, "heartbeat", {}).to_bytes())
+        wait_until(lambda: len(offline_alarms(cloud, fac)) == 1, what="gateway_offline after 1 s of silence")
+        [row] = offline_alarms(cloud, fac)
+        assert (row.state, row.severity, row.source) == ("active", "major", "gateway")
+        pub.send(up(fac, Stream.HEARTBEAT), make_envelope(fac, "heartbeat", {}).to_bytes())
+        wait_until(lambda: offline_alarms(cloud, fac)[0].state == "cleared", what="the alarm to clear")
+        assert cloud.gateway_watch.raised >= 1 and cloud.gateway_watch.cleared >= 1
+    finally:
+        pub.close()
+        cloud.stop()
+
+
+def test_last_will_raises_at_once(mosquitto, tmp_path):
+    fac = f"G{uuid.uuid4().hex[:6]}"
+    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}", gateway_offline_s=600, gateway_check_s=0.1)
+    gateway, addr = make_client(mosquitto.url, f"edge-{fac}")
+    try:
+        gateway.will_set(up(fac, Stream.STATUS), make_envelope(fac, "status.gateway", {"state": "offline"}).to_bytes(),
+                         qos=1, retain=True)
+        gateway.connect(addr.host, addr.port)
+        gateway.loop_start()
+        info = gateway.publish(up(fac, Stream.STATUS),
+                               make_envelope(fac, "status.gateway", {"state": "online"}).to_bytes(), qos=1, retain=True)
+        info.wait_for_publish(5)
+        wait_until(lambda: cloud.counters["stored"] == 1, what="the online status")
+        assert offline_alarms(cloud, fac) == []
+        gateway.socket().close()  # the connection drops without DISCONNECT: the broker sends the will
+        wait_until(lambda: len(offline_alarms(cloud, fac)) == 1, what="gateway_offline from the last will")
+        assert offline_alarms(cloud, fac)[0].detail["reason"].startswith("its last will")
+    finally:
+        gateway.loop_stop()
+        cloud.stop()

@@ -1,0 +1,86 @@
+"""Ingest split over worker processes by an MQTT v5 shared subscription, into PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from cloud.config import CloudConfig
+from cloud.db import envelopes, telemetry
+from cloud.ingest import validate_message
+from cloud.main import CloudService
+from contracts.envelope import make_envelope
+from contracts.errors import ContractError
+from contracts.topics import Stream, up
+from tests.test_cloud_ingest import Publisher, count, wait_until
+
+
+@pytest.fixture
+def pg_db(pg_url):
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield pg_url.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    admin.dispose()
+
+
+def points(n: int, second: int) -> dict:
+    return {"points": [{"device_id": f"th-{k}", "metric": "temp_c", "value": 20 + k,
+                        "ts": f"2026-11-23T10:00:{second:02d}Z"} for k in range(n)]}
+
+
+def test_two_workers_split_the_load_and_store_everything_once(mosquitto, pg_db):
+    config = CloudConfig(broker_url=mosquitto.url, db_url=pg_db, port=0, shared_subscription=True,
+                         ingest_workers=2, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
+    cloud = CloudService(config).start()
+    try:
+        assert cloud.wait_ingest_ready(30), "the worker processes never subscribed"
+        pub = Publisher(mosquitto.url)
+        sent = [make_envelope(f"F{i % 7}", "telemetry.batch", points(3, i % 60)) for i in range(300)]
+        for env in sent:
+            pub.send(up(env.facility, Stream.TELEMETRY), env.to_bytes())
+        for env in sent[:30]:  # retries: land on either worker, possibly while the first copy is in flight
+            pub.send(up(env.facility, Stream.TELEMETRY), env.to_bytes())
+        pub.send(up("F0", Stream.TELEMETRY), b'{"v": 1, "id": ')
+        pub.close()
+        wait_until(lambda: cloud.counters["stored"] + cloud.counters["duplicates"] == 330
+                   and cloud.counters["rejected"] == 1, timeout=30, what="every message accounted for")
+
+        assert cloud.counters["stored"] == 300 and cloud.counters["duplicates"] == 30, cloud.counters
+        assert cloud.counters["rejected_by_reason"] == {"malformed_json": 1}
+        per_worker = cloud.workers.per_worker()
+        assert sorted(per_worker) == [0, 1]
+        assert all(w["stored"] > 0 for w in per_worker.values()), f"one worker took everything: {per_worker}"
+        assert count(cloud, envelopes) == 300
+        assert count(cloud, telemetry) == 300 * 3, "each point once, retries included"
+    finally:
+        cloud.stop()
+
+
+def test_plain_point_check_agrees_with_the_contract_model():
+    def verdict(body: dict):
+        env = make_envelope("F1", "telemetry.batch", {"points": [{"device_id": "d", "metric": "m", "value": 1,
+                                                                    "ts": "2026-01-01T00:00:00Z"}]})
+        raw = env.model_dump(mode="json") | {"body": body}
+        try:
+            item = validate_message(up("F1", Stream.TELEMETRY), json.dumps(raw).encode())
+        except ContractError as exc:
+            return exc.reason
+        return [(p.device_id, p.metric, p.value, p.ts.isoformat()) for p in item.points]
+
+    good = {"device_id": "th-1", "metric": "temp_c", "value": 21.5, "ts": "2026-11-23T10:00:00.250+08:00"}
+    assert verdict({"points": [good]}) == [("th-1", "temp_c", 21.5, "2026-11-23T10:00:00.250000+08:00")]
+    # Shapes the plain check does not take go to the model, which coerces or names the fault.
+    assert verdict({"points": [good | {"value": "21.5"}]})[0][2] == 21.5
+    for bad, field in [(good | {"metric": "Temp"}, "metric"), (good | {"ts": "2026-11-23T10:00:00"}, "ts"),
+                       (good | {"value": None}, "value"), (good | {"extra": 1}, "extra"),
+                       (good | {"device_id": "a b"}, "device_id")]:
+        reason = verdict({"points": [bad]})
+        assert isinstance(reason, str) and "invalid telemetry.batch body" in reason and field in reason, reason
+    assert "points" in verdict({"points": []})
