@@ -1,0 +1,96 @@
+"""The whole alarm loop on real parts: a simulated button on the gateway's Mosquitto, the edge
+agent, the police receiver over DC-09, the cloud on the uplink Mosquitto, and the police page
+in Chromium: the press appears without reload, with its delivery time, and the dispatcher's
+Acknowledge reaches the facility's gateway."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from careguard.run_all import EdgeRuntime
+from careguard.services import Mosquitto, free_port
+from cloud.arc_server import ArcAccount, ArcReceiver
+from cloud.config import CloudConfig, TokenEntry
+from cloud.main import CloudService
+from firmware_sim import connect_button
+
+POLICE = "police-token-e2e-0123456789"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture
+def uplink_broker(tmp_path):
+    (tmp_path / "up").mkdir()
+    b = Mosquitto(workdir=str(tmp_path / "up")).start()
+    yield b
+    b.close()
+
+
+def test_press_to_police_page_and_acknowledge_back_to_the_gateway(mosquitto, uplink_broker, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    cloud = CloudService(CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}",
+                                     port=0, client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+                                     tokens=[TokenEntry(token=POLICE, user="officer-zhao", role="police")])).start()
+    hits = []
+    arc_port = free_port()
+    arc = ArcReceiver({"2001": ArcAccount(facility="F9")}, port=arc_port, on_alarm=hits.append)
+    edge_cfg = {
+        "facility_id": "F9", "local_broker": mosquitto.url, "uplink": {"broker": uplink_broker.url},
+        "police": {"account": "2001", "receivers": [{"host": "127.0.0.1", "port": arc_port}]},
+        "outbox": {"path": str(tmp_path / "edge.sqlite3")},
+        "zones": [{"id": "toddlers", "number": 7, "kind": "panic", "devices": ["F9-btn"]}],
+    }
+    runtime = None
+    errors: list[str] = []
+    try:
+        assert cloud.wait_ingest_ready()
+        runtime = EdgeRuntime(arc, [edge_cfg])
+        runtime.start()
+        agent = runtime.agents[0]
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"])
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 700})
+                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(f"{cloud.url}/police")
+                page.get_by_label("访问令牌", exact=True).fill(POLICE)
+                page.get_by_role("button", name="进入").click()
+                expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
+
+                button = connect_button(mosquitto.url, "F9-btn", announce_status=False)
+                button.press()
+                button.link.close()
+                deadline = time.monotonic() + 10
+                while not hits and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert hits and hits[0].code == "PA" and hits[0].zone == 7
+                alarm_id = str(hits[0].alarm_id)
+                row = page.locator(f'tr[data-alarm-id="{alarm_id}"]')
+                expect(row).to_be_visible(timeout=5_000)  # pushed live, no reload
+                expect(row).to_contain_text("F9")
+                expect(row.locator("td.num")).to_have_text(re.compile(r"^\d+$"), timeout=5_000)  # delivery ms
+
+                row.get_by_role("button", name=re.compile("^确认")).click()
+                deadline = time.monotonic() + 10
+                while alarm_id not in agent.acked_by_cloud and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                assert agent.acked_by_cloud[alarm_id]["acked_by"] == "officer-zhao"
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "end_to_end_police.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        if runtime is not None:
+            runtime.stop()
+        cloud.stop()
+    assert errors == []
