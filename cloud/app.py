@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from cloud.api import audit, cameras, compliance, devices, facilities, gateways, police, staff
+from cloud.api import care, statistics
+from cloud.api import commands, dashboard
 from cloud.api.common import ERROR_RESPONSES
 from cloud.auth import Principal, TokenTable, require_role
 from cloud.config import Role
@@ -35,6 +37,12 @@ class IngestStats(BaseModel):
     rejected_by_reason: dict[str, int]
 
 
+def _page(name: str) -> Callable[[], FileResponse]:
+    def serve() -> FileResponse:
+        return FileResponse(STATIC_DIR / f"{name}.html", headers={"Cache-Control": "no-store"})
+    return serve
+
+
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
                ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1")
@@ -43,7 +51,9 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.downlink = downlink
     for router in (police.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router):
+                   compliance.router, audit.router, care.router, statistics.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    for router in (commands.router, dashboard.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -51,9 +61,8 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     def index() -> RedirectResponse:
         return RedirectResponse("/police")
 
-    @app.get("/police", include_in_schema=False)
-    def police_page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "police.html", headers={"Cache-Control": "no-store"})
+    for page in ("police", "health", "supervision", "facility"):
+        app.add_api_route(f"/{page}", _page(page), include_in_schema=False)
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:

@@ -7,19 +7,25 @@ rule, the source text of the requirement and the evidence.
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
 - `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
-- drills: alarms of kind `test` with a police delivery time (delivered_at)."""
+- drills: alarms of kind `test` with a police delivery time (delivered_at);
+- care (cloud.care): rosters and carers on duty, the day's first morning checks, staff health
+  documents, and the drill ledger per one-button alarm and month."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from typing import Any, Callable, Optional
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cloud.db import alarms, areas, camera_areas, cameras, devices, envelopes
+from cloud.care import StaffRecordKind, care_rosters, first_morning_checks, roster_counts, staff_documents
+from cloud.db import alarms, areas, camera_areas, cameras, devices, envelopes, staff
+from cloud.health_rules import (FACILITY_KEY, CertificateStatus, certificate_status, day_to_judge, drill_ledger,
+                                missing_drills, months_to_judge, morning_check_missing)
 from cloud.profiles import Profile, profile_for
 from cloud.registry import CLASS_TYPE_ZH, DeviceKind, Facility, FilingStatus, LicenceKind, get_facility
 from contracts.alarms import AlarmKind
@@ -68,6 +74,28 @@ class CameraStatus(BaseModel):
     fault: Optional[str]
 
 
+class ClassCare(BaseModel):
+    children: int = Field(description="children on the roster")
+    carers_on_duty: int
+    first_morning_check: Optional[datetime] = None
+
+
+class StaffDocument(BaseModel):
+    staff_id: str
+    role: str
+    kind: str
+    expires_on: Optional[date]
+
+
+class CareFacts(BaseModel):
+    """What the care rules read; absent (None) on facts built without the care records."""
+    classes: dict[str, ClassCare] = Field(default_factory=dict, description="rostered classes")
+    check_day: Optional[date] = Field(default=None, description="the care day whose morning deadline is judged")
+    staff_ids: list[str] = Field(default_factory=list)
+    documents: list[StaffDocument] = Field(default_factory=list)
+    drill_ledger: dict[str, dict[str, int]] = Field(default_factory=dict, description="button -> month -> drills")
+
+
 class FacilityFacts(BaseModel):
     facility: Facility
     panic_buttons: list[str]
@@ -78,6 +106,7 @@ class FacilityFacts(BaseModel):
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
     last_drill_delivered: Optional[datetime] = None
+    care: Optional[CareFacts] = None
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -133,7 +162,33 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
+    facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
     return facts
+
+
+def gather_care_facts(conn: Connection, facility: Facility, buttons: list[str], profile: Profile,
+                      now: datetime) -> CareFacts:
+    fid = facility.facility_id
+    care = CareFacts(check_day=day_to_judge(now, profile.care))
+    counts = roster_counts(conn, fid)
+    first = first_morning_checks(conn, care.check_day, fid) if care.check_day else {}
+    for class_id, carers in conn.execute(select(care_rosters.c.class_id, care_rosters.c.carers_on_duty)
+                                         .where(care_rosters.c.facility == fid)):
+        care.classes[class_id] = ClassCare(children=counts.get((fid, class_id), 0), carers_on_duty=len(carers or []),
+                                           first_morning_check=first.get((fid, class_id)))
+    care.staff_ids = list(conn.execute(select(staff.c.staff_id).where(staff.c.facility == fid)
+                                       .order_by(staff.c.staff_id)).scalars())
+    care.documents = [StaffDocument(staff_id=s, role=role, kind=kind, expires_on=exp)
+                      for _, s, role, kind, exp in staff_documents(conn, fid)]
+    months = months_to_judge(facility.created_at, now, profile.care.timezone)
+    if months:
+        a = alarms.c
+        drills = conn.execute(select(a.delivered_at, func.coalesce(a.device_id, a.source))
+                              .where(a.facility == fid, a.kind == AlarmKind.TEST.value, a.delivered_at.is_not(None),
+                                     a.delivered_at >= now - timedelta(days=400))).all()
+        keys = buttons or [FACILITY_KEY]
+        care.drill_ledger = drill_ledger(keys, [(ts, key) for ts, key in drills], months, profile.care.timezone)
+    return care
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -269,6 +324,100 @@ def rule_filing(f: FacilityFacts, p: Profile, now: datetime):
     return [], evidence, req.source
 
 
+def _care_rule(rule):
+    """A care rule finds nothing on facts built without care records."""
+    def wrapped(f: FacilityFacts, p: Profile, now: datetime):
+        if f.care is None:
+            source = rule(CareFacts(), f, p, now)[2]
+            return [], {"care_records": "not gathered"}, source
+        return rule(f.care, f, p, now)
+    return wrapped
+
+
+def rule_roster_class_size(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    """Size caps and filed places against the children actually on the class roster."""
+    findings = []
+    by_id = {cl.class_id: cl for cl in f.facility.classes}
+    for class_id, care in sorted(c.classes.items()):
+        cl = by_id.get(class_id)
+        if cl is None:
+            continue
+        cap = p.class_size[cl.class_type]
+        if care.children > cap.value:
+            findings.append(_breach("roster_class_size", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+                                    f"{care.children} children on the roster, at most {cap.value:g}", cap.source,
+                                    class_id=class_id, on_roster=care.children, cap=cap.value))
+        if care.children > cl.places:
+            findings.append(_breach("roster_class_size", f"class {class_id}: {care.children} children on the roster, "
+                                    f"{cl.places} places filed", p.filing.source + "（收托人数不超过备案托位）",
+                                    class_id=class_id, on_roster=care.children, places=cl.places))
+    source = next(iter(p.class_size.values())).source
+    return findings, {"on_roster": {k: v.children for k, v in c.classes.items()}}, source
+
+
+def rule_roster_carer_ratio(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    findings = []
+    by_id = {cl.class_id: cl for cl in f.facility.classes}
+    for class_id, care in sorted(c.classes.items()):
+        cl = by_id.get(class_id)
+        if cl is None:
+            continue
+        ratio = p.carer_ratio[cl.class_type]
+        if care.children > care.carers_on_duty * ratio.value:
+            findings.append(_breach("roster_carer_ratio", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+                                    f"{care.children} children for {care.carers_on_duty} carer(s) on duty, "
+                                    f"at most 1:{ratio.value:g}", ratio.source, class_id=class_id,
+                                    on_roster=care.children, carers_on_duty=care.carers_on_duty, ratio=ratio.value))
+    return findings, {"carers_on_duty": {k: v.carers_on_duty for k, v in c.classes.items()}}, \
+        next(iter(p.carer_ratio.values())).source
+
+
+def rule_morning_checks(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.care.morning_check_source
+    evidence = {"day": c.check_day, "deadline": p.care.morning_check_by}
+    if c.check_day is None:
+        return [], evidence, source
+    findings = [_breach("morning_checks", f"class {class_id}: no morning check by {evidence['deadline']} on {c.check_day}",
+                        source, class_id=class_id, day=c.check_day, children=care.children,
+                        first_morning_check=care.first_morning_check)
+                for class_id, care in sorted(c.classes.items())
+                if morning_check_missing(care.children, care.first_morning_check, c.check_day, now, p.care)]
+    return findings, evidence, source
+
+
+def rule_staff_health(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.care.certificate_source
+    today = now.astimezone(ZoneInfo(p.care.timezone)).date()
+    findings = []
+    health = StaffRecordKind.HEALTH_CERTIFICATE.value
+    holders = {d.staff_id for d in c.documents if d.kind == health and d.expires_on is not None}
+    for staff_id in c.staff_ids:
+        if staff_id not in holders:
+            findings.append(_breach("staff_health", f"staff {staff_id}: no health certificate on file", source,
+                                    staff_id=staff_id))
+    for d in c.documents:
+        if d.expires_on is None:
+            continue
+        status = certificate_status(d.expires_on, today, p.care.certificate_warning_days)
+        evidence = dict(staff_id=d.staff_id, role=d.role, kind=d.kind, expires_on=d.expires_on,
+                        days_left=(d.expires_on - today).days)
+        if status is CertificateStatus.EXPIRED:
+            findings.append(_breach("staff_health", f"staff {d.staff_id}: {d.kind} expired on {d.expires_on}", source,
+                                    **evidence))
+        elif status is CertificateStatus.EXPIRING:
+            findings.append(Finding(rule="staff_health", level=Level.WARNING, source=source, evidence=evidence,
+                                    message=f"staff {d.staff_id}: {d.kind} expires on {d.expires_on}"))
+    return findings, {"staff": len(c.staff_ids), "warning_days": p.care.certificate_warning_days}, source
+
+
+def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.drill_interval_days.source
+    findings = [_breach("drill_ledger", f"{'the facility' if key == FACILITY_KEY else 'button ' + key}: no alarm drill "
+                        f"reached the police in {month}", source, button=key, month=month)
+                for key, month in missing_drills(c.drill_ledger)]
+    return findings, {"ledger": c.drill_ledger}, source
+
+
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
@@ -279,6 +428,11 @@ RULES: dict[str, Rule] = {
     "enrolment_within_capacity": rule_enrolment_within_capacity,
     "licences": rule_licences,
     "filing": rule_filing,
+    "roster_class_size": _care_rule(rule_roster_class_size),
+    "roster_carer_ratio": _care_rule(rule_roster_carer_ratio),
+    "morning_checks": _care_rule(rule_morning_checks),
+    "staff_health": _care_rule(rule_staff_health),
+    "drill_ledger": _care_rule(rule_drill_ledger),
 }
 
 

@@ -24,6 +24,7 @@ from cloud.db import create_schema, make_engine
 from cloud.downlink import Downlink
 from cloud.events_bus import EventBus
 from cloud.gateway_watch import GatewayWatch
+from cloud.health_runner import HealthRunner
 from cloud.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.ingest_workers import AlarmFollower, IngestWorkers, make_ingest
 
@@ -48,6 +49,7 @@ class CloudService:
         self.escalation = EscalationRunner(self.engine, self.bus, EscalationPolicy(
             after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
+        self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
                               downlink=self.downlink, ingest_counters=lambda: self.counters)
         self._server: Optional[uvicorn.Server] = None
@@ -77,6 +79,7 @@ class CloudService:
             self.follower.start()
         self.gateway_watch.start()
         self.escalation.start()
+        self.health.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -109,6 +112,7 @@ class CloudService:
 
     def stop(self) -> None:
         self.escalation.stop()
+        self.health.stop()
         self.bus.close()
         if self._server is not None:
             self._server.should_exit = True

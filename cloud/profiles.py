@@ -6,6 +6,7 @@ writes 30 days of footage), and the profile says which one the platform checks t
 
 from __future__ import annotations
 
+from datetime import time
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,53 @@ class Requirement(BaseModel):
     model_config = ConfigDict(frozen=True)
     value: float
     source: str
+
+
+class ClimateSeason(BaseModel):
+    """A stretch of the year, in local dates, with its temperature band; `start` may fall after
+    `end` (a heating season runs over the new year)."""
+    model_config = ConfigDict(frozen=True)
+    name: str
+    start: tuple[int, int] = Field(description="(month, day), inclusive")
+    end: tuple[int, int] = Field(description="(month, day), inclusive")
+    temperature_c: tuple[float, float]
+
+    def holds(self, month: int, day: int) -> bool:
+        md = (month, day)
+        if self.start <= self.end:
+            return self.start <= md <= self.end
+        return md >= self.start or md <= self.end
+
+
+class ClimateRules(BaseModel):
+    """Room climate against GB/T 18883; a reading outside its band must stay outside for
+    `sustained_s` (all readings of that span) before it is a breach, so one gust does not alarm."""
+    model_config = ConfigDict(frozen=True)
+    seasons: tuple[ClimateSeason, ...]
+    humidity_pct: tuple[float, float] = (30.0, 80.0)
+    co2_ppm_max: float = 1000.0
+    sustained_s: float = Field(default=900.0, gt=0)
+    source: str
+
+
+class CareRules(BaseModel):
+    """卫生保健 rules: morning checks, symptom clusters, staff health certificates."""
+    model_config = ConfigDict(frozen=True)
+    timezone: str = "Asia/Shanghai"
+    care_weekdays: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4), description="Monday=0; days children attend")
+    morning_check_by: str = Field(default="10:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                                  description="local HH:MM; a check at this time still counts")
+
+    @property
+    def morning_deadline_time(self) -> time:
+        return time.fromisoformat(self.morning_check_by)
+    morning_check_source: str
+    fever_c: float = Field(default=37.3, description="a check at or above this temperature counts as fever")
+    cluster_window_h: float = 48.0
+    cluster_threshold: int = 3
+    cluster_source: str
+    certificate_warning_days: int = 30
+    certificate_source: str
 
 
 class Profile(BaseModel):
@@ -31,6 +79,11 @@ class Profile(BaseModel):
     carer_ratio: dict[ClassType, Requirement] = Field(description="children per carer, at most")
     licence_warning_days: Requirement
     filing: Requirement
+    climate: ClimateRules = Field(default_factory=lambda: NORTHERN_CLIMATE)
+    care: CareRules = Field(default_factory=lambda: NATIONAL_CARE)
+    places_per_1000_targets: dict[int, Requirement] = Field(
+        default_factory=lambda: dict(NATIONAL_PLACES_TARGETS),
+        description="year -> places (托位) per 1,000 residents to reach by the end of that year")
 
 
 _GUIFAN = "托育机构管理规范（试行）"
@@ -38,6 +91,25 @@ _SHEZHI = "托育机构设置标准（试行）"
 _CLASS_SIZE_TEXT = (f"{_SHEZHI}: 乳儿班（6-12个月）10人以下，托小班（12-24个月）15人以下，托大班（24-36个月）20人以下；"
                     "18个月以上可混合编班，每个班不超过18人")
 _RATIO_TEXT = f"{_SHEZHI}: 保育人员与婴幼儿的比例，乳儿班不低于1:3，托小班不低于1:5，托大班不低于1:7"
+
+_GB18883 = ("GB/T 18883-2022 室内空气质量标准: 温度 供暖季16-24℃、制冷季22-28℃，相对湿度30-80%，"
+            "二氧化碳≤0.10%（1000 ppm）")
+# Northern cities heat from 15 November to 15 March; a southern city lists its own seasons.
+NORTHERN_CLIMATE = ClimateRules(
+    seasons=(ClimateSeason(name="heating", start=(11, 15), end=(3, 15), temperature_c=(16.0, 24.0)),
+             ClimateSeason(name="cooling", start=(3, 16), end=(11, 14), temperature_c=(22.0, 28.0))),
+    source=_GB18883)
+
+NATIONAL_CARE = CareRules(
+    morning_check_source="托儿所幼儿园卫生保健工作规范: 做好每日晨午检，发现问题及时处理（CareGuard: 晨检于10:00前完成）",
+    cluster_source=("托儿所幼儿园卫生保健工作规范: 发现传染病疑似病例及时报告（CareGuard: 同一班级48小时内3名及以上"
+                    "幼儿出现相同症状，向卫生健康部门报警）"),
+    certificate_source=f"{_GUIFAN}: 工作人员上岗前应当经健康检查合格，取得健康合格证明，每年进行一次健康检查",
+)
+
+NATIONAL_PLACES_TARGETS = {
+    2025: Requirement(value=4.5, source="国家“十四五”规划纲要: 2025年每千人口拥有3岁以下婴幼儿托位数4.5个"),
+}
 
 NATIONAL = Profile(
     name="national",

@@ -20,6 +20,7 @@ class AlarmKind(str, Enum):
     DEVICE_OFFLINE = "device_offline"
     GATEWAY_OFFLINE = "gateway_offline"
     POLICE_LINK_DOWN = "police_link_down"
+    SYMPTOM_CLUSTER = "symptom_cluster"  # raised by the cloud's health rules, to the health role
     TEST = "test"
 
 
@@ -46,6 +47,7 @@ DEFAULT_SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.GATEWAY_OFFLINE: Severity.MAJOR,
     AlarmKind.DEVICE_OFFLINE: Severity.MINOR,
     AlarmKind.SENSOR_RANGE: Severity.WARNING,
+    AlarmKind.SYMPTOM_CLUSTER: Severity.MAJOR,
     AlarmKind.TEST: Severity.WARNING,
 }
 

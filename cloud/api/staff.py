@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, status
+from pydantic import Field
 from sqlalchemy import select
 
 from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
 from cloud.api.facilities import FacilityPath
 from cloud.auth import Principal, require_role, scope_facility
+from cloud.care import check_hiring
 from cloud.config import Role
 from cloud.db import staff
+from cloud.privacy import app_cipher
 from cloud.registry import StaffIn, StaffMember, StaffRole, add_staff
 from contracts.ids import FACILITY_ID_RE
 
@@ -19,11 +22,18 @@ router = APIRouter(tags=["staff"])
 READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 
 
+class Hiring(StaffIn):
+    id_number: Optional[str] = Field(default=None, pattern=r"^(\d{17}[\dXx]|\d{15})$",
+                                     description="checked against the lifetime ban list (终身禁入), never stored")
+
+
 @router.post("/api/facilities/{facility_id}/staff", response_model=StaffMember, status_code=status.HTTP_201_CREATED)
-def register_staff(request: Request, facility_id: FacilityPath, body: StaffIn,
+def register_staff(request: Request, facility_id: FacilityPath, body: Hiring,
                    _who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> StaffMember:
+    """Hire a staff member; 409 when the person is on the lifetime ban list."""
     with transaction(request) as conn:
-        return add_staff(conn, facility_id, body)
+        check_hiring(conn, lambda: app_cipher(request.app), body.name, body.id_number)
+        return add_staff(conn, facility_id, StaffIn.model_validate(body.model_dump(exclude={"id_number"})))
 
 
 @router.get("/api/staff", response_model=Page[StaffMember])

@@ -1,259 +1,268 @@
-// Police dashboard: the live alarm list and acknowledgement. Vanilla JS, no build step.
+// Police desk: the live alarm board, the police workflow (acknowledge, dispatch, resolve), the
+// facility card with the zone's latest pictures, and the state of every facility's police paths.
 "use strict";
 
 (function () {
-  const TOKEN_KEY = "careguard.token";
-  const LANG_KEY = "careguard.lang";
-  const PAGE_SIZE = 200;
-
-  const TEXT = {
-    zh: {
-      title: "托育机构报警 · 公安接警台", logout: "退出", loginTitle: "请输入访问令牌", tokenLabel: "访问令牌",
-      loginButton: "进入", boardTitle: "实时报警", unacked: "待确认", empty: "暂无报警",
-      colFacility: "机构", colZone: "区域", colKind: "类型", colRaised: "报警时间（现场）",
-      colDelivered: "送达公安时间", colDeliveryMs: "送达耗时 (ms)", colState: "状态", colAck: "确认",
-      ack: "确认", acking: "确认中…", ackedBy: "已确认", active: "报警中", cleared: "已消除",
-      live: "实时", reconnecting: "重连中", offline: "未连接", badToken: "令牌无效或已过期，请重新输入",
-      forbidden: "此令牌无权查看报警", loadFailed: "加载失败", ackFailed: "确认失败", newAlarm: "新报警",
-      langSwitch: "English", langSwitchLang: "en",
-      kinds: {
-        panic: "一键报警", intrusion: "入侵", fire: "火警", tamper: "防拆", camera_fault: "摄像机故障",
-        retention_breach: "录像保存不足", sensor_range: "传感器超限", device_offline: "设备离线",
-        gateway_offline: "网关离线", police_link_down: "公安链路中断", test: "测试",
-      },
-    },
-    en: {
-      title: "Nursery alarms · Police desk", logout: "Sign out", loginTitle: "Enter your access token",
-      tokenLabel: "Access token", loginButton: "Open", boardTitle: "Live alarms", unacked: "Unacknowledged",
-      empty: "No alarms", colFacility: "Facility", colZone: "Zone", colKind: "Kind", colRaised: "Raised (on site)",
-      colDelivered: "Delivered to police", colDeliveryMs: "Delivery (ms)", colState: "State", colAck: "Acknowledge",
-      ack: "Acknowledge", acking: "Acknowledging…", ackedBy: "Acknowledged", active: "Active", cleared: "Cleared",
-      live: "Live", reconnecting: "Reconnecting", offline: "Offline", badToken: "Token invalid or expired, enter it again",
-      forbidden: "This token may not view alarms", loadFailed: "Loading failed", ackFailed: "Acknowledge failed",
-      newAlarm: "New alarm", langSwitch: "中文", langSwitchLang: "zh-CN",
-      kinds: {
-        panic: "Panic button", intrusion: "Intrusion", fire: "Fire", tamper: "Tamper", camera_fault: "Camera fault",
-        retention_breach: "Recording retention short", sensor_range: "Sensor out of range",
-        device_offline: "Device offline", gateway_offline: "Gateway offline", police_link_down: "Police link down",
-        test: "Test",
-      },
-    },
-  };
-
-  const $ = (id) => document.getElementById(id);
+  const { $, t, kindName, el, button, api, qs, formatTime } = CG;
+  const PAGE_SIZE = 100;
   const alarms = new Map();
-  let lang = localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+  const freshIds = new Set();
   let source = null;
-  let linkState = "offline";
+  let nextBefore = null;
+  let filter = { city: "", district: "" };
+  let audio = null;
+  let cardAlarm = null;
+  let pathsTable = null;
 
-  const t = (key) => TEXT[lang][key];
+  const COLUMNS = ["colFacility", "colZone", "colKind", "colRaised", "colDelivered", "colDeliveryMs", "colState",
+    "colAck", "colWorkflow", "colDetail"];
 
-  function pad(n, width) { return String(n).padStart(width || 2, "0"); }
-
-  // Local wall-clock time with milliseconds: dispatchers compare times to the millisecond.
-  function formatTime(iso) {
-    if (!iso) return "—";
-    const d = new Date(iso);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+  // Browsers allow sound only after a user gesture: the first click or key press unlocks it.
+  function unlockAudio() {
+    if (audio) return;
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    audio = new Ctx();
+    $("sound-hint").hidden = true;
   }
 
-  function applyLanguage() {
-    document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
-    document.title = t("title");
-    for (const el of document.querySelectorAll("[data-i18n]")) {
-      el.textContent = t(el.dataset.i18n);
+  function beep() {
+    if (!audio || audio.state !== "running") return;
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "square";
+    osc.frequency.value = 880;
+    gain.gain.value = 0.15;
+    osc.connect(gain).connect(audio.destination);
+    const now = audio.currentTime;
+    for (let i = 0; i < 3; i++) {
+      gain.gain.setValueAtTime(0.15, now + i * 0.3);
+      gain.gain.setValueAtTime(0, now + i * 0.3 + 0.18);
     }
-    const toggle = $("lang-toggle");
-    toggle.textContent = t("langSwitch");
-    toggle.lang = t("langSwitchLang");
-    setLinkState(linkState);
-    render();
+    osc.start(now);
+    osc.stop(now + 0.9);
   }
 
-  function setLinkState(state) {
-    linkState = state;
-    const el = $("link-state");
-    el.dataset.state = state;
-    el.textContent = t(state);
-  }
-
-  function announce(message) { $("announcer").textContent = message; }
-
-  function token() { return sessionStorage.getItem(TOKEN_KEY); }
-
-  function showLogin(message) {
-    closeStream();
-    sessionStorage.removeItem(TOKEN_KEY);
-    $("board").hidden = true;
-    $("logout").hidden = true;
-    $("login").hidden = false;
-    $("login-error").textContent = message || "";
-    $("token-input").value = "";
-    $("token-input").focus();
-  }
-
-  function showBoard() {
-    $("login").hidden = true;
-    $("board").hidden = false;
-    $("logout").hidden = false;
-  }
-
-  async function api(method, path) {
-    const resp = await fetch(path, { method, headers: { Authorization: `Bearer ${token()}` } });
-    if (resp.status === 401) { showLogin(t("badToken")); throw new Error("unauthorized"); }
-    if (resp.status === 403) { showLogin(t("forbidden")); throw new Error("forbidden"); }
-    if (!resp.ok) throw new Error(`${resp.status} ${await resp.text()}`);
-    return resp.json();
-  }
+  const isDrill = (a) => a.kind === "test";
+  const label = (a) => `${a.facility} ${a.zone || a.source} ${kindName(a.kind)}`;
 
   function newestFirst(a, b) {
     if (a.sort_ts !== b.sort_ts) return a.sort_ts < b.sort_ts ? 1 : -1;
     return a.alarm_id < b.alarm_id ? 1 : -1;
   }
 
-  function cell(row, text, className) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (className) td.className = className;
-    row.appendChild(td);
-    return td;
+  function ackCell(a) {
+    if (a.acked_at) {
+      return el("span", {}, el("span", { class: "acked", text: `${t("ackedBy")} · ${a.acked_by}` }),
+        el("span", { class: "acked-at", text: formatTime(a.acked_at, true) }));
+    }
+    return button(t("ack"), (ev) => act(ev.target, `/api/alarms/${a.alarm_id}/ack`, undefined, (r) => r.alarm),
+      { class: "ack", "aria-label": `${t("ack")}: ${label(a)}` });
   }
 
-  function buildRow(a, fresh) {
-    const tr = document.createElement("tr");
-    tr.dataset.alarmId = a.alarm_id;
-    tr.className = `kind-${a.kind}` + (a.acked_at ? "" : " unacked") + (fresh ? " fresh" : "");
-    cell(tr, a.facility);
-    cell(tr, a.zone || a.source);
-    cell(tr, (TEXT[lang].kinds[a.kind] || a.kind), "kind");
-    cell(tr, formatTime(a.raised_at), "time").title = a.raised_at || "";
-    const delivered = cell(tr, formatTime(a.delivered_at), "time");
-    delivered.title = a.receiver ? `${a.delivered_at} ← ${a.receiver}` : (a.delivered_at || "");
-    cell(tr, a.delivery_ms === null ? "—" : String(a.delivery_ms), "num");
-    cell(tr, t(a.state), `state-${a.state}`);
-    const ackCell = cell(tr, "");
-    if (a.acked_at) {
-      const span = document.createElement("span");
-      span.className = "acked";
-      span.textContent = `${t("ackedBy")} · ${a.acked_by}`;
-      const when = document.createElement("span");
-      when.className = "acked-at";
-      when.textContent = formatTime(a.acked_at);
-      ackCell.append(span, when);
-    } else {
-      const button = document.createElement("button");
-      button.type = "button";
-      button.className = "ack";
-      button.textContent = t("ack");
-      button.setAttribute("aria-label", `${t("ack")}: ${a.facility} ${a.zone || a.source} ${TEXT[lang].kinds[a.kind] || a.kind}`);
-      button.addEventListener("click", () => acknowledge(a.alarm_id, button));
-      ackCell.appendChild(button);
+  function workflowCell(a) {
+    const box = el("div", { class: "workflow" });
+    if (a.resolved_at) {
+      box.append(el("span", { class: "acked", text: `${t("resolvedAs")} · ${t("outcome_" + a.outcome)}` }));
+      return box;
     }
+    if (isDrill(a)) box.append(el("span", { class: "drill-note", text: t("drillNoDispatch") }));
+    else if (a.dispatched_at) box.append(el("span", { class: "acked", text: `${t("dispatchedBy")} · ${a.dispatched_by}` }));
+    else {
+      box.append(button(t("dispatch"), (ev) => act(ev.target, `/api/alarms/${a.alarm_id}/dispatch`),
+        { class: "dispatch", disabled: !a.acked_at, "aria-label": `${t("dispatch")}: ${label(a)}` }));
+    }
+    const select = el("select", { "aria-label": `${t("outcome")}: ${label(a)}`, class: "outcome" });
+    for (const o of isDrill(a) ? ["test"] : ["real", "false"]) select.append(el("option", { value: o, text: t("outcome_" + o) }));
+    box.append(select, button(t("resolve"), (ev) => act(ev.target, `/api/alarms/${a.alarm_id}/resolve`,
+      { outcome: select.value }), { class: "resolve", disabled: !a.acked_at, "aria-label": `${t("resolve")}: ${label(a)}` }));
+    return box;
+  }
+
+  function buildRow(a) {
+    const tr = el("tr", {
+      dataset: { alarmId: a.alarm_id },
+      class: `kind-${a.kind}` + (a.acked_at ? "" : " unacked") + (freshIds.has(a.alarm_id) ? " fresh" : ""),
+    });
+    const kind = el("span", { text: kindName(a.kind) });
+    const kindCell = el("td", { class: "kind" }, kind);
+    if (isDrill(a)) kindCell.append(" ", el("span", { class: "badge drill", text: t("drill") }));
+    const delivered = el("td", { class: "time", text: formatTime(a.delivered_at, true),
+      title: a.receiver ? `${a.delivered_at} ← ${a.receiver}` : (a.delivered_at || "") });
+    tr.append(el("td", { text: a.facility }), el("td", { text: a.zone || a.source }), kindCell,
+      el("td", { class: "time", text: formatTime(a.raised_at, true), title: a.raised_at || "" }), delivered,
+      el("td", { class: "num", text: a.delivery_ms === null ? "—" : String(a.delivery_ms) }),
+      el("td", { class: `state-${a.state}`, text: t(a.state) }), el("td", {}, ackCell(a)), el("td", {}, workflowCell(a)),
+      el("td", {}, button(t("details"), () => openCard(a), { class: "secondary", "aria-label": `${t("details")}: ${label(a)}` })));
     return tr;
   }
 
-  const freshIds = new Set();
-
   function render() {
+    $("alarm-head").replaceChildren(...COLUMNS.map((c) => el("th", { scope: "col", text: t(c) })));
     const body = $("alarm-rows");
-    const focusedId = document.activeElement && document.activeElement.closest("tr")
-      ? document.activeElement.closest("tr").dataset.alarmId : null;
+    const active = document.activeElement;
+    const focusedRow = active && active.closest ? active.closest("tr[data-alarm-id]") : null;
+    const focusedClass = focusedRow ? active.className : null;
     const rows = [...alarms.values()].sort(newestFirst);
-    body.replaceChildren(...rows.map((a) => buildRow(a, freshIds.has(a.alarm_id))));
+    body.replaceChildren(...rows.map(buildRow));
     freshIds.clear();
     $("empty").hidden = rows.length > 0;
     $("unacked-count").textContent = String(rows.filter((a) => !a.acked_at).length);
+    $("load-more").hidden = !nextBefore;
     // Keep keyboard focus where it was when a live update redraws the table.
-    if (focusedId) {
-      const again = body.querySelector(`tr[data-alarm-id="${focusedId}"] button, tr[data-alarm-id="${focusedId}"]`);
-      if (again && again.focus) again.focus();
+    if (focusedRow) {
+      const again = body.querySelector(`tr[data-alarm-id="${focusedRow.dataset.alarmId}"] ` +
+        (focusedClass ? `.${focusedClass.split(" ")[0]}` : "button"));
+      if (again) again.focus();
     }
   }
+
+  function matchesFilter() { return !filter.city && !filter.district; }
 
   function upsert(a, live) {
-    const known = alarms.has(a.alarm_id);
     const before = alarms.get(a.alarm_id);
     if (before && before.updated_at > a.updated_at) return;  // an older copy arriving late
+    // With a district filter the stream (unfiltered) only refreshes rows already listed.
+    if (live && !before && !matchesFilter()) return;
     alarms.set(a.alarm_id, a);
-    if (live && !known) {
+    if (live && !before) {
       freshIds.add(a.alarm_id);
-      announce(`${t("newAlarm")}: ${a.facility} ${a.zone || a.source} ${TEXT[lang].kinds[a.kind] || a.kind}`);
+      CG.announce(`${t("newAlarm")}: ${label(a)}`);
+      if (a.kind === "panic") beep();
     }
   }
 
-  async function loadList() {
+  async function loadList(more) {
     try {
-      const page = await api("GET", `/api/alarms?limit=${PAGE_SIZE}`);
+      const page = await api("GET", "/api/alarms" + qs({ limit: PAGE_SIZE, city: filter.city, district: filter.district,
+        before: more ? nextBefore : null }));
+      if (!more) alarms.clear();
       for (const a of page.items) upsert(a, false);
-      $("load-error").textContent = "";
+      nextBefore = page.next_before;
+      CG.showError("");
       render();
     } catch (err) {
-      if (err.message !== "unauthorized" && err.message !== "forbidden") {
-        $("load-error").textContent = `${t("loadFailed")}: ${err.message}`;
-      }
+      if (err.status !== 401) CG.showError(err.status === 403 ? t("forbidden") : CG.errorText(err));
     }
   }
 
-  function closeStream() {
-    if (source) { source.close(); source = null; }
-    setLinkState("offline");
+  async function act(btn, path, body, pick) {
+    btn.disabled = true;
+    try {
+      const result = await api("POST", path, body);
+      upsert(pick ? pick(result) : result, false);
+      render();
+    } catch (err) {
+      btn.disabled = false;
+      if (err.status !== 401) CG.showError(`${t("ackFailed")}: ${err.message}`);
+    }
   }
 
-  function openStream() {
-    closeStream();
-    source = new EventSource(`/api/alarms/stream?token=${encodeURIComponent(token())}`);
-    // Refetch on every (re)connection: whatever changed while the stream was down is in the list.
-    source.addEventListener("open", () => { setLinkState("live"); loadList(); });
-    source.addEventListener("alarm", (ev) => { upsert(JSON.parse(ev.data), true); render(); });
-    source.addEventListener("resync", () => loadList());
-    source.addEventListener("error", () => {
-      if (!source) return;
-      if (source.readyState === EventSource.CLOSED) {
-        setLinkState("offline");
-        loadList();  // tells a rejected token (401) apart from a server that is down
-      } else {
-        setLinkState("reconnecting");
+  // --- facility card -------------------------------------------------------------------
+  function field(name, value) { return [el("dt", { text: t(name) }), el("dd", { text: value || "—" })]; }
+
+  async function openCard(a) {
+    cardAlarm = a;
+    $("card").hidden = false;
+    $("card-fields").replaceChildren();
+    $("card-snapshots").replaceChildren();
+    try {
+      const [fac, extra] = await Promise.all([
+        api("GET", `/api/facilities/${encodeURIComponent(a.facility)}`),
+        api("GET", `/api/dashboard/police-card/${encodeURIComponent(a.facility)}` + qs({ zone: a.zone })),
+      ]);
+      if (cardAlarm !== a) return;
+      const enrolled = Object.values(fac.enrolment || {}).reduce((s, n) => s + n, 0);
+      $("card-fields").replaceChildren(
+        ...field("colFacility", `${fac.name} (${fac.facility_id})`),
+        ...field("address", `${fac.district.city}${fac.district.district}${fac.district.street} ${fac.address}`),
+        ...field("coordinates", fac.location ? `${fac.location.lat}, ${fac.location.lon}` : null),
+        ...field("contact", fac.contact ? `${fac.contact.name} ${fac.contact.phone}` : null),
+        ...field("enrolled", String(enrolled)),
+        ...field("guards", extra.guards.length ? `${extra.guards.length}: ${extra.guards.join("、")}` : "0"),
+        ...field("colDelivered", a.delivery_ms === null ? formatTime(a.delivered_at, true)
+          : `${formatTime(a.delivered_at, true)} (${a.delivery_ms} ms)`));
+      const pics = await Promise.all(extra.zone_cameras.map(async (cam) => {
+        try {
+          const blob = await api("GET", `/api/facilities/${encodeURIComponent(a.facility)}/cameras/` +
+            `${encodeURIComponent(cam)}/snapshot` + qs({ alarm_id: a.alarm_id }));
+          return el("figure", {}, el("img", { src: URL.createObjectURL(blob), alt: `${cam}` }), el("figcaption", { text: cam }));
+        } catch (err) {
+          return el("figure", {}, el("p", { class: "empty", text: t("noSnapshot") }), el("figcaption", { text: cam }));
+        }
+      }));
+      if (cardAlarm === a) {
+        $("card-snapshots").replaceChildren(...(pics.length ? pics : [el("p", { class: "empty", text: t("noSnapshot") })]));
       }
+      $("card-close").focus();
+    } catch (err) {
+      if (err.status !== 401) CG.showError(CG.errorText(err));
+    }
+  }
+
+  // --- police paths ----------------------------------------------------------------------
+  function pathsCell(r) {
+    const names = Object.keys(r.paths);
+    if (!names.length) return "—";
+    return el("span", {}, ...names.map((n) => el("span", { class: `badge ${r.paths[n] ? "up" : "down"}`,
+      text: `${n} ${t(r.paths[n] ? "pathUp" : "pathDown")}` })));
+  }
+
+  function makePathsTable() {
+    pathsTable = new CG.Table($("paths"), {
+      id: "paths-table", csvName: "police-paths.csv",
+      columns: [
+        { key: "facility", label: "colFacility", render: (r) => `${r.name} (${r.facility})` },
+        { key: "district", label: "filterDistrict" },
+        { key: "heartbeat_at", label: "heartbeat", render: (r) => formatTime(r.heartbeat_at) },
+        { key: "paths", label: "paths", render: pathsCell },
+        { key: "link_down_alarms", label: "linkDown", num: true },
+      ],
+      rowAttrs: (r) => ({ class: r.link_down_alarms || Object.values(r.paths).some((up) => !up) ? "path-bad" : null }),
+      load: (cursor) => api("GET", "/api/dashboard/police-paths" + qs({ limit: 20, cursor, city: filter.city,
+        district: filter.district })),
     });
   }
 
-  async function acknowledge(alarmId, button) {
-    button.disabled = true;
-    button.textContent = t("acking");
-    try {
-      const result = await api("POST", `/api/alarms/${encodeURIComponent(alarmId)}/ack`);
-      upsert(result.alarm, false);
-      render();
-    } catch (err) {
-      button.disabled = false;
-      button.textContent = t("ack");
-      if (err.message !== "unauthorized" && err.message !== "forbidden") {
-        $("load-error").textContent = `${t("ackFailed")}: ${err.message}`;
-      }
-    }
+  // --- wiring ------------------------------------------------------------------------------
+  function stop() {
+    if (source) { source.close(); source = null; }
   }
 
   function start() {
-    showBoard();
-    loadList();
-    openStream();
+    if (!pathsTable) makePathsTable();
+    loadList(false);
+    pathsTable.reload().catch(() => {});
+    stop();
+    source = CG.stream("/api/alarms/stream", {
+      // Refetch on every (re)connection: whatever changed while the stream was down is in the list.
+      open: () => loadList(false),
+      alarm: (a) => {
+        upsert(a, true);
+        render();
+        if (a.kind === "police_link_down") pathsTable.refresh().catch(() => {});
+      },
+      resync: () => loadList(false),
+      closed: () => loadList(false),  // tells a rejected token (401) apart from a server that is down
+    });
   }
 
-  $("login-form").addEventListener("submit", (ev) => {
+  $("filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const value = $("token-input").value.trim();
-    if (!value) return;
-    sessionStorage.setItem(TOKEN_KEY, value);
-    start();
+    filter = { city: $("f-city").value.trim(), district: $("f-district").value.trim() };
+    loadList(false);
+    pathsTable.reload().catch(() => {});
   });
-  $("logout").addEventListener("click", () => { alarms.clear(); render(); showLogin(""); });
-  $("lang-toggle").addEventListener("click", () => {
-    lang = lang === "zh" ? "en" : "zh";
-    localStorage.setItem(LANG_KEY, lang);
-    applyLanguage();
+  $("f-clear").addEventListener("click", () => {
+    $("f-city").value = $("f-district").value = "";
+    filter = { city: "", district: "" };
+    loadList(false);
+    pathsTable.reload().catch(() => {});
   });
-
-  applyLanguage();
-  if (token()) start(); else showLogin("");
+  $("load-more").addEventListener("click", () => loadList(true));
+  $("card-close").addEventListener("click", () => { $("card").hidden = true; cardAlarm = null; });
+  document.addEventListener("click", unlockAudio, { once: false, capture: true });
+  document.addEventListener("keydown", unlockAudio, { capture: true });
+  CG.onLanguage(() => { if ($("alarm-head")) render(); });
+  CG.init({ title: "policeTitle", start, stop });
 })();
