@@ -125,6 +125,7 @@
     // With a district filter the stream (unfiltered) only refreshes rows already listed.
     if (live && !before && !matchesFilter()) return;
     alarms.set(a.alarm_id, a);
+    if (live && liveDuringLoad) liveDuringLoad.add(a.alarm_id);
     if (live && !before) {
       freshIds.add(a.alarm_id);
       CG.announce(`${t("newAlarm")}: ${label(a)}`);
@@ -132,11 +133,19 @@
     }
   }
 
+  // Rows pushed live while a fresh list is on its way are newer than that list: a reload
+  // (after every reconnect) must not wipe them, or an alarm landing then would vanish.
+  let liveDuringLoad = null;
+
   async function loadList(more) {
+    if (!more) liveDuringLoad = new Set();
     try {
       const page = await api("GET", "/api/alarms" + qs({ limit: PAGE_SIZE, city: filter.city, district: filter.district,
         before: more ? nextBefore : null }));
-      if (!more) alarms.clear();
+      if (!more) {
+        for (const id of [...alarms.keys()]) if (!liveDuringLoad.has(id)) alarms.delete(id);
+        liveDuringLoad = null;
+      }
       for (const a of page.items) upsert(a, false);
       nextBefore = page.next_before;
       CG.showError("");

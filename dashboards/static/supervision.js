@@ -90,17 +90,23 @@
     CG.showError("");
   }
 
-  async function loadRecent() {
-    const page = await api("GET", "/api/alarms" + qs({ limit: RECENT }));
-    recent = page.items;
+  // The list and the stream race after a reconnect: merge by id, the newer copy wins, so an
+  // alarm pushed while the list was on its way is not lost to a stale page.
+  function mergeRecent(items) {
+    const byId = new Map(recent.map((a) => [a.alarm_id, a]));
+    for (const a of items) {
+      const held = byId.get(a.alarm_id);
+      if (!held || held.updated_at <= a.updated_at) byId.set(a.alarm_id, a);
+    }
+    recent = [...byId.values()].sort((x, y) => (x.sort_ts < y.sort_ts ? 1 : -1)).slice(0, RECENT);
     tables.recent.setItems(recent);
   }
 
-  function onAlarm(a) {
-    recent = [a, ...recent.filter((x) => x.alarm_id !== a.alarm_id)].slice(0, RECENT);
-    recent.sort((x, y) => (x.sort_ts < y.sort_ts ? 1 : -1));
-    tables.recent.setItems(recent);
+  async function loadRecent() {
+    mergeRecent((await api("GET", "/api/alarms" + qs({ limit: RECENT }))).items);
   }
+
+  function onAlarm(a) { mergeRecent([a]); }
 
   function start() {
     if (!tables) makeTables();
