@@ -40,9 +40,9 @@
       load: () => list("/api/environment/rooms" + qs({ since: ago(86400e3) })) }),
       checks: new CG.Table($("checks"), { id: "checks-table", csvName: "checks.csv", columns: [
         { key: "facility_name", label: "colFacility", render: (r) => `${r.facility_name} (${r.facility})` },
-        { key: "class_id", label: "className" }, { key: "class_type", label: "classType" },
+        { key: "class_id", label: "className" }, { key: "class_type", label: "classType", render: (r) => (CG.lang() === "zh" && r.class_type_zh) || r.class_type },
         { key: "enrolled", label: "enrolled", num: true }, { key: "morning_done", label: "morningDone", num: true },
-        { key: "noon_done", label: "noonDone", num: true }, { key: "morning_missing_after_10", label: "missingAfter10", num: true },
+        { key: "noon_done", label: "noonDone", num: true }, { key: "morning_missing_after_10", label: "missingAfter10", render: (r) => yesNo(r.morning_missing_after_10) },
       ], load: () => list("/api/care/checks/summary" + qs({ date: todayLocal() })) }),
       clusters: new CG.Table($("clusters"), { id: "clusters-table", csvName: "clusters.csv", columns: [
         { key: "facility", label: "colFacility" }, { key: "class_id", label: "className" }, { key: "symptom", label: "symptom" },
