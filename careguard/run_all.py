@@ -15,19 +15,23 @@ import socket
 import threading
 from pathlib import Path
 
+from careguard.demo_data import FACILITIES, ZONES, demo_tokens, seed_registry
 from careguard.embedded_broker import EmbeddedBroker
 from careguard.services import LOOPBACK, free_port
 from cloud.arc_server import ArcAccount, ArcReceiver
 from cloud.arc_store import ArcStore
-from cloud.config import CloudConfig, with_generated_police_token
+from cloud.config import CloudConfig
 from cloud.main import CloudService
 from edge.agent import EdgeAgent
 from edge.config import parse_config
+from cloud.registry import DeviceKind
 from firmware_sim import SensorFleet
 
 log = logging.getLogger("careguard.run")
 
-FACILITIES = [("F001", "1001", "阳光托育园"), ("F002", "1002", "小星星托育中心"), ("F003", "1003", "彩虹宝贝托育")]
+# The simulator's device kind for each registry device kind of the demo zones.
+SIM_KIND = {DeviceKind.PANIC_BUTTON: "button", DeviceKind.DOOR: "door", DeviceKind.SMOKE: "smoke",
+            DeviceKind.TEMPERATURE: "temperature", DeviceKind.HUMIDITY: "humidity", DeviceKind.CO2: "co2"}
 
 
 def _port_or_free(preferred: int) -> int:
@@ -49,28 +53,16 @@ def facility_config(fid: str, account: str, local_url: str, broker_port: int, ar
         "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10},
         "police": {"account": account, "receivers": [{"host": LOOPBACK, "port": arc_port}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
-        "zones": [
-            {"id": "class-1", "number": 1, "name": "托小班 一键报警", "kind": "panic", "devices": [f"{fid}-btn-1"]},
-            {"id": "class-2", "number": 2, "name": "托大班 一键报警", "kind": "panic", "devices": [f"{fid}-btn-2"]},
-            {"id": "gate", "number": 3, "name": "大门", "kind": "intrusion", "devices": [f"{fid}-door-1"],
-             "schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]},
-            {"id": "kitchen", "number": 4, "name": "厨房 烟感", "kind": "fire", "devices": [f"{fid}-smoke-1"]},
-            {"id": "nap-room", "number": 5, "name": "午睡室 环境", "kind": "environment",
-             "devices": [f"{fid}-temp-1", f"{fid}-hum-1", f"{fid}-co2-1"]},
-        ],
+        "zones": [{"id": z, "number": n, "name": name, "kind": kind, "devices": [f"{fid}-{d}" for d, _ in devs],
+                   **({"schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]} if kind == "intrusion" else {})}
+                  for z, n, name, kind, devs in ZONES],
     }
 
 
 def device_specs(fid: str, seed: int) -> list[dict]:
-    return [
-        {"device_id": f"{fid}-btn-1", "kind": "button", "interval_s": 30},
-        {"device_id": f"{fid}-btn-2", "kind": "button", "interval_s": 30},
-        {"device_id": f"{fid}-door-1", "kind": "door", "interval_s": 30, "seed": seed},
-        {"device_id": f"{fid}-smoke-1", "kind": "smoke", "interval_s": 30, "seed": seed},
-        {"device_id": f"{fid}-temp-1", "kind": "temperature", "interval_s": 5, "seed": seed},
-        {"device_id": f"{fid}-hum-1", "kind": "humidity", "interval_s": 5, "seed": seed},
-        {"device_id": f"{fid}-co2-1", "kind": "co2", "interval_s": 5, "seed": seed},
-    ]
+    return [{"device_id": f"{fid}-{d}", "kind": SIM_KIND[k], "seed": seed,
+             "interval_s": 5 if k in (DeviceKind.TEMPERATURE, DeviceKind.HUMIDITY, DeviceKind.CO2) else 30}
+            for _, _, _, _, devs in ZONES for d, k in devs]
 
 
 class EdgeRuntime:
@@ -118,28 +110,34 @@ def main(args: argparse.Namespace) -> int:
     var.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(_port_or_free(args.broker_port)).start()
     # Each facility's gateway has its own local broker for its devices, as on site.
-    local = {fid: EmbeddedBroker().start() for fid, _, _ in FACILITIES}
+    local = {f[0]: EmbeddedBroker().start() for f in FACILITIES}
     arc_port = _port_or_free(args.arc_port)
     arc_hits: list = []
-    arc = ArcReceiver({acct: ArcAccount(facility=fid) for fid, acct, _ in FACILITIES}, port=arc_port,
+    arc = ArcReceiver({f[1]: ArcAccount(facility=f[0]) for f in FACILITIES}, port=arc_port,
                       store=ArcStore(var / "arc.sqlite3"), on_alarm=arc_hits.append)
-    cloud_cfg, token = with_generated_police_token(CloudConfig(
+    tokens = demo_tokens()
+    cloud = CloudService(CloudConfig(
         broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
-        port=_port_or_free(args.http_port)))
-    cloud = CloudService(cloud_cfg).start()
-    runtime = EdgeRuntime(arc, [facility_config(fid, acct, local[fid].url, broker.port, arc_port, var)
-                                for fid, acct, _ in FACILITIES])
+        port=_port_or_free(args.http_port), tokens=tokens)).start()
+    seed_registry(cloud.engine)
+    runtime = EdgeRuntime(arc, [facility_config(f[0], f[1], local[f[0]].url, broker.port, arc_port, var)
+                                for f in FACILITIES])
     runtime.start()
-    fleets = [SensorFleet(local[fid].url, device_specs(fid, i)).start() for i, (fid, _, _) in enumerate(FACILITIES)]
+    fleets = [SensorFleet(local[f[0]].url, device_specs(f[0], i)).start() for i, f in enumerate(FACILITIES)]
 
+    pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility"))
+    token_lines = "\n".join(f"    {t.role.value:10} {t.token}" + (f"   ({t.facility_id})" if t.facility_id else "")
+                            for t in tokens)
     print(f"""
 CareGuard is running on embedded defaults.
 
-  dashboards      {cloud.url}/police        police token: {token}
+  dashboards      {pages}
+  tokens (one per role, paste one into a page):
+{token_lines}
   uplink broker   {broker.url}   (in-process; gateways to cloud)
   local brokers   {', '.join(f'{fid} {b.url}' for fid, b in local.items())}   (each facility's devices)
-  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(a for _, a, _ in FACILITIES)}
-  facilities      {', '.join(f'{fid} {name}' for fid, _, name in FACILITIES)}
+  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f[1] for f in FACILITIES)}
+  facilities      {', '.join(f'{f[0]} {f[2]}' for f in FACILITIES)}
   state           {var}/
 
 Press a one-button alarm (in another terminal):

@@ -26,7 +26,7 @@ def test_make_run_system_end_to_end(tmp_path):
             time.sleep(0.1)
         text = log.read_text()
         press_broker = re.search(r"sim press --broker (\S+)", text).group(1)
-        token = re.search(r"police token: (\S+)", text).group(1)
+        token = re.search(r"^\s+police\s+(\S+)$", text, re.M).group(1)
         url = re.search(r"dashboards\s+(http://127\.0\.0\.1:\d+)/police", text).group(1)
         out = subprocess.run([sys.executable, "-m", "careguard", "sim", "press", "--broker", press_broker,
                               "--device-id", "F001-btn-2"], cwd=ROOT, capture_output=True, text=True, timeout=30)
@@ -42,6 +42,11 @@ def test_make_run_system_end_to_end(tmp_path):
         assert alarm is not None, text
         assert alarm["facility"] == "F001" and alarm["zone"] == "class-2"
         assert alarm["raised_at"][:19] == pressed["ts"][:19]
+        # The registry is filed, so the other pages have facilities to show.
+        supervisor = re.search(r"^\s+supervisor\s+(\S+)$", text, re.M).group(1)
+        req = urllib.request.Request(f"{url}/api/facilities", headers={"Authorization": f"Bearer {supervisor}"})
+        facilities = json.loads(urllib.request.urlopen(req, timeout=5).read())["items"]
+        assert {f["facility_id"] for f in facilities} == {"F001", "F002", "F003"}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
