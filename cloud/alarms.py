@@ -153,7 +153,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, str]] = None,
                 kind: Optional[AlarmKind] = None, facility: Optional[str] = None,
                 state: Optional[AlarmState] = None, city: Optional[str] = None, district: Optional[str] = None,
-                acked: Optional[bool] = None) -> list[AlarmRecord]:
+                acked: Optional[bool] = None, exclude_kinds: frozenset[AlarmKind] = frozenset()) -> list[AlarmRecord]:
     """Newest first by origin time; `before` continues after the last row of a previous page.
     `city` / `district` filter by the facility's registered district path."""
     c = alarms.c
@@ -172,6 +172,8 @@ def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, 
         q = q.where(or_(c.sort_ts < ts, and_(c.sort_ts == ts, c.alarm_id < alarm_id)))
     if kind is not None:
         q = q.where(c.kind == kind.value)
+    if exclude_kinds:
+        q = q.where(c.kind.not_in([k.value for k in exclude_kinds]))
     if facility is not None:
         q = q.where(c.facility == facility)
     if state is not None:

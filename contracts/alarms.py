@@ -24,6 +24,11 @@ class AlarmKind(str, Enum):
     TEST = "test"
 
 
+# Health supervision's alarms (climate, infectious disease): for the health role and the
+# facility, not for the police board.
+HEALTH_KINDS = frozenset({AlarmKind.SENSOR_RANGE, AlarmKind.SYMPTOM_CLUSTER})
+
+
 class Severity(str, Enum):
     CRITICAL = "critical"
     MAJOR = "major"

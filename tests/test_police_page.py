@@ -222,3 +222,14 @@ def test_police_page_live_alarm_and_acknowledge(cloud, mosquitto, ack_listener):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_police_board_leaves_health_alarms_to_the_health_side(cloud, mosquitto):
+    panic = raise_alarm(mosquitto.url)
+    climate = raise_alarm(mosquitto.url, kind=AlarmKind.SENSOR_RANGE)
+    wait_stored(cloud, 2)
+    with httpx.Client(base_url=cloud.url) as http:
+        police = http.get("/api/alarms", headers={"Authorization": f"Bearer {POLICE}"}).json()["items"]
+        admin = http.get("/api/alarms", headers={"Authorization": f"Bearer {ADMIN}"}).json()["items"]
+    assert [a["alarm_id"] for a in police] == [str(panic)]
+    assert {a["alarm_id"] for a in admin} == {str(panic), str(climate)}

@@ -22,7 +22,7 @@ from cloud.db import alarm_events, escalations
 from cloud.events_bus import CLOSED, LAGGED
 from cloud.lifecycle import (EscalationNotice, Outcome, ResponseTimes, UnknownAlarm, WorkflowConflict, dispatch,
                              resolve, response_times)
-from contracts.alarms import AlarmKind, AlarmState
+from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import make_envelope
 from contracts.ids import FACILITY_ID_RE
 from contracts.timefmt import utcnow
@@ -31,6 +31,11 @@ from contracts.topics import DownKind
 router = APIRouter(prefix="/api/alarms", tags=["police"])
 
 POLICE_ROLES = (Role.POLICE, Role.ADMIN)
+
+
+def hidden_kinds(who: Principal) -> frozenset[AlarmKind]:
+    """The police board shows security alarms; climate and infectious disease are the health role's."""
+    return HEALTH_KINDS if who.role is Role.POLICE else frozenset()
 # Supervisors read everything; a facility reads its own alarms. Only the police act on them.
 READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR, Role.FACILITY)
 STREAM_READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR)
@@ -97,7 +102,8 @@ def get_alarm_list(
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                                 detail=[{"loc": ["query", "before"], "msg": str(exc), "type": "value_error"}])
     items = list_alarms(request.app.state.engine, limit=limit, before=cursor, kind=kind,
-                        facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked)
+                        facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked,
+                        exclude_kinds=hidden_kinds(who))
     return AlarmPage(items=items, next_before=encode_cursor(items[-1]) if len(items) == limit else None)
 
 
@@ -109,10 +115,11 @@ def get_alarm_list(
                                             "`event: resync` when the client fell behind and should refetch the list"}})
 async def stream_alarms(
     request: Request,
-    _who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_query_token=True))],
+    who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_query_token=True))],
 ) -> StreamingResponse:
     bus = request.app.state.bus
     sub = bus.subscribe()
+    hidden = {k.value for k in hidden_kinds(who)}
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -129,6 +136,8 @@ async def stream_alarms(
                     return
                 if item is LAGGED:
                     yield "event: resync\ndata: {}\n\n"
+                    continue
+                if isinstance(item, AlarmRecord) and item.kind in hidden:
                     continue
                 name = "escalation" if isinstance(item, EscalationNotice) else "alarm"
                 yield f"event: {name}\ndata: {item.model_dump_json()}\n\n"
