@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 
 from cloud.config import CloudConfig
-from cloud.db import envelopes, telemetry
-from cloud.ingest import validate_message
+from cloud.db import create_schema, envelopes, gateways, make_engine, telemetry
+from cloud.ingest import IngestCounters, IngestWriter, validate_message
 from cloud.main import CloudService
-from contracts.envelope import make_envelope
+from contracts.envelope import TYPE_STREAM, make_envelope
 from contracts.errors import ContractError
 from contracts.topics import Stream, up
-from tests.test_cloud_ingest import Publisher, count, wait_until
+from tests.test_cloud_ingest import Publisher, count, db_url, wait_until  # noqa: F401 (db_url: a fixture)
 
 
 @pytest.fixture
@@ -84,3 +85,55 @@ def test_plain_point_check_agrees_with_the_contract_model():
         reason = verdict({"points": [bad]})
         assert isinstance(reason, str) and "invalid telemetry.batch body" in reason and field in reason, reason
     assert "points" in verdict({"points": []})
+
+
+def _accepted(env):
+    return validate_message(up(env.facility, TYPE_STREAM[env.type]), env.to_bytes())
+
+
+def _write(engine, envs) -> IngestCounters:
+    """One writer, one batch: everything is submitted before the writer starts."""
+    counters = IngestCounters()
+    writer = IngestWriter(engine, counters)
+    for env in envs:
+        writer.submit(_accepted(env))
+    writer.start()
+    writer.stop()
+    return counters
+
+
+def test_driver_level_writes_read_back_as_sqlalchemy_types_and_stay_idempotent(db_url):
+    engine = make_engine(db_url)
+    create_schema(engine)
+    origin = datetime(2026, 11, 23, 18, 0, 0, 250000, tzinfo=timezone(timedelta(hours=8)))
+    beat = make_envelope("F1", "heartbeat", {"note": 'quote " backslash \\ tab \t 温度', "n": [1, 2.5, None]},
+                         ts=origin, seq=7)
+    tele = make_envelope("F1", "telemetry.batch", points(3, 1), ts=origin - timedelta(seconds=5))
+    status = make_envelope("F2", "status.gateway", {"police_link": "up"}, ts=origin)
+    first = _write(engine, [beat, beat, tele, status])
+    assert (first.snapshot()["stored"], first.snapshot()["duplicates"]) == (3, 1)
+    assert first.snapshot()["telemetry_points"] == 3
+    # Later: the same heartbeat again, the same points under a new id, and an older buffered envelope.
+    late = make_envelope("F1", "event.device", {"device_id": "door-1"}, ts=origin - timedelta(minutes=1))
+    resent = make_envelope("F1", "telemetry.batch", points(3, 1), ts=origin)
+    second = _write(engine, [beat, resent, late]).snapshot()
+    assert (second["stored"], second["duplicates"], second["telemetry_points"]) == (2, 1, 0), second
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(envelopes).where(envelopes.c.id == str(beat.id))).one()
+        gws = {g.facility: g for g in conn.execute(sa.select(gateways))}
+        n_points = conn.execute(sa.select(sa.func.count()).select_from(telemetry)).scalar_one()
+        ts = conn.execute(sa.select(telemetry.c.ts).limit(1)).scalar_one()
+    engine.dispose()
+    assert (row.facility, row.type, row.source, row.seq) == ("F1", "heartbeat", "edge", 7)
+    assert row.body == beat.body and row.ts == origin and row.received_at.tzinfo is not None
+    assert n_points == 3 and ts == datetime(2026, 11, 23, 10, 0, 1, tzinfo=timezone.utc)
+    assert gws["F1"].last_seen_at == origin and gws["F1"].last_type == "heartbeat", "the late envelope moved it back"
+    assert gws["F2"].status == {"police_link": "up"}
+
+
+def test_non_standard_json_is_refused():
+    env = make_envelope("F1", "telemetry.batch", points(1, 0))
+    payload = env.to_bytes().replace(b'"value":20', b'"value":NaN')
+    assert b"NaN" in payload
+    with pytest.raises(ContractError, match="malformed JSON"):
+        validate_message(up("F1", Stream.TELEMETRY), payload)

@@ -86,6 +86,10 @@ def test_line_protocol_carries_tags_and_origin_milliseconds():
     assert to_line_protocol([row, row._replace(metric="co2_ppm", value=640)]) == (
         b"cg_telemetry,facility=F1,device=th-1,metric=temp_c value=22.5 1795428000250\n"
         b"cg_telemetry,facility=F1,device=th-1,metric=co2_ppm value=640.0 1795428000250")
+    # The store keeps the formatted series heads between batches: the lines must not change.
+    heads: dict = {}
+    first = to_line_protocol([row], heads)
+    assert heads and to_line_protocol([row._replace(value=1.0)], heads) == first.replace(b"=22.5 ", b"=1.0 ")
 
 
 def test_relational_rows_match_what_sqlalchemy_writes(tmp_path):
