@@ -14,6 +14,7 @@ import logging
 import signal
 import time
 import uuid
+from collections import OrderedDict
 from datetime import datetime
 from typing import Callable, Optional
 
@@ -29,7 +30,7 @@ from edge.cameras import CameraSupervisor
 from edge.recorder import Recorder
 from edge.retention_runner import RetentionRunner, breach_reasons
 from edge.config import ConfigError, EdgeConfig, load_config
-from edge.dc09_link import Delivery, PoliceEvent, PoliceLink
+from edge.dc09_link import PoliceEvent, PoliceLink
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
 from edge.journal import AlarmRecord, Journal, PoliceRecord
 from edge.outbox import Priority
@@ -38,6 +39,7 @@ from edge.uplink import Uplink
 log = logging.getLogger("careguard.edge")
 
 TELEMETRY_FLUSH_S = 1.0
+RECENT_ACKS = 100
 ALARM_ID_NAMESPACE = uuid.UUID("5d0f4c8e-3c1b-4f5e-9a57-c4e6a1d2b7f0")
 TICK_S = 1.0
 
@@ -58,15 +60,15 @@ class EdgeAgent:
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
         self.retention: Optional[RetentionRunner] = None
-        self.last_retention = None
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
         self._telemetry: list[dict] = []
         self._seq = 0
         self._started_mono = time.monotonic()
-        self.deliveries: dict[uuid.UUID, Delivery] = {}
-        self.acked_by_cloud: dict[str, dict] = {}
+        # The police's acknowledgements of this facility's alarms, the latest few, for the
+        # facility's own display; the cloud keeps the record.
+        self.acked_by_cloud: OrderedDict[str, dict] = OrderedDict()
 
     # --- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -314,7 +316,6 @@ class EdgeAgent:
     async def check_retention(self) -> None:
         """Audit the footage; report it to the cloud; raise what is short, tampered or refused."""
         result = await self.retention.check()
-        self.last_retention = result
         now = utcnow()
         report = result.report
         body = {**report.model_dump(mode="json"),
@@ -350,7 +351,6 @@ class EdgeAgent:
     async def _deliver(self, rec: PoliceRecord) -> None:
         delivery = await self.police.send(PoliceEvent(alarm_id=rec.alarm_id, kind=rec.kind, restore=rec.restore,
                                                       zone=rec.zone_number, ts=rec.ts))
-        self.deliveries[rec.alarm_id] = delivery
         # No fsync: if a power cut loses this, the event goes to the police again on start
         # and the receiver stores it once (same alarm id); meanwhile the loop stays free.
         with self.journal.transaction(durable=False):
@@ -383,6 +383,8 @@ class EdgeAgent:
     def _on_down(self, env: Envelope) -> None:
         if env.type == "ack.alarm":
             self.acked_by_cloud[str(env.body.get("alarm_id"))] = env.body
+            while len(self.acked_by_cloud) > RECENT_ACKS:
+                self.acked_by_cloud.popitem(last=False)
             log.info("alarm %s acknowledged by %s", env.body.get("alarm_id"), env.body.get("acked_by"))
         elif env.type == "arm.set":
             self.command(str(env.body.get("action")), str(env.body.get("zone")), str(env.body.get("by", "cloud")))
