@@ -112,9 +112,8 @@ def main(args: argparse.Namespace) -> int:
     # Each facility's gateway has its own local broker for its devices, as on site.
     local = {f[0]: EmbeddedBroker().start() for f in FACILITIES}
     arc_port = _port_or_free(args.arc_port)
-    arc_hits: list = []
     arc = ArcReceiver({f[1]: ArcAccount(facility=f[0]) for f in FACILITIES}, port=arc_port,
-                      store=ArcStore(var / "arc.sqlite3"), on_alarm=arc_hits.append)
+                      store=ArcStore(var / "arc.sqlite3"))
     tokens = demo_tokens()
     cloud = CloudService(CloudConfig(
         broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
