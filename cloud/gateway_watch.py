@@ -12,7 +12,6 @@ watching the same store, or one restarted, raise the same alarm rather than two.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from sqlalchemy.engine import Engine
 
 from cloud.alarms import AlarmRecord, apply_alarm_envelope, get_alarms
 from cloud.db import alarms, gateways
+from cloud.periodic import PeriodicTask
 from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
 from contracts.envelope import make_envelope
 from contracts.timefmt import iso_utc, utcnow
@@ -111,22 +111,16 @@ class GatewayWatch:
         self.on_alarms = on_alarms
         self.raised = 0
         self.cleared = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task = PeriodicTask("cloud-gateway-watch", check_s, self.check, logger=log, what="gateway check")
         self._since = utcnow()
 
     def start(self) -> "GatewayWatch":
         self._since = utcnow()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="cloud-gateway-watch", daemon=True)
-        self._thread.start()
+        self._task.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._task.stop()
 
     def check(self) -> list[Change]:
         """One pass: read, decide, apply. Returns what it changed."""
@@ -144,10 +138,3 @@ class GatewayWatch:
             if self.on_alarms is not None:
                 self.on_alarms(rows)
         return changes
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.check_s):
-            try:
-                self.check()
-            except Exception:
-                log.exception("gateway check failed; trying again in %g s", self.check_s)

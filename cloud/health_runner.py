@@ -8,7 +8,6 @@ and applies them through cloud.lifecycle, like lifecycle.EscalationRunner."""
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Optional
@@ -21,6 +20,7 @@ from cloud.care import check_summary, symptom_observations
 from cloud.db import alarms, devices, facilities, telemetry
 from cloud.health_rules import ClimateMetric, ClimateState, Cluster, climate_state, clusters_for, day_to_judge
 from cloud.lifecycle import clear_cloud_alarm, raise_cloud_alarm
+from cloud.periodic import PeriodicTask
 from cloud.profiles import NATIONAL, profile_for
 from contracts.alarms import AlarmKind, AlarmState, Severity
 from contracts.timefmt import iso_utc, utcnow
@@ -179,9 +179,11 @@ class HealthRunner:
         self.clock = clock
         self.on_alarms = on_alarms
         self.runs = 0
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._task = PeriodicTask("cloud-health", interval_s, self.run_once, logger=log, what="health evaluation")
+
+    @property
+    def errors(self) -> int:
+        return self._task.errors
 
     def run_once(self, now: Optional[datetime] = None) -> HealthOutcome:
         now = now or self.clock()
@@ -196,22 +198,9 @@ class HealthRunner:
                 self.on_alarms(get_alarms(conn, out.raised + out.cleared))
         return out
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                self.errors += 1
-                log.exception("health evaluation failed; retrying in %.0fs", self.interval_s)
-
     def start(self) -> "HealthRunner":
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="cloud-health", daemon=True)
-        self._thread.start()
+        self._task.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._task.stop(5.0)

@@ -24,6 +24,7 @@ from cloud.alarms import AlarmRecord, get_alarms
 from cloud.config import CloudConfig
 from cloud.db import alarms, make_engine
 from cloud.ingest import Ingest
+from cloud.periodic import PeriodicTask
 from cloud.telemetry_store import make_telemetry_store
 from contracts.timefmt import utcnow
 
@@ -166,19 +167,15 @@ class AlarmFollower:
         self.skew = timedelta(seconds=skew_s)
         self._seen: dict[str, object] = {}
         self._mark = utcnow()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._task = PeriodicTask("cloud-alarm-follower", every_s, self._follow, logger=log,
+                                  what="following alarm changes")
 
     def start(self) -> "AlarmFollower":
-        self._thread = threading.Thread(target=self._run, name="cloud-alarm-follower", daemon=True)
-        self._thread.start()
+        self._task.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
+        self._task.stop()
 
     def poll(self) -> list[AlarmRecord]:
         since = self._mark - self.skew
@@ -194,11 +191,7 @@ class AlarmFollower:
         self._seen = {k: v for k, v in self._seen.items() if v > since}
         return records
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                records = self.poll()
-                if records:
-                    self.on_alarms(records)
-            except Exception:
-                log.exception("following alarm changes failed")
+    def _follow(self) -> None:
+        records = self.poll()
+        if records:
+            self.on_alarms(records)

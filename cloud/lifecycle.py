@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.alarms import AlarmRecord, UtcTime, get_alarms, record_audit, record_step
 from cloud.db import alarms, escalations, facilities, upsert_insert
 from cloud.events_bus import EventBus
+from cloud.periodic import PeriodicTask
 from contracts.alarms import DEFAULT_SEVERITY, AlarmKind, AlarmState, Severity
 from contracts.timefmt import utcnow
 
@@ -218,9 +218,12 @@ class EscalationRunner:
         self.interval_s = interval_s
         self.clock = clock
         self.escalated = 0
-        self.errors = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._task = PeriodicTask("cloud-escalation", interval_s, self.run_once, logger=log,
+                                  what="escalation check")
+
+    @property
+    def errors(self) -> int:
+        return self._task.errors
 
     def run_once(self, now: Optional[datetime] = None) -> list[EscalationNotice]:
         now = now or self.clock()
@@ -237,25 +240,12 @@ class EscalationRunner:
         self.escalated += len(notices)
         return notices
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                self.errors += 1
-                log.exception("escalation check failed; retrying in %.1fs", self.interval_s)
-
     def start(self) -> "EscalationRunner":
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="cloud-escalation", daemon=True)
-        self._thread.start()
+        self._task.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
+        self._task.stop(5.0)
 
 
 # --- response times ---------------------------------------------------------------------------

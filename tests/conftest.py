@@ -13,14 +13,23 @@ from contracts import topics
 from careguard.services import Mosquitto, postgres, victoria_metrics
 
 
+def _broker(workdir):
+    workdir.mkdir()
+    broker = Mosquitto(workdir=str(workdir)).start()
+    yield broker
+    broker.close()
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     """A fresh anonymous Mosquitto for one test (restartable with `.restart()`)."""
-    broker = Mosquitto(workdir=str(tmp_path / "mosq"))
-    (tmp_path / "mosq").mkdir()
-    broker.start()
-    yield broker
-    broker.close()
+    yield from _broker(tmp_path / "mosq")
+
+
+@pytest.fixture
+def uplink_broker(tmp_path):
+    """A second one, for the cloud side, where `mosquitto` is the gateway's local broker."""
+    yield from _broker(tmp_path / "up")
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -19,6 +18,7 @@ from edge.camera_check import find_faults
 from edge.camera_health import CameraFault, CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg
 from firmware_sim.camera import SimulatedCamera, parse_fault, write_clip
 from firmware_sim.camera_scene import Fault, FaultKind, LightMode, frame_at, scene_by_name
+from helpers import sync_until
 
 CLIP_SIZE = dict(width=320, height=180)
 
@@ -90,15 +90,6 @@ def _post(url: str) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_mjpeg_camera_fault_injected_over_http_is_raised_then_cleared_then_offline():
     camera = SimulatedCamera(scene_by_name("day", seed=4), fps=8, width=320, height=180).start()
     base = f"http://127.0.0.1:{camera.port}"
@@ -109,7 +100,7 @@ def test_mjpeg_camera_fault_injected_over_http_is_raised_then_cleared_then_offli
         health=HealthConfig(offline_after_s=2, confirm_checks=2, clear_checks=2, reference_every_s=0.5))
     try:
         monitor.start()
-        assert _wait(lambda: monitor.health().frames >= 10, 15)
+        assert sync_until(lambda: monitor.health().frames >= 10, 15)
         health = monitor.health()
         assert health.state == "streaming" and health.camera_fps > 0 and health.fault is None
         jpeg = monitor.latest_jpeg()
@@ -118,7 +109,7 @@ def test_mjpeg_camera_fault_injected_over_http_is_raised_then_cleared_then_offli
         assert _post(f"{base}/fault?kind=bogus")[0] == 400
         status, body = _post(f"{base}/fault?kind=covered&cover=cloth")
         assert status == 200 and body["faults"][0]["kind"] == "covered"
-        assert _wait(lambda: any(e.state is AlarmState.ACTIVE for e in events), 15)
+        assert sync_until(lambda: any(e.state is AlarmState.ACTIVE for e in events), 15)
         raised = events[0]
         assert raised.fault is CameraFault.COVERED and raised.camera_id == "cam-1"
         assert raised.snapshot_jpeg and raised.snapshot_jpeg[:2] == b"\xff\xd8"
@@ -126,14 +117,14 @@ def test_mjpeg_camera_fault_injected_over_http_is_raised_then_cleared_then_offli
         assert monitor.health().fault is CameraFault.COVERED
 
         assert _post(f"{base}/fault?kind=none")[0] == 200
-        assert _wait(lambda: any(e.state is AlarmState.CLEARED for e in events), 15)
+        assert sync_until(lambda: any(e.state is AlarmState.CLEARED for e in events), 15)
         assert monitor.health().fault is None
 
         camera.stop()
-        assert _wait(lambda: any(e.fault is CameraFault.OFFLINE for e in events), 20)
+        assert sync_until(lambda: any(e.fault is CameraFault.OFFLINE for e in events), 20)
         health = monitor.health()
         assert health.fault is CameraFault.OFFLINE and health.connection_quality == 0.0
-        assert _wait(lambda: monitor.health().reconnects >= 1, 10)
+        assert sync_until(lambda: monitor.health().reconnects >= 1, 10)
     finally:
         monitor.stop()
         camera.stop()

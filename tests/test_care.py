@@ -5,7 +5,6 @@ compliance rules, and who may read children's data."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -21,6 +20,7 @@ from cloud.events_bus import EventBus
 from cloud.health_runner import HealthRunner
 from cloud.privacy import FieldCipher
 from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from helpers import store_url
 
 SH = ZoneInfo("Asia/Shanghai")
 TOKENS = {"police": "t-police-0123456789", "health": "t-health-0123456789", "supervisor": "t-super-0123456789",
@@ -44,18 +44,8 @@ def _reg(fid: str, n: int) -> FacilityRegistration:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def db_url(request, tmp_path_factory):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('care') / 'cloud.db'}"
-        return
-    pg_url = request.getfixturevalue("pg_url")
-    name = f"care_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield pg_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
+    with store_url(request, tmp_path_factory.mktemp("care"), "care") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

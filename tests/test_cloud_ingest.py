@@ -18,6 +18,7 @@ from cloud.main import CloudService
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import MAX_ENVELOPE_BYTES, make_envelope
 from contracts.topics import Stream, up
+from helpers import store_url
 
 FAC = "F001"
 
@@ -59,18 +60,8 @@ def publisher(mosquitto):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path):
     """A fresh store per test: a SQLite file, or a new database in the session's PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cloud.db'}"
-        return
-    pg_url = request.getfixturevalue("pg_url")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield pg_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
+    with store_url(request, tmp_path, "t") as url:
+        yield url
 
 
 def start_cloud(broker_url: str, db: str, **kw) -> CloudService:

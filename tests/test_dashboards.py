@@ -17,6 +17,7 @@ from cloud.registry import uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope
 from contracts.topics import DownKind, Stream, down, up
+from helpers import chromium, logged_in_page
 from tests.test_police_page import Mqtt, bearer, wait_stored
 
 F1, F2 = "F001", "F002"
@@ -24,8 +25,6 @@ TOKENS = {"police": "police-token-0123456789", "health": "health-token-012345678
           "supervisor": "super-token-0123456789", "admin": "admin-token-01234567890",
           "facility": "facil-token-0123456789"}
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 # A 1x1 JPEG is enough for the snapshot path: the page only shows what the API returns.
 JPEG = base64.b64encode(bytes.fromhex(
     "ffd8ffe000104a46494600010100000100010000ffdb004300080606070605080707070909080a0c140d0c0b0b0c1912130f141d1a1f1e1d"
@@ -81,11 +80,8 @@ def mqtt(mosquitto):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def publish(mqtt: Mqtt, fid: str, type_: str, body, stream: Stream) -> None:
@@ -100,14 +96,8 @@ def raise_alarm(mqtt: Mqtt, kind: AlarmKind, fid: str = F1) -> uuid.UUID:
 
 
 def open_page(browser, cloud, path: str, role: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    errors: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{cloud.url}{path}")
-    page.get_by_label("访问令牌", exact=True).fill(TOKENS[role])
-    page.get_by_role("button", name="进入").click()
-    return page, errors
+    return logged_in_page(browser, f"{cloud.url}{path}", TOKENS[role], viewport={"width": 1400, "height": 900},
+                          accept_downloads=True)
 
 
 def shot(page, name: str) -> None:

@@ -9,14 +9,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from careguard.mqtt import make_client
-from careguard.services import Mosquitto, free_port
+from careguard.services import free_port
 from cloud.arc_server import ArcAccount, ArcReceiver
 from contracts import topics
 from contracts.alarms import AlarmKind
@@ -28,6 +25,7 @@ from edge.config import parse_config
 from edge.devices import DeviceGateway
 from edge.journal import Journal
 from firmware_sim import connect_button
+from helpers import sync_until, until
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "1234"
@@ -49,25 +47,8 @@ def edge_config(local: str, uplink: str, receivers: list[int], tmp: Path, **poli
     }
 
 
-async def until(pred, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.02)
-    return bool(pred())
-
-
 def alarms_received(arc_hits, code=None):
     return [a for a in arc_hits if code is None or a.code == code]
-
-
-@pytest.fixture
-def uplink_broker(tmp_path):
-    (tmp_path / "up").mkdir()
-    b = Mosquitto(workdir=str(tmp_path / "up")).start()
-    yield b
-    b.close()
 
 
 def test_press_reaches_police_and_cloud_with_one_alarm_id(mosquitto, uplink_broker, collector_factory, tmp_path):
@@ -216,17 +197,14 @@ def test_sigkill_right_after_press_is_delivered_after_restart(mosquitto, uplink_
     hits = []
     try:
         button = connect_button(mosquitto.url, "btn1", announce_status=False)
-        deadline = time.monotonic() + 20
-        while not cloud.of_type("heartbeat") and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first heartbeat comes a second after start, subscriptions long done
+        # The first heartbeat comes a second after start, subscriptions long done.
+        sync_until(lambda: cloud.of_type("heartbeat"), 20)
         button.press()
 
         def panics():
             return [e for e in cloud.of_type("alarm.raised") if e["body"]["kind"] == "panic"]
 
-        deadline = time.monotonic() + 20
-        while not panics() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        sync_until(panics, 20)
         raised = panics()
         assert raised, (tmp_path / "agent.log").read_text()[-2000:]
         proc.send_signal(signal.SIGKILL)

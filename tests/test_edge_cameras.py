@@ -5,27 +5,18 @@ its snapshot, cleared when the cloth is taken away; health numbers reach the clo
 import asyncio
 import base64
 import re
-import time
 
 import pytest
 
-from careguard.services import Mosquitto
 from cloud.arc_server import ArcAccount, ArcReceiver
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from firmware_sim import connect_button
 from firmware_sim.camera import SimulatedCamera
 from firmware_sim.camera_scene import scene_by_name
+from helpers import until
 
 JPEG_MAGIC = b"\xff\xd8"
-
-
-@pytest.fixture
-def uplink_broker(tmp_path):
-    (tmp_path / "up").mkdir()
-    b = Mosquitto(workdir=str(tmp_path / "up")).start()
-    yield b
-    b.close()
 
 
 @pytest.fixture
@@ -34,15 +25,6 @@ def camera():
     cam.start()
     yield cam
     cam.stop()
-
-
-async def until(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(pred())
 
 
 def config(local, uplink, arc_port, camera_url, tmp_path):

@@ -6,21 +6,12 @@ import asyncio
 import os
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
-from careguard.services import Mosquitto, free_port
+from careguard.services import free_port
 from edge.agent import EdgeAgent
 from edge.config import parse_config
+from helpers import until
 
 SEGMENT_S = 60
-
-
-@pytest.fixture
-def uplink_broker(tmp_path):
-    (tmp_path / "up").mkdir()
-    b = Mosquitto(workdir=str(tmp_path / "up")).start()
-    yield b
-    b.close()
 
 
 def write_segments(root, camera, start, end, skip=None):
@@ -58,14 +49,6 @@ def breaches(cloud, kind="retention_breach"):
     return {e["body"]["source"]: e for e in cloud.of_type("alarm.raised") if e["body"]["kind"] == kind}
 
 
-async def drain(agent, cloud, pred, timeout=10):
-    for _ in range(int(timeout / 0.05)):
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return pred()
-
-
 def test_gap_breach_projected_breach_and_tamper(mosquitto, uplink_broker, collector_factory, tmp_path):
     cloud = collector_factory(uplink_broker.url)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -79,8 +62,8 @@ def test_gap_breach_projected_breach_and_tamper(mosquitto, uplink_broker, collec
         agent = agent_for(tmp_path, mosquitto.url, uplink_broker.url)
         await agent.start()
         await agent.check_retention()
-        assert await drain(agent, cloud, lambda: "retention:cam2" in breaches(cloud)
-                           and cloud.of_type("retention.report"))
+        assert await until(lambda: "retention:cam2" in breaches(cloud)
+                           and cloud.of_type("retention.report"), 10)
         assert "retention:cam1" not in breaches(cloud)
         report = cloud.of_type("retention.report")[-1]["body"]
         assert {c["camera_id"] for c in report["cameras"]} == {"cam1", "cam2"}
@@ -90,7 +73,7 @@ def test_gap_breach_projected_breach_and_tamper(mosquitto, uplink_broker, collec
         agent.cfg.video.required_days = 30
         agent.retention.video.required_days = 30
         await agent.check_retention()
-        assert await drain(agent, cloud, lambda: "retention:cam1" in breaches(cloud))
+        assert await until(lambda: "retention:cam1" in breaches(cloud), 10)
         reasons = breaches(cloud)["retention:cam1"]["body"]["detail"]["reasons"]
         assert any("sustains" in r for r in reasons), reasons
 
@@ -98,7 +81,7 @@ def test_gap_breach_projected_breach_and_tamper(mosquitto, uplink_broker, collec
         cam2[len(cam2) // 2].unlink()
         os.utime(cam2[len(cam2) // 2].parent, None)
         await agent.check_retention()
-        assert await drain(agent, cloud, lambda: "footage:cam2" in breaches(cloud, "tamper"))
+        assert await until(lambda: "footage:cam2" in breaches(cloud, "tamper"), 10)
         await agent.stop()
 
     asyncio.run(scenario())

@@ -9,15 +9,7 @@ from contracts.envelope import make_envelope
 from edge.journal import Journal
 from edge.outbox import Priority
 from edge.uplink import Uplink
-
-
-async def wait_until(pred, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return pred()
+from helpers import until
 
 
 def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path, collector_factory):
@@ -39,12 +31,12 @@ def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path, collect
                     sent.append(str(env.id))
             uplink.kick()
 
-        assert await wait_until(lambda: uplink.connected)
+        assert await until(lambda: uplink.connected)
         enqueue(500, Priority.EVENT)
         mosquitto.restart()  # mid-stream, with messages in flight
         enqueue(500, Priority.EVENT)
-        assert await wait_until(lambda: journal.outbox.count() == 0, 30)
-        assert await wait_until(lambda: set(sent) <= collector.distinct(), 10), (
+        assert await until(lambda: journal.outbox.count() == 0, 30)
+        assert await until(lambda: set(sent) <= collector.distinct(), 10), (
             f"{len(set(sent) - collector.distinct())} of {len(sent)} never reached the subscriber, replayed {uplink.replayed}")
         uplink.stop()
         journal.close()
@@ -76,7 +68,7 @@ def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_
         j = Journal(path, 1000)
         uplink = Uplink(mosquitto.url, "F1", j, asyncio.get_running_loop(), on_down=lambda env: None)
         uplink.start()
-        ok = await wait_until(lambda: j.outbox.count() == 0 and set(ids) <= collector.distinct(), 20)
+        ok = await until(lambda: j.outbox.count() == 0 and set(ids) <= collector.distinct(), 20)
         uplink.stop()
         j.close()
         return ok
@@ -92,7 +84,7 @@ def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
         journal = Journal(tmp_path / "e.sqlite3", 1000)
         uplink = Uplink(mosquitto.url, "F1", journal, loop, on_down=got.append)
         uplink.start()
-        assert await wait_until(lambda: uplink.connected)
+        assert await until(lambda: uplink.connected)
         await asyncio.sleep(0.2)
         pub, addr = make_client(mosquitto.url)
         pub.connect(addr.host, addr.port)
@@ -102,7 +94,7 @@ def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
         pub.publish(topics.down("F1", "ack"), b"{garbage", qos=1).wait_for_publish(5)
         good = make_envelope("F1", "ack.alarm", {"alarm_id": "y"}, source="cloud")
         pub.publish(topics.down("F1", "ack"), good.to_bytes(), qos=1).wait_for_publish(5)
-        assert await wait_until(lambda: len(got) == 1)
+        assert await until(lambda: len(got) == 1)
         pub.loop_stop()
         uplink.stop()
         journal.close()

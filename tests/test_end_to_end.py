@@ -10,29 +10,20 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
-
 from careguard.run_all import EdgeRuntime
-from careguard.services import Mosquitto, free_port
+from careguard.services import free_port
 from cloud.arc_server import ArcAccount, ArcReceiver
 from cloud.config import CloudConfig, TokenEntry
 from cloud.main import CloudService
 from firmware_sim import connect_button
+from helpers import chromium, logged_in_page, sync_until
 
 POLICE = "police-token-e2e-0123456789"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-@pytest.fixture
-def uplink_broker(tmp_path):
-    (tmp_path / "up").mkdir()
-    b = Mosquitto(workdir=str(tmp_path / "up")).start()
-    yield b
-    b.close()
-
-
 def test_press_to_police_page_and_acknowledge_back_to_the_gateway(mosquitto, uplink_broker, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     cloud = CloudService(CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}",
                                      port=0, client_id=f"ingest-{uuid.uuid4().hex[:8]}",
@@ -47,48 +38,33 @@ def test_press_to_police_page_and_acknowledge_back_to_the_gateway(mosquitto, upl
         "zones": [{"id": "toddlers", "number": 7, "kind": "panic", "devices": ["F9-btn"]}],
     }
     runtime = None
-    errors: list[str] = []
     try:
         assert cloud.wait_ingest_ready()
         runtime = EdgeRuntime(arc, [edge_cfg])
         runtime.start()
         agent = runtime.agents[0]
 
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"])
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 700})
-                page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"{cloud.url}/police")
-                page.get_by_label("访问令牌", exact=True).fill(POLICE)
-                page.get_by_role("button", name="进入").click()
-                expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
+        with chromium() as browser:
+            page, errors = logged_in_page(browser, f"{cloud.url}/police", POLICE,
+                                          viewport={"width": 1400, "height": 700})
+            expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
 
-                button = connect_button(mosquitto.url, "F9-btn", announce_status=False)
-                button.press()
-                button.link.close()
-                deadline = time.monotonic() + 10
-                while not hits and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                assert hits and hits[0].code == "PA" and hits[0].zone == 7
-                alarm_id = str(hits[0].alarm_id)
-                row = page.locator(f'tr[data-alarm-id="{alarm_id}"]')
-                expect(row).to_be_visible(timeout=5_000)  # pushed live, no reload
-                expect(row).to_contain_text("F9")
-                expect(row.locator("td.num")).to_have_text(re.compile(r"^\d+$"), timeout=5_000)  # delivery ms
+            button = connect_button(mosquitto.url, "F9-btn", announce_status=False)
+            button.press()
+            button.link.close()
+            sync_until(lambda: hits, 10)
+            assert hits and hits[0].code == "PA" and hits[0].zone == 7
+            alarm_id = str(hits[0].alarm_id)
+            row = page.locator(f'tr[data-alarm-id="{alarm_id}"]')
+            expect(row).to_be_visible(timeout=5_000)  # pushed live, no reload
+            expect(row).to_contain_text("F9")
+            expect(row.locator("td.num")).to_have_text(re.compile(r"^\d+$"), timeout=5_000)  # delivery ms
 
-                row.get_by_role("button", name=re.compile("^确认")).click()
-                deadline = time.monotonic() + 10
-                while alarm_id not in agent.acked_by_cloud and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                assert agent.acked_by_cloud[alarm_id]["acked_by"] == "officer-zhao"
-                ARTIFACTS.mkdir(exist_ok=True)
-                page.screenshot(path=str(ARTIFACTS / "end_to_end_police.png"), full_page=True)
-            finally:
-                browser.close()
+            row.get_by_role("button", name=re.compile("^确认")).click()
+            sync_until(lambda: alarm_id in agent.acked_by_cloud, 10)
+            assert agent.acked_by_cloud[alarm_id]["acked_by"] == "officer-zhao"
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "end_to_end_police.png"), full_page=True)
     finally:
         if runtime is not None:
             runtime.stop()
@@ -129,9 +105,7 @@ def test_cloud_away_then_back_nothing_lost_nothing_duplicated(mosquitto, uplink_
         button = connect_button(mosquitto.url, "F9-btn", announce_status=False)
         button.press()
         button.link.close()
-        deadline = time.monotonic() + 10
-        while not hits and time.monotonic() < deadline:
-            time.sleep(0.01)
+        sync_until(lambda: hits, 10)
         assert hits, "the police path must not depend on the cloud"
         time.sleep(2)
         uplink_broker.start()

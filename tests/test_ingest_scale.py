@@ -16,19 +16,14 @@ from cloud.main import CloudService
 from contracts.envelope import TYPE_STREAM, make_envelope
 from contracts.errors import ContractError
 from contracts.topics import Stream, up
+from helpers import fresh_pg_database
 from tests.test_cloud_ingest import Publisher, count, db_url, wait_until  # noqa: F401 (db_url: a fixture)
 
 
 @pytest.fixture
 def pg_db(pg_url):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield pg_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
+    with fresh_pg_database(pg_url, "t") as url:
+        yield url
 
 
 def points(n: int, second: int) -> dict:

@@ -20,6 +20,7 @@ from cloud.main import CloudService
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope
 from contracts.topics import DownKind, Stream, down, up
+from helpers import chromium, logged_in_page, sync_until
 
 FAC = "F001"
 POLICE = "police-token-0123456789"
@@ -96,11 +97,7 @@ def raise_alarm(mosquitto_url: str, kind: AlarmKind = AlarmKind.PANIC, ts: datet
 
 
 def wait_stored(service: CloudService, n: int) -> None:
-    tick = threading.Event()
-    for _ in range(200):
-        if service.counters["stored"] >= n:
-            return
-        tick.wait(0.05)
+    sync_until(lambda: service.counters["stored"] >= n, 10)
     assert service.counters["stored"] >= n, service.counters
 
 
@@ -173,54 +170,42 @@ def test_ack_publishes_down_envelope_and_keeps_first(cloud, mosquitto, ack_liste
 
 
 def test_police_page_live_alarm_and_acknowledge(cloud, mosquitto, ack_listener):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    errors: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 700})
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(f"{cloud.url}/police")
+    with chromium() as browser:
+        page, errors = logged_in_page(browser, f"{cloud.url}/police", POLICE,
+                                      viewport={"width": 1400, "height": 700})
+        expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
 
-            page.get_by_label("访问令牌", exact=True).fill(POLICE)
-            page.get_by_role("button", name="进入").click()
-            expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
+        now = datetime.now(timezone.utc)
+        raised_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # envelopes carry ms
+        aid = raise_alarm(mosquitto.url, ts=raised_at)
+        row = page.locator(f'tr[data-alarm-id="{aid}"]')
+        expect(row).to_be_visible(timeout=10_000)
+        expect(row).to_have_class(re.compile(r"\bkind-panic\b"))
+        expect(row).to_contain_text("一键报警")
+        expect(row).to_contain_text(FAC)
 
-            now = datetime.now(timezone.utc)
-            raised_at = now.replace(microsecond=now.microsecond // 1000 * 1000)  # envelopes carry ms
-            aid = raise_alarm(mosquitto.url, ts=raised_at)
-            row = page.locator(f'tr[data-alarm-id="{aid}"]')
-            expect(row).to_be_visible(timeout=10_000)
-            expect(row).to_have_class(re.compile(r"\bkind-panic\b"))
-            expect(row).to_contain_text("一键报警")
-            expect(row).to_contain_text(FAC)
+        # The DC-09 ACK report updates the same row in place.
+        delivered = (raised_at + timedelta(milliseconds=183)).isoformat().replace("+00:00", "Z")
+        send_up(mosquitto.url, "alarm.delivered",
+                alarm_body(aid, delivered_at=delivered, receiver="127.0.0.1:9000"))
+        expect(row.locator("td.num")).to_have_text("183", timeout=10_000)
 
-            # The DC-09 ACK report updates the same row in place.
-            delivered = (raised_at + timedelta(milliseconds=183)).isoformat().replace("+00:00", "Z")
-            send_up(mosquitto.url, "alarm.delivered",
-                    alarm_body(aid, delivered_at=delivered, receiver="127.0.0.1:9000"))
-            expect(row.locator("td.num")).to_have_text("183", timeout=10_000)
+        row.get_by_role("button", name=re.compile("^确认")).click()
+        _, payload = ack_listener.next_message()
+        env = parse_envelope(payload, expect_facility=FAC)
+        assert env.type == "ack.alarm" and env.body["alarm_id"] == str(aid)
+        expect(row).to_contain_text("已确认 · officer-li")
+        expect(page.locator("#unacked-count")).to_have_text("0")
 
-            row.get_by_role("button", name=re.compile("^确认")).click()
-            _, payload = ack_listener.next_message()
-            env = parse_envelope(payload, expect_facility=FAC)
-            assert env.type == "ack.alarm" and env.body["alarm_id"] == str(aid)
-            expect(row).to_contain_text("已确认 · officer-li")
-            expect(page.locator("#unacked-count")).to_have_text("0")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "police.png"), full_page=True)
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "police.png"), full_page=True)
-
-            page.get_by_role("button", name="English").click()
-            expect(page.get_by_role("heading", name="Live alarms")).to_be_visible()
-            expect(row).to_contain_text("Panic button")
-            expect(row).to_contain_text("Acknowledged · officer-li")
-        finally:
-            browser.close()
+        page.get_by_role("button", name="English").click()
+        expect(page.get_by_role("heading", name="Live alarms")).to_be_visible()
+        expect(row).to_contain_text("Panic button")
+        expect(row).to_contain_text("Acknowledged · officer-li")
     assert errors == []
 
 

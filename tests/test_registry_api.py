@@ -5,7 +5,6 @@ Mosquitto accepts with exactly the ACL DESIGN.md gives a gateway."""
 from __future__ import annotations
 
 import threading
-import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -19,6 +18,7 @@ from cloud.auth import TokenGrant, TokenTable
 from cloud.db import create_schema, facilities, gateway_credentials, make_engine
 from cloud.events_bus import EventBus
 from cloud.registry import hash_password, uscc_check_char, uscc_problem, verify_password
+from helpers import store_url
 
 ADMIN = "admin-token-0123456789"
 SUPERVISOR = "supervisor-token-0123456"
@@ -46,18 +46,8 @@ def facility_body(fid: str, n: int, *, city: str = "济宁市", district: str = 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def db_url(request, tmp_path_factory):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('reg') / 'cloud.db'}"
-        return
-    pg_url = request.getfixturevalue("pg_url")
-    name = f"reg_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    yield pg_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-    admin.dispose()
+    with store_url(request, tmp_path_factory.mktemp("reg"), "reg") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
