@@ -7,7 +7,7 @@ one commit while a lone alarm is written at once (it never waits for a batch to 
 
 Nothing is lost across a cloud restart: the session is persistent (3.1.1 clean_session=False,
 or v5 session expiry), subscriptions are QoS 1, and a message is acknowledged to the broker
-only after its transaction committed (paho manual ack). A crash in between means the broker
+only after its transaction committed (cloud.mqtt_session, acks released per commit). A crash in between means the broker
 sends it again, and the envelope id makes the second write a counted duplicate. Several
 workers (processes, see cloud.ingest_workers) may share one subscription: the envelope
 primary key, inserted with ON CONFLICT DO NOTHING, decides which of them stores an envelope."""
@@ -23,18 +23,15 @@ from datetime import datetime
 from typing import Any, Callable, Optional
 
 import orjson
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from careguard.mqtt import make_client
 from cloud import bulk
 from cloud.alarms import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
 from cloud.db import envelopes, gateways
+from cloud.mqtt_session import MqttSession
 from cloud.telemetry_store import RelationalTelemetryStore, TelemetryRow, TelemetryStore, sqlite_ts
 from contracts.alarms import AlarmBody
 from contracts.envelope import (DOWN_TYPES, MAX_ENVELOPE_BYTES, MAX_TELEMETRY_POINTS, TYPE_STREAM, Envelope,
@@ -209,18 +206,21 @@ class IngestCounters:
 class IngestWriter:
     """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
     `on_store_failure` is called when a store failed for a reason worth retrying, so the
-    consumer can have the broker deliver the unacknowledged messages again."""
+    consumer can have the broker deliver the unacknowledged messages again. `on_acked` is
+    called after each batch's acks, so that they reach the broker together."""
 
     def __init__(self, engine: Engine, counters: IngestCounters, *, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None,
-                 on_store_failure: Callable[[], None] | None = None):
+                 on_store_failure: Callable[[], None] | None = None,
+                 on_acked: Callable[[], None] | None = None):
         self.engine = engine
         self.counters = counters
         self.batch_max = batch_max
         self.on_alarms = on_alarms
         self.telemetry_store = telemetry_store or RelationalTelemetryStore()
         self.on_store_failure = on_store_failure
+        self.on_acked = on_acked
         # A deque and an event rather than queue.Queue: one append per message, no lock round trip.
         self._q: deque[Accepted] = deque()
         self._wake = threading.Event()
@@ -267,6 +267,8 @@ class IngestWriter:
         except Exception:
             log.exception("ingest batch of %d failed; writing one by one", len(batch))
             changed = self._write_one_by_one(batch)
+        if self.on_acked is not None:
+            self.on_acked()
         if changed and self.on_alarms is not None:
             try:
                 with self.engine.connect() as conn:
@@ -425,7 +427,8 @@ def _touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> N
 
 class IngestConsumer:
     """The MQTT side of ingest. `shared=True`: MQTT v5 shared subscription (Mosquitto, EMQX);
-    otherwise MQTT 3.1.1 (the embedded amqtt broker)."""
+    otherwise MQTT 3.1.1 (the embedded amqtt broker). Acks wait in the session until
+    `flush_acks()`, which the writer calls after each commit."""
 
     def __init__(self, broker_url: str, writer: IngestWriter, counters: IngestCounters, *,
                  client_id: str, shared: bool = False, session_expiry_s: int = 7 * 24 * 3600):
@@ -434,28 +437,16 @@ class IngestConsumer:
         self.counters = counters
         self.shared = shared
         self.topic = SHARED_INGEST if shared else UP_WILDCARD
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
         self._accepting = True
-        # Bumped on every connection: a packet id from an earlier connection must not be acked on a new one.
-        self._generation = 0
-        self._client, self._addr = make_client(broker_url, client_id, v5=shared, clean=False)
-        self._client.manual_ack_set(True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
-        self._session_expiry_s = session_expiry_s
+        # Twice the largest envelope: one a little over the limit still arrives, to be refused
+        # with a counted reason; a v5 broker drops anything beyond, instead of sending it.
+        self._session = MqttSession(broker_url, client_id, self.topic, self._on_message, v5=shared,
+                                    session_expiry_s=session_expiry_s, max_packet_bytes=2 * MAX_ENVELOPE_BYTES)
+        self.connected = self._session.connected
+        self.subscribed = self._session.subscribed
 
     def start(self) -> None:
-        if self.shared:
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = self._session_expiry_s
-            self._client.connect_async(self._addr.host, self._addr.port, keepalive=30, clean_start=False,
-                                       properties=props)
-        else:
-            self._client.connect_async(self._addr.host, self._addr.port, keepalive=30)
-        self._client.loop_start()
+        self._session.start()
 
     def stop_accepting(self) -> None:
         """Messages from now on are left unacknowledged, for the broker to keep for the next session."""
@@ -463,65 +454,39 @@ class IngestConsumer:
 
     def stop(self) -> None:
         self._accepting = False
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.connected.clear()
+        self._session.stop()
+
+    def flush_acks(self) -> None:
+        self._session.flush_acks()
 
     def redeliver(self, pause_s: float = 1.0) -> None:
         """Start a new connection on the same session after a pause: the broker then sends every
         message this client left unacknowledged again (a store failed while writing them)."""
-        if not self._accepting:
-            return
-        self._client.disconnect()
-        self._client.loop_stop()
-        self.connected.clear()
-        if not threading.Event().wait(pause_s) and self._accepting:
-            self.start()
-
-    def _on_connect(self, client, _userdata, _flags, reason_code, _props) -> None:
-        if reason_code.is_failure:
-            log.warning("ingest: broker refused connection: %s", reason_code)
-            return
-        self._generation += 1
-        client.subscribe(self.topic, qos=1)
-        self.connected.set()
-        log.info("ingest connected to %s, subscribing %s", self.broker_url, self.topic)
-
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props) -> None:
-        self.connected.clear()
-        self.subscribed.clear()
         if self._accepting:
-            log.warning("ingest disconnected from %s (%s); reconnecting", self.broker_url, reason_code)
+            self._session.reconnect(pause_s)
 
-    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props) -> None:
-        if all(not rc.is_failure for rc in reason_codes):
-            self.subscribed.set()
-        else:
-            log.error("ingest: subscription to %s refused: %s", self.topic, reason_codes)
-
-    def _ack_later(self, mid: int, qos: int) -> Callable[[], None]:
-        generation = self._generation
+    def _ack_later(self, mid: int) -> Callable[[], None]:
+        session, generation = self._session, self._session.generation
 
         def ack() -> None:
-            if generation == self._generation:
-                self._client.ack(mid, qos)
+            session.ack(mid, generation)
 
         return ack
 
-    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
         if not self._accepting:
             return
         self.counters.received += 1
-        ack = self._ack_later(msg.mid, msg.qos)
+        ack = self._ack_later(mid)
         try:
-            item = validate_message(msg.topic, msg.payload)
+            item = validate_message(topic, payload)
         except ContractError as exc:
-            log.warning("rejected message on %s: %s", msg.topic, exc.reason)
+            log.warning("rejected message on %s: %s", topic, exc.reason)
             self.counters.reject(exc.reason)
             ack()
             return
         except Exception as exc:  # a consumer must outlive any single message
-            log.exception("rejected message on %s: unexpected error", msg.topic)
+            log.exception("rejected message on %s: unexpected error", topic)
             self.counters.reject(f"internal error: {exc}")
             ack()
             return
@@ -538,12 +503,16 @@ class Ingest:
                  telemetry_store: TelemetryStore | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
-                                   telemetry_store=telemetry_store, on_store_failure=self._redeliver)
+                                   telemetry_store=telemetry_store, on_store_failure=self._redeliver,
+                                   on_acked=self._flush_acks)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
                                        session_expiry_s=session_expiry_s)
 
     def _redeliver(self) -> None:
         self.consumer.redeliver()
+
+    def _flush_acks(self) -> None:
+        self.consumer.flush_acks()
 
     def start(self) -> "Ingest":
         self.writer.start()
