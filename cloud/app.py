@@ -1,11 +1,11 @@
-"""The FastAPI application: API routers per resource, the police page and its static files."""
+"""The FastAPI application: API routers per resource, the dashboards and their static files."""
 
 from __future__ import annotations
 
 from typing import Annotated, Callable, Optional
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
@@ -18,7 +18,7 @@ from cloud.auth import Principal, TokenTable, require_role
 from cloud.config import Role
 from cloud.downlink import Downlink
 from cloud.events_bus import EventBus
-from dashboards import STATIC_DIR
+from dashboards import PAGES, STATIC_DIR, render_page
 
 
 class Health(BaseModel):
@@ -37,9 +37,9 @@ class IngestStats(BaseModel):
     rejected_by_reason: dict[str, int]
 
 
-def _page(name: str) -> Callable[[], FileResponse]:
-    def serve() -> FileResponse:
-        return FileResponse(STATIC_DIR / f"{name}.html", headers={"Cache-Control": "no-store"})
+def _page(name: str) -> Callable[[], HTMLResponse]:
+    def serve() -> HTMLResponse:
+        return HTMLResponse(render_page(name), headers={"Cache-Control": "no-store"})
     return serve
 
 
@@ -51,9 +51,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.downlink = downlink
     for router in (police.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router, care.router, statistics.router):
-        app.include_router(router, responses=ERROR_RESPONSES)
-    for router in (commands.router, dashboard.router):
+                   compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -61,7 +59,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     def index() -> RedirectResponse:
         return RedirectResponse("/police")
 
-    for page in ("police", "health", "supervision", "facility"):
+    for page in PAGES:
         app.add_api_route(f"/{page}", _page(page), include_in_schema=False)
 
     @app.get("/healthz", response_model=Health)
