@@ -2,11 +2,11 @@
 
 `ts` is the time of the fact at its origin, never the time of delivery."""
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any, Literal, Optional
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from contracts.alarms import AlarmBody
@@ -132,20 +132,26 @@ def make_envelope(facility: str, type_: str, body: dict | BaseModel, *, seq: int
                     ts=ts or utcnow(), seq=seq, body=body)
 
 
-def parse_envelope(payload: bytes | str, *, expect_facility: str | None = None,
-                   expect_stream: Stream | None = None) -> Envelope:
-    """Validate raw bytes into an Envelope, or raise ContractError naming what was wrong.
-
-    The topic's facility and stream must agree with the envelope, so a gateway cannot
-    write on behalf of another facility even where the broker's ACL is missing."""
+def load_envelope_json(payload: bytes | str) -> dict:
+    """The JSON object of an envelope, size-checked; raises ContractError naming what was wrong.
+    orjson: fast, and strict JSON (no NaN, which PostgreSQL's json refuses)."""
     if len(payload) > MAX_ENVELOPE_BYTES:
         raise ContractError(f"payload of {len(payload)} bytes exceeds {MAX_ENVELOPE_BYTES}")
     try:
-        raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
         raise ContractError(f"malformed JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ContractError("envelope must be a JSON object")
+    return raw
+
+
+def check_envelope(raw: dict, *, expect_facility: str | None = None,
+                   expect_stream: Stream | None = None) -> Envelope:
+    """The envelope's own fields, its type, and its agreement with the topic (body not checked).
+
+    The topic's facility and stream must agree with the envelope, so a gateway cannot
+    write on behalf of another facility even where the broker's ACL is missing."""
     try:
         env = Envelope.model_validate(raw)
     except ValidationError as exc:
@@ -156,6 +162,13 @@ def parse_envelope(payload: bytes | str, *, expect_facility: str | None = None,
         raise ContractError(f"envelope facility {env.facility!r} does not match topic facility {expect_facility!r}")
     if expect_stream is not None and TYPE_STREAM.get(env.type) != expect_stream:
         raise ContractError(f"message type {env.type!r} does not belong on stream {expect_stream.value!r}")
+    return env
+
+
+def parse_envelope(payload: bytes | str, *, expect_facility: str | None = None,
+                   expect_stream: Stream | None = None) -> Envelope:
+    """Validate raw bytes into an Envelope, body included, or raise ContractError naming what was wrong."""
+    env = check_envelope(load_envelope_json(payload), expect_facility=expect_facility, expect_stream=expect_stream)
     body_model = _BODY_MODELS.get(env.type)
     if body_model is not None:
         try:
