@@ -334,14 +334,16 @@ def _care_rule(rule):
     return wrapped
 
 
+def _rostered_classes(c: CareFacts, f: FacilityFacts):
+    """(class id, its roster facts, its filed class) for each class with both, in id order."""
+    by_id = {cl.class_id: cl for cl in f.facility.classes}
+    return [(class_id, care, by_id[class_id]) for class_id, care in sorted(c.classes.items()) if class_id in by_id]
+
+
 def rule_roster_class_size(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
     """Size caps and filed places against the children actually on the class roster."""
     findings = []
-    by_id = {cl.class_id: cl for cl in f.facility.classes}
-    for class_id, care in sorted(c.classes.items()):
-        cl = by_id.get(class_id)
-        if cl is None:
-            continue
+    for class_id, care, cl in _rostered_classes(c, f):
         cap = p.class_size[cl.class_type]
         if care.children > cap.value:
             findings.append(_breach("roster_class_size", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
@@ -357,11 +359,7 @@ def rule_roster_class_size(c: CareFacts, f: FacilityFacts, p: Profile, now: date
 
 def rule_roster_carer_ratio(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
     findings = []
-    by_id = {cl.class_id: cl for cl in f.facility.classes}
-    for class_id, care in sorted(c.classes.items()):
-        cl = by_id.get(class_id)
-        if cl is None:
-            continue
+    for class_id, care, cl in _rostered_classes(c, f):
         ratio = p.carer_ratio[cl.class_type]
         if care.children > care.carers_on_duty * ratio.value:
             findings.append(_breach("roster_carer_ratio", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "

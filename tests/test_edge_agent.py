@@ -4,6 +4,7 @@ simulated buttons, and the agent itself in-process or as a process killed with S
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 import json
 import os
 import signal
@@ -51,23 +52,33 @@ def alarms_received(arc_hits, code=None):
     return [a for a in arc_hits if code is None or a.code == code]
 
 
+@asynccontextmanager
+async def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
+    """A police receiver recording into `hits` and an edge agent reporting to it, both stopped after."""
+    arc = ArcReceiver({ACCOUNT: ArcAccount(key=key)}, on_alarm=hits.append)
+    await arc.start()
+    police = {"key": key} if key else {}
+    agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, **police)))
+    await agent.start()
+    await agent.devices.connected.wait()
+    try:
+        yield agent
+    finally:
+        await agent.stop()
+        await arc.close()
+
+
 def test_press_reaches_police_and_cloud_with_one_alarm_id(mosquitto, uplink_broker, collector_factory, tmp_path):
     cloud = collector_factory(uplink_broker.url)
     hits = []
 
     async def scenario():
-        arc = ArcReceiver({ACCOUNT: ArcAccount(key=KEY)}, on_alarm=hits.append)
-        await arc.start()
-        agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, key=KEY)))
-        await agent.start()
-        await agent.devices.connected.wait()
-        button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
-        await asyncio.to_thread(button.press, bounce=4)  # contact bounce: four presses in 8 ms
-        assert await until(lambda: len(cloud.of_type("alarm.delivered")) == 1)
-        await asyncio.sleep(0.3)  # a second alarm, if the bounce raised one, would be here by now
-        button.link.close()
-        await agent.stop()
-        await arc.close()
+        async with agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=KEY) as agent:
+            button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
+            await asyncio.to_thread(button.press, bounce=4)  # contact bounce: four presses in 8 ms
+            assert await until(lambda: len(cloud.of_type("alarm.delivered")) == 1)
+            await asyncio.sleep(0.3)  # a second alarm, if the bounce raised one, would be here by now
+            button.link.close()
         return agent
 
     agent = asyncio.run(scenario())
@@ -117,25 +128,19 @@ def test_bad_device_input_is_counted_and_does_not_stop_the_agent(mosquitto, upli
     hits = []
 
     async def scenario():
-        arc = ArcReceiver({ACCOUNT: ArcAccount()}, on_alarm=hits.append)
-        await arc.start()
-        agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path)))
-        await agent.start()
-        await agent.devices.connected.wait()
-        pub, addr = make_client(mosquitto.url)
-        pub.connect(addr.host, addr.port)
-        pub.loop_start()
-        for topic, payload in [("cg/dev/btn1/event", b"{not json"), ("cg/dev/btn1/event", b'{"id": 1}'),
-                               ("cg/dev/ghost/event", b"{}"), ("cg/dev/btn1/event", b"x" * 100_000),
-                               ("cg/dev/btn1/status", b"sideways")]:
-            pub.publish(topic, payload, qos=1).wait_for_publish(5)
-        pub.loop_stop()
-        button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
-        await asyncio.to_thread(button.press)
-        assert await until(lambda: len(hits) == 1)
-        button.link.close()
-        await agent.stop()
-        await arc.close()
+        async with agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits) as agent:
+            pub, addr = make_client(mosquitto.url)
+            pub.connect(addr.host, addr.port)
+            pub.loop_start()
+            for topic, payload in [("cg/dev/btn1/event", b"{not json"), ("cg/dev/btn1/event", b'{"id": 1}'),
+                                   ("cg/dev/ghost/event", b"{}"), ("cg/dev/btn1/event", b"x" * 100_000),
+                                   ("cg/dev/btn1/status", b"sideways")]:
+                pub.publish(topic, payload, qos=1).wait_for_publish(5)
+            pub.loop_stop()
+            button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
+            await asyncio.to_thread(button.press)
+            assert await until(lambda: len(hits) == 1)
+            button.link.close()
         return agent
 
     agent = asyncio.run(scenario())
@@ -149,28 +154,22 @@ def test_reset_sends_restore_and_drill_is_a_test(mosquitto, uplink_broker, colle
     hits = []
 
     async def scenario():
-        arc = ArcReceiver({ACCOUNT: ArcAccount()}, on_alarm=hits.append)
-        await arc.start()
-        agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path)))
-        await agent.start()
-        await agent.devices.connected.wait()
-        await agent.uplink.ever_connected.wait()
-        button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
-        await asyncio.to_thread(button.press)
-        assert await until(lambda: len(hits) == 1)
-        # The cloud resets the latch over the down topic; a disarm of the 24-hour zone is refused.
-        pub, addr = make_client(uplink_broker.url)
-        pub.connect(addr.host, addr.port)
-        pub.loop_start()
-        for action in ("disarm", "reset", "test"):
-            env = make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"}, source="cloud")
-            pub.publish(topics.down("F1", "arm"), env.to_bytes(), qos=1).wait_for_publish(5)
-        pub.loop_stop()
-        assert await until(lambda: [h.code for h in hits] == ["PA", "PR", "TX"])
-        assert await until(lambda: len(cloud.of_type("event.latch_reset")) == 1)
-        button.link.close()
-        await agent.stop()
-        await arc.close()
+        async with agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits) as agent:
+            await agent.uplink.ever_connected.wait()
+            button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
+            await asyncio.to_thread(button.press)
+            assert await until(lambda: len(hits) == 1)
+            # The cloud resets the latch over the down topic; a disarm of the 24-hour zone is refused.
+            pub, addr = make_client(uplink_broker.url)
+            pub.connect(addr.host, addr.port)
+            pub.loop_start()
+            for action in ("disarm", "reset", "test"):
+                env = make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"}, source="cloud")
+                pub.publish(topics.down("F1", "arm"), env.to_bytes(), qos=1).wait_for_publish(5)
+            pub.loop_stop()
+            assert await until(lambda: [h.code for h in hits] == ["PA", "PR", "TX"])
+            assert await until(lambda: len(cloud.of_type("event.latch_reset")) == 1)
+            button.link.close()
 
     asyncio.run(scenario())
     refused = [e for e in cloud.of_type("event.arming") if "refused" in e["body"]]
