@@ -61,6 +61,9 @@ class CloudConfig(_Strict):
     telemetry_url: Optional[str] = Field(
         default=None, description="InfluxDB v2 write API base URL (InfluxDB, VictoriaMetrics: http://host:8428); "
                                   "none: telemetry goes to the relational store")
+    telemetry_query_url: Optional[str] = Field(
+        default=None, description="Prometheus query API base URL the health runner and pages read telemetry from; "
+                                  "none: telemetry_url (VictoriaMetrics serves both)")
     telemetry_token: str = Field(default="", description="InfluxDB API token (VictoriaMetrics ignores it)")
     telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
     telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
@@ -77,7 +80,7 @@ class CloudConfig(_Strict):
         parse_broker_url(v)
         return v
 
-    @field_validator("telemetry_url")
+    @field_validator("telemetry_url", "telemetry_query_url")
     @classmethod
     def _telemetry_url(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not v.startswith(("http://", "https://")):

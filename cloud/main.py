@@ -27,6 +27,7 @@ from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.store.db import create_schema, make_engine
+from cloud.store.telemetry import make_telemetry_store
 
 log = logging.getLogger("careguard.cloud")
 
@@ -49,9 +50,14 @@ class CloudService:
         self.escalation = EscalationRunner(self.engine, self.bus, EscalationPolicy(
             after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
-        self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
+        # Reads for the health runner and the environment pages, from wherever ingest writes.
+        self.telemetry = make_telemetry_store(config.telemetry_url, token=config.telemetry_token,
+                                              org=config.telemetry_org, bucket=config.telemetry_bucket,
+                                              query_url=config.telemetry_query_url)
+        self.health = HealthRunner(self.engine, telemetry_store=self.telemetry, interval_s=60.0,
+                                   on_alarms=self._fan_out)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=lambda: self.counters)
+                              downlink=self.downlink, ingest_counters=lambda: self.counters, telemetry=self.telemetry)
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -71,6 +77,8 @@ class CloudService:
 
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
+        for problem in self.telemetry.check_server():
+            log.error("telemetry store %s: %s", self.config.telemetry_query_url or self.config.telemetry_url, problem)
         self.downlink.start()
         if self.ingest is not None:
             self.ingest.start()
@@ -129,6 +137,7 @@ class CloudService:
             self.follower.stop()
             self.workers.stop()
         self.downlink.stop()
+        self.telemetry.close()
         self.engine.dispose()
 
     def __enter__(self) -> "CloudService":

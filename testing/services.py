@@ -177,13 +177,19 @@ def postgres() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# What the cloud's reads need (cloud.store.telemetry): the newest points searchable at once, and a
+# point written twice kept once.
+VICTORIA_READ_FLAGS = ("-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms")
+
+
 @contextmanager
-def victoria_metrics() -> Iterator[str]:
-    """VictoriaMetrics on a free loopback port; yields its base URL (it serves /api/v2/write)."""
+def victoria_metrics(flags: tuple[str, ...] = VICTORIA_READ_FLAGS) -> Iterator[str]:
+    """VictoriaMetrics on a free loopback port; yields its base URL (it serves /api/v2/write and
+    the Prometheus query API)."""
     port = free_port()
     root = tempfile.mkdtemp(prefix="cg-vm-")
     proc = subprocess.Popen([_require("victoria-metrics"), f"-httpListenAddr={LOOPBACK}:{port}",
-                             f"-storageDataPath={root}", "-retentionPeriod=100y", "-search.latencyOffset=0s",
+                             f"-storageDataPath={root}", "-retentionPeriod=100y", *flags,
                              "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc=proc)

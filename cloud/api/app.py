@@ -30,6 +30,7 @@ from cloud.api.auth import Principal, TokenTable, require_role
 from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
 from cloud.store.paging import BadCursor
+from cloud.store.telemetry import RelationalTelemetryStore, TelemetryStore
 from dashboards import PAGES, STATIC_DIR, render_page
 
 
@@ -56,7 +57,8 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
+               ingest_counters: Optional[Callable[[], dict]] = None,
+               telemetry: Optional[TelemetryStore] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1")
 
     @app.exception_handler(BadCursor)
@@ -67,6 +69,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.downlink = downlink
+    app.state.telemetry = telemetry or RelationalTelemetryStore()
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
                    compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
         app.include_router(router, responses=ERROR_RESPONSES)

@@ -4,8 +4,9 @@ the ban list, and room climate from the sensors."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, Field
@@ -13,7 +14,7 @@ from sqlalchemy import select
 
 from cloud.alarms.records import record_audit
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
-from cloud.api.common import field_error, transaction
+from cloud.api.common import Problem, field_error, transaction
 from cloud.care.health_rules import ClimateMetric, local_day
 from cloud.care.health_runner import active_cluster_alarms, climate_states, current_clusters
 from cloud.care.privacy import PrivacyError, app_cipher
@@ -41,7 +42,8 @@ from cloud.care.records import (
 )
 from cloud.compliance.profiles import NATIONAL, profile_for
 from cloud.config import Role
-from cloud.store.db import alarms, facilities, telemetry
+from cloud.store.db import alarms, facilities
+from cloud.store.telemetry import SeriesKey, TelemetryReadError
 from contracts.alarms import AlarmKind
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
@@ -276,7 +278,10 @@ def post_ban_entry(request: Request, body: BanEntryIn,
 
 
 # --- room climate -----------------------------------------------------------------------------
-@router.get("/api/environment/rooms", response_model=RoomList)
+TELEMETRY_DOWN = {503: {"model": Problem, "description": "the telemetry store did not answer"}}
+
+
+@router.get("/api/environment/rooms", response_model=RoomList, responses=TELEMETRY_DOWN)
 def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(*HEALTH_READERS))],
                facility: FacilityQuery = None, since: Optional[datetime] = None) -> RoomList:
     """Each climate sensor's latest reading against GB/T 18883, and since when it is out of range."""
@@ -284,15 +289,16 @@ def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(
     since = _aware(since, "since")
     if since is not None and since > now:
         raise field_error("query", "since", "is in the future")
-    with transaction(request) as conn:
-        states = climate_states(conn, now, since=since, facility=scope_facility(who, facility))
+    with transaction(request) as conn, _telemetry_errors():
+        states = climate_states(conn, request.app.state.telemetry, now, since=since,
+                                facility=scope_facility(who, facility))
     return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,
                                     latest=st.latest, latest_ts=st.latest_ts, limit_low=st.limit_low,
                                     limit_high=st.limit_high, in_range=st.in_range, breach_since=st.breach_since,
                                     sustained=st.sustained) for s, st in states])
 
 
-@router.get("/api/environment/series", response_model=Series)
+@router.get("/api/environment/series", response_model=Series, responses=TELEMETRY_DOWN)
 def read_series(request: Request, who: Annotated[Principal, Depends(require_role(*HEALTH_READERS))],
                 facility: Annotated[str, Query(pattern=FACILITY_ID_RE)],
                 device_id: Annotated[str, Query(pattern=DEVICE_ID_RE)], metric: ClimateMetric,
@@ -306,15 +312,16 @@ def read_series(request: Request, who: Annotated[Principal, Depends(require_role
         raise field_error("query", "since", "must be before until")
     if (until - since).total_seconds() / step_s > MAX_SERIES_POINTS:
         raise field_error("query", "step_s", f"too small for the span: at most {MAX_SERIES_POINTS} points")
-    t = telemetry.c
-    with transaction(request) as conn:
-        rows = conn.execute(select(t.ts, t.value).where(t.facility == facility, t.device_id == device_id,
-                                                        t.metric == metric.value, t.ts >= since, t.ts < until)
-                            .order_by(t.ts)).all()
-    # Buckets are computed here rather than in SQL so SQLite and PostgreSQL agree exactly.
-    buckets: dict[int, list[float]] = {}
-    for ts, value in rows:
-        buckets.setdefault(int((ts - since).total_seconds() // step_s), []).append(value)
-    points = [SeriesPoint(ts=since + timedelta(seconds=i * step_s), value=round(sum(v) / len(v), 3))
-              for i, v in sorted(buckets.items())]
-    return Series(facility=facility, device_id=device_id, metric=metric.value, step_s=step_s, points=points)
+    key = SeriesKey(facility, device_id, metric.value)
+    with transaction(request) as conn, _telemetry_errors():
+        buckets = request.app.state.telemetry.buckets(conn, key, since, until, step_s)
+    return Series(facility=facility, device_id=device_id, metric=metric.value, step_s=step_s,
+                  points=[SeriesPoint(ts=ts, value=round(value, 3)) for ts, value in buckets])
+
+
+@contextmanager
+def _telemetry_errors() -> Iterator[None]:
+    try:
+        yield
+    except TelemetryReadError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None

@@ -44,7 +44,7 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None) -> Ingest:
     """One ingest (consumer and writer) as `config` asks, with its telemetry store."""
     store = make_telemetry_store(config.telemetry_url, token=config.telemetry_token, org=config.telemetry_org,
-                                 bucket=config.telemetry_bucket)
+                                 bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
                   telemetry_store=store)
