@@ -72,6 +72,10 @@ class CloudConfig(_Strict):
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
+    compliance_refresh_s: float = Field(default=2.0, gt=0, le=60,
+                                        description="how often out-of-date compliance snapshots are evaluated again")
+    compliance_full_every_s: float = Field(default=3600.0, gt=0,
+                                           description="every snapshot evaluated again this often, whatever changed")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
 
     @field_validator("broker_url")

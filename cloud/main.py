@@ -24,6 +24,7 @@ from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
+from cloud.compliance.snapshot import ComplianceRefresher
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.store.db import create_schema, make_engine
@@ -54,6 +55,8 @@ class CloudService:
         self.telemetry = make_telemetry_store(config.telemetry_url, token=config.telemetry_token,
                                               org=config.telemetry_org, bucket=config.telemetry_bucket,
                                               query_url=config.telemetry_query_url)
+        self.compliance = ComplianceRefresher(self.engine, interval_s=config.compliance_refresh_s,
+                                              full_every_s=config.compliance_full_every_s)
         self.health = HealthRunner(self.engine, telemetry_store=self.telemetry, interval_s=60.0,
                                    on_alarms=self._fan_out)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
@@ -88,6 +91,7 @@ class CloudService:
         self.gateway_watch.start()
         self.escalation.start()
         self.health.start()
+        self.compliance.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -121,6 +125,7 @@ class CloudService:
     def stop(self) -> None:
         self.escalation.stop()
         self.health.stop()
+        self.compliance.stop()
         self.bus.close()
         if self._server is not None:
             self._server.should_exit = True

@@ -42,6 +42,7 @@ from cloud.care.health_rules import (
     symptoms_of,
 )
 from cloud.care.privacy import FieldCipher, identifying_field, looks_like_resident_id
+from cloud.compliance.marks import mark_facilities
 from cloud.compliance.profiles import profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, ClassType, NotFound, RegistryConflict
 from cloud.store.db import UTCDateTime, classes, facilities, metadata, staff
@@ -327,6 +328,7 @@ def write_roster(conn: Connection, cipher: FieldCipher, facility: str, class_id:
     conn.execute(care_rosters.insert().values(facility=facility, class_id=class_id,
                                               carers_on_duty=list(dict.fromkeys(body.carers_on_duty)),
                                               updated_at=now, updated_by=user))
+    mark_facilities(conn, [facility])
     return Roster(facility=facility, class_id=class_id, class_type=ctype, children=body.children,
                   carers_on_duty=list(dict.fromkeys(body.carers_on_duty)), updated_at=now)
 
@@ -367,6 +369,7 @@ def record_check(conn: Connection, cipher: FieldCipher, facility: str, body: Che
                   action_enc=cipher.encrypt(body.action, _ctx(facility, ref, "action")) if body.action else None,
                   recorded_by=user, recorded_at=now)
     new_id = conn.execute(care_checks.insert().values(**values)).inserted_primary_key[0]
+    mark_facilities(conn, [facility])
     return CheckRecorded(id=new_id, facility=facility, class_id=body.class_id, kind=body.kind, local_date=day, at=at,
                          temperature_c=body.temperature_c, symptoms=found)
 
@@ -465,6 +468,7 @@ def record_staff_record(conn: Connection, staff_id: str, body: StaffRecordIn, *,
     conn.execute(care_staff_records.insert().values(facility=body.facility, staff_id=staff_id, kind=body.kind.value,
                                                     number=body.number, issued_on=body.issued_on, expires_on=expires,
                                                     recorded_at=now, recorded_by=user))
+    mark_facilities(conn, [body.facility])
     return StaffRecord(facility=body.facility, staff_id=staff_id, kind=body.kind.value, number=body.number,
                        issued_on=body.issued_on, expires_on=expires)
 

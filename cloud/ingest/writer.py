@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.compliance.marks import mark_for_envelopes
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.sql import insert_envelopes, touch_gateways
 from cloud.ingest.validate import Accepted
@@ -140,6 +141,7 @@ class IngestWriter:
                 elif item.points:
                     points.extend(item.points)
             touch_gateways(conn, fresh, now)
+            mark_for_envelopes(conn, [item.env for item in fresh])
             # Last: an external store written just before the commit leaves the smallest window
             # in which it holds points whose envelope row could still roll back.
             try:

@@ -1,0 +1,83 @@
+"""Marking compliance snapshots out of date when a fact they depend on changes, in the
+transaction that changes it (ingest, the registry, care records). The snapshots themselves are
+cloud.compliance.snapshot's; this module only needs the table, so that the writers of facts can
+import it without importing the rules.
+
+Facts that arrive all the time are compared, not just marked: a camera.health report marks its
+facility only when it tells a different story (which cameras, which online) than the snapshot
+holds, and a heartbeat only when the snapshot counted none fresh. That a fresh heartbeat or
+camera report grows old is a deadline in the snapshot row, which its refresher checks."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Mapping, Sequence
+
+from sqlalchemy import bindparam, update
+from sqlalchemy.engine import Connection
+
+from cloud.store.db import compliance_snapshots
+from contracts.alarms import AlarmKind
+from contracts.envelope import Envelope
+
+_S = compliance_snapshots.c
+_BUMP = compliance_snapshots.update().values(marked=_S.marked + 1)
+_IN_CHUNK = 500
+
+
+def camera_items(body: Mapping) -> list[dict]:
+    """The per-camera entries of a camera.health or retention.report body: `{cameras: [...]}` or
+    a single camera."""
+    items = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
+    return [i for i in items if isinstance(i, dict) and isinstance(i.get("camera_id"), str)]
+
+
+def camera_online(item: Mapping) -> bool:
+    """A camera is online when its report says streaming without a fault."""
+    return item.get("state") == "streaming" and not item.get("fault")
+
+
+def camera_digest(online: Mapping[str, bool]) -> str:
+    """The cameras reported and whether each is online, as a short fixed-size key."""
+    text = "\n".join(f"{cam}={int(up)}" for cam, up in sorted(online.items()))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def body_digest(body: Mapping) -> str:
+    return camera_digest({i["camera_id"]: camera_online(i) for i in camera_items(body)})
+
+
+def mark_facilities(conn: Connection, facility_ids: Iterable[str]) -> None:
+    """The facilities' snapshots are out of date (their registry or care records changed)."""
+    ids = sorted(set(facility_ids))
+    for i in range(0, len(ids), _IN_CHUNK):
+        conn.execute(_BUMP.where(_S.facility.in_(ids[i:i + _IN_CHUNK])))
+
+
+_BY_DIGEST = (update(compliance_snapshots).values(marked=_S.marked + 1)
+              .where(_S.facility == bindparam("f"), _S.camera_digest != bindparam("d")))
+
+
+def mark_for_envelopes(conn: Connection, envelopes: Sequence[Envelope]) -> None:
+    """Mark what newly stored uplink envelopes change: a retention report or a drill alarm always,
+    a camera report that tells another story, a heartbeat where none was fresh. Facilities in key
+    order, as the ingest writes its other rows, so that workers sharing facilities do not deadlock."""
+    always: set[str] = set()
+    heartbeats: set[str] = set()
+    cameras: dict[str, Envelope] = {}
+    for env in envelopes:
+        t = env.type
+        if t == "heartbeat":
+            heartbeats.add(env.facility)
+        elif t == "camera.health":
+            if env.facility not in cameras or env.ts > cameras[env.facility].ts:
+                cameras[env.facility] = env
+        elif t == "retention.report" or (t.startswith("alarm.") and env.body.get("kind") == AlarmKind.TEST.value):
+            always.add(env.facility)
+    if always:
+        mark_facilities(conn, always)
+    if cameras:
+        conn.execute(_BY_DIGEST, [{"f": f, "d": body_digest(cameras[f].body)} for f in sorted(cameras)])
+    hb = sorted(heartbeats - always)
+    for i in range(0, len(hb), _IN_CHUNK):
+        conn.execute(_BUMP.where(_S.facility.in_(hb[i:i + _IN_CHUNK]), _S.heartbeat_until.is_(None)))
