@@ -2,6 +2,7 @@
 
     careguard sim device --broker URL --device-id ID --kind co2 [--interval S] [--fault drift] ...
     careguard sim press --broker URL --device-id ID [--long] [--bounce N] [--timeout S]
+    careguard sim fleet --gateways N --broker URL [--broker URL2 ...] [--credentials CSV] [--duration S]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from contracts.errors import describe_validation_error
 from firmware_sim.button import Button
 from firmware_sim.camera import add_camera_commands, run_camera_command
+from firmware_sim.fleet import add_fleet_command, run_fleet_command
 from firmware_sim.device_io import SIMULATED_KINDS, BrokerUnreachable, DeviceLink, DeviceSpec, SensorFleet
 from firmware_sim.sensors import FaultKind
 
@@ -28,7 +30,7 @@ log = logging.getLogger("careguard.sim")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="sim_command", required=True, metavar="{device,press,camera,clip}")
+    sub = parser.add_subparsers(dest="sim_command", required=True, metavar="{device,press,camera,clip,fleet}")
 
     dev = sub.add_parser("device", help="run one simulated device until Ctrl-C/SIGTERM or --duration")
     dev.add_argument("--broker", default=DEFAULT_BROKER, help=f"gateway's local broker (default {DEFAULT_BROKER})")
@@ -55,6 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     press.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker (default 5)")
 
     add_camera_commands(sub)
+    add_fleet_command(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -63,6 +66,8 @@ def main(args: argparse.Namespace) -> int:
         return run_camera_command(args)
     if args.sim_command == "press":
         return _press(args)
+    if args.sim_command == "fleet":
+        return run_fleet_command(args)
     return _device(args)
 
 
