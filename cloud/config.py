@@ -8,7 +8,7 @@ import secrets
 import tomllib
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -72,6 +72,9 @@ class CloudConfig(_Strict):
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
+    compliance_refresher: Literal["thread", "process", "off"] = Field(
+        default="thread", description="where compliance snapshots are kept current: a thread of this process, a "
+                                      "process of its own (for thousands of facilities), or off (another host does it)")
     compliance_refresh_s: float = Field(default=2.0, gt=0, le=60,
                                         description="how often out-of-date compliance snapshots are evaluated again")
     compliance_full_every_s: float = Field(default=3600.0, gt=0,

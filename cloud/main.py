@@ -24,13 +24,23 @@ from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
-from cloud.compliance.snapshot import ComplianceRefresher
+from cloud.compliance.snapshot import ComplianceRefresher, RefresherProcess
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.store.db import create_schema, make_engine
 from cloud.store.telemetry import make_telemetry_store
 
 log = logging.getLogger("careguard.cloud")
+
+
+def make_refresher(config: CloudConfig, engine) -> ComplianceRefresher | RefresherProcess | None:
+    if config.compliance_refresher == "thread":
+        return ComplianceRefresher(engine, interval_s=config.compliance_refresh_s,
+                                   full_every_s=config.compliance_full_every_s)
+    if config.compliance_refresher == "process":
+        return RefresherProcess(config.db_url, interval_s=config.compliance_refresh_s,
+                                full_every_s=config.compliance_full_every_s)
+    return None
 
 
 class CloudService:
@@ -55,8 +65,7 @@ class CloudService:
         self.telemetry = make_telemetry_store(config.telemetry_url, token=config.telemetry_token,
                                               org=config.telemetry_org, bucket=config.telemetry_bucket,
                                               query_url=config.telemetry_query_url)
-        self.compliance = ComplianceRefresher(self.engine, interval_s=config.compliance_refresh_s,
-                                              full_every_s=config.compliance_full_every_s)
+        self.compliance = make_refresher(config, self.engine)
         self.health = HealthRunner(self.engine, telemetry_store=self.telemetry, interval_s=60.0,
                                    on_alarms=self._fan_out)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
@@ -91,7 +100,8 @@ class CloudService:
         self.gateway_watch.start()
         self.escalation.start()
         self.health.start()
-        self.compliance.start()
+        if self.compliance is not None:
+            self.compliance.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -125,7 +135,8 @@ class CloudService:
     def stop(self) -> None:
         self.escalation.stop()
         self.health.stop()
-        self.compliance.stop()
+        if self.compliance is not None:
+            self.compliance.stop()
         self.bus.close()
         if self._server is not None:
             self._server.should_exit = True

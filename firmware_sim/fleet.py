@@ -399,10 +399,13 @@ class SimGateway:
         self.backoff = 0.5
         self.connect()
 
-    def kill(self) -> None:
-        """Gone for good: no goodbye, no reconnect, nothing more sent."""
+    def kill(self, silent: bool = False) -> None:
+        """Gone for good: no goodbye, no reconnect, nothing more sent. `silent`: the connection
+        is left open, as by a hung gateway or a cut cable the broker learns of only from its
+        keepalive, instead of dropped (the broker sends the last will at once)."""
         self.killed = True
-        self.drop()
+        if not silent:
+            self.drop()
 
 
 class Fleet:
@@ -475,13 +478,14 @@ class Fleet:
             await asyncio.sleep(0.1)
         return self.stats.connected >= want
 
-    def kill(self, n: int) -> list[str]:
-        """Drop `n` connected gateways for good (spread over the fleet); their facility ids."""
+    def kill(self, n: int, silent: bool = False) -> list[str]:
+        """Kill `n` connected gateways for good (spread over the fleet, see SimGateway.kill);
+        their facility ids."""
         alive = [g for g in self.gateways if g.connected and not g.killed]
         step = max(1, len(alive) // max(n, 1))
         victims = alive[::step][:n]
         for g in victims:
-            g.kill()
+            g.kill(silent)
         return [g.facility for g in victims]
 
     def backlog(self) -> int:

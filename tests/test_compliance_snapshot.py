@@ -12,7 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 from cloud.compliance.rules import Status, facility_compliance
-from cloud.compliance.snapshot import ComplianceRefresher, read_snapshot, refresh, snapshot_page, store_snapshots
+from cloud.compliance.snapshot import (
+    ComplianceRefresher,
+    RefresherProcess,
+    read_snapshot,
+    refresh,
+    snapshot_page,
+    store_snapshots,
+)
 from cloud.compliance.snapshot import evaluate_snapshot
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.validate import validate_message
@@ -146,7 +153,10 @@ def test_snapshots_follow_the_facts_and_feed_the_overview(engine):
         page = snapshot_page(conn, later, limit=1, cursor=page.next_cursor, status=Status.NON_COMPLIANT)
         assert [r.facility for r in page.items] == ["G1"]
 
-    # A retention report always marks; so does the registry.
+    # A retention report marks when a camera reaches or misses the required days; so does the registry.
+    before = marked(engine, "G1")
+    ingest(engine, retention("G1", later, 41.0))
+    assert marked(engine, "G1") == before, "another day of footage changes nothing"
     before = marked(engine, "B1")
     ingest(engine, retention("B1", later, 10.0))
     with engine.begin() as conn:
@@ -195,7 +205,7 @@ def test_a_mark_during_evaluation_keeps_the_snapshot_out_of_date(engine):
     mark = marked(engine, "M1")[0]
     with engine.connect() as conn:
         snap = evaluate_snapshot(conn, "M1", now)
-    ingest(engine, retention("M1", now, 41.0))  # lands while the evaluation above was "running"
+    ingest(engine, retention("M1", now, 10.0))  # lands while the evaluation above was "running"
     with engine.begin() as conn:
         store_snapshots(conn, [("M1", mark, snap)])
     assert marked(engine, "M1") == (mark + 1, mark)
@@ -218,6 +228,23 @@ def test_the_refresher_thread_and_its_full_pass(engine):
     refresher.run_once()  # a new refresher starts with a full pass
     assert stored_status(engine, "R1") == "non_compliant" and refresher.totals.evaluated == 1
     assert refresher.run_once().evaluated == 0
+
+
+def test_the_refresher_in_a_process_of_its_own(engine):
+    now = ms_now()
+    good_facility(engine, "P1", 6, now)
+    proc = RefresherProcess(engine.url.render_as_string(hide_password=False), interval_s=0.1, full_every_s=3600)
+    proc.start()
+    try:
+        assert sync_until(lambda: marked_or_none(engine, "P1") is not None, timeout=30), "no snapshot from the process"
+    finally:
+        proc.stop()
+    assert stored_status(engine, "P1") == "compliant"
+
+
+def marked_or_none(engine, fac: str):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(S.marked).where(S.facility == fac)).scalar()
 
 
 def test_many_facilities_evaluated_in_bounded_passes(engine):

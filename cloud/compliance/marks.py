@@ -5,15 +5,16 @@ import it without importing the rules.
 
 Facts that arrive all the time are compared, not just marked: a camera.health report marks its
 facility only when it tells a different story (which cameras, which online) than the snapshot
-holds, and a heartbeat only when the snapshot counted none fresh. That a fresh heartbeat or
-camera report grows old is a deadline in the snapshot row, which its refresher checks."""
+holds, a retention report only when another camera reaches or misses the required days, and a
+heartbeat only when the snapshot counted none fresh. That a fresh heartbeat or camera report
+grows old is a deadline in the snapshot row, which its refresher checks."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from cloud.store.db import compliance_snapshots
@@ -47,6 +48,16 @@ def body_digest(body: Mapping) -> str:
     return camera_digest({i["camera_id"]: camera_online(i) for i in camera_items(body)})
 
 
+def achieved_days(body: Mapping) -> dict[str, float]:
+    """camera -> achieved days of a retention.report body, as the retention rule reads it."""
+    return {i["camera_id"]: float(i["achieved_days"]) for i in camera_items(body)
+            if isinstance(i.get("achieved_days"), (int, float)) and not isinstance(i.get("achieved_days"), bool)}
+
+
+def retention_digest(achieved: Mapping[str, float], required: float) -> str:
+    return camera_digest({cam: days >= required for cam, days in achieved.items()})
+
+
 def mark_facilities(conn: Connection, facility_ids: Iterable[str]) -> None:
     """The facilities' snapshots are out of date (their registry or care records changed)."""
     ids = sorted(set(facility_ids))
@@ -54,26 +65,49 @@ def mark_facilities(conn: Connection, facility_ids: Iterable[str]) -> None:
         conn.execute(_BUMP.where(_S.facility.in_(ids[i:i + _IN_CHUNK])))
 
 
+def _keep_newest(newest: dict[str, Envelope], env: Envelope) -> None:
+    if env.facility not in newest or env.ts > newest[env.facility].ts:
+        newest[env.facility] = env
+
+
+def _retention_changed(conn: Connection, reports: dict[str, Envelope]) -> set[str]:
+    """The facilities whose newest retention report judges another camera set, or another camera,
+    against the requirement their snapshot applied, than the snapshot holds."""
+    ids = sorted(reports)
+    changed = set()
+    for i in range(0, len(ids), _IN_CHUNK):
+        for facility, required, digest in conn.execute(
+                select(_S.facility, _S.retention_required_days, _S.retention_digest)
+                .where(_S.facility.in_(ids[i:i + _IN_CHUNK]))):
+            if retention_digest(achieved_days(reports[facility].body), required) != digest:
+                changed.add(facility)
+    return changed
+
+
 _BY_DIGEST = (update(compliance_snapshots).values(marked=_S.marked + 1)
               .where(_S.facility == bindparam("f"), _S.camera_digest != bindparam("d")))
 
 
 def mark_for_envelopes(conn: Connection, envelopes: Sequence[Envelope]) -> None:
-    """Mark what newly stored uplink envelopes change: a retention report or a drill alarm always,
-    a camera report that tells another story, a heartbeat where none was fresh. Facilities in key
-    order, as the ingest writes its other rows, so that workers sharing facilities do not deadlock."""
+    """Mark what newly stored uplink envelopes change: a drill alarm always; a camera or retention
+    report that tells another story, a heartbeat where none was fresh. Facilities in key order, as
+    the ingest writes its other rows, so that workers sharing facilities do not deadlock."""
     always: set[str] = set()
     heartbeats: set[str] = set()
     cameras: dict[str, Envelope] = {}
+    retention: dict[str, Envelope] = {}
     for env in envelopes:
         t = env.type
         if t == "heartbeat":
             heartbeats.add(env.facility)
         elif t == "camera.health":
-            if env.facility not in cameras or env.ts > cameras[env.facility].ts:
-                cameras[env.facility] = env
-        elif t == "retention.report" or (t.startswith("alarm.") and env.body.get("kind") == AlarmKind.TEST.value):
+            _keep_newest(cameras, env)
+        elif t == "retention.report":
+            _keep_newest(retention, env)
+        elif t.startswith("alarm.") and env.body.get("kind") == AlarmKind.TEST.value:
             always.add(env.facility)
+    if retention:
+        always |= _retention_changed(conn, retention)
     if always:
         mark_facilities(conn, always)
     if cameras:

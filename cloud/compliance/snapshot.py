@@ -17,16 +17,17 @@ are as of its `checked_at`."""
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import time as monotime
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cloud.compliance.marks import body_digest, camera_digest
+from cloud.compliance.marks import body_digest, camera_digest, retention_digest
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.compliance.rules import ComplianceReport, FacilityFacts, Status, evaluate, gather_facts
 from cloud.periodic import PeriodicTask
@@ -58,8 +59,8 @@ def _recheck_at(facts: FacilityFacts, profile: Profile, now: datetime) -> dateti
     candidates = [datetime.combine(now.astimezone(timezone.utc).date() + timedelta(days=1), time(0), timezone.utc),
                   datetime.combine(tomorrow, time(0), tz)]
     deadline = datetime.combine(local.date(), profile.care.morning_deadline_time, tz)
-    candidates.append((deadline if deadline > now else datetime.combine(tomorrow, profile.care.morning_deadline_time, tz))
-                      + _SECOND)
+    next_deadline = deadline if deadline > now else datetime.combine(tomorrow, profile.care.morning_deadline_time, tz)
+    candidates.append(next_deadline + _SECOND)
     if facts.last_drill_delivered is not None:
         due = facts.last_drill_delivered + timedelta(days=profile.drill_interval_days.value)
         if due >= now:
@@ -67,28 +68,35 @@ def _recheck_at(facts: FacilityFacts, profile: Profile, now: datetime) -> dateti
     return min(candidates)
 
 
+def evaluate_snapshots(conn: Connection, facility_ids: Sequence[str], now: datetime) -> dict[str, Snapshot]:
+    """Evaluate facilities now, their facts read in one batch; unknown ids are left out."""
+    out = {}
+    for facility_id, (profile, facts) in gather_facts(conn, facility_ids, now).items():
+        report = evaluate(facts, profile, now)
+        max_age = timedelta(seconds=profile.arming_24h.value)
+        beat = facts.last_heartbeat
+        window = timedelta(seconds=profile.children_areas_covered.value)
+        online = [c.ts for c in facts.camera_health.values() if c.online]
+        required = profile.retention_days.value
+        out[facility_id] = Snapshot(report, dict(
+            status=report.status.value, score=report.score, report=report.model_dump(mode="json"), computed_at=now,
+            recheck_at=_recheck_at(facts, profile, now), heartbeat_at=beat,
+            heartbeat_until=beat + max_age if beat is not None and now - beat <= max_age else None,
+            camera_digest=camera_digest({cam: c.online for cam, c in facts.camera_health.items()}),
+            cameras_until=min(online) + window if online else None,
+            cameras=len(set(facts.camera_ids) | set(facts.camera_health)), cameras_online=len(online),
+            retention_required_days=required, retention_digest=retention_digest(facts.retention_days, required),
+            retention_cameras=len(facts.retention_days),
+            retention_compliant=sum(days >= required for days in facts.retention_days.values())))
+    return out
+
+
 def evaluate_snapshot(conn: Connection, facility_id: str, now: datetime) -> Snapshot:
     """Evaluate one facility now; raises NotFound for an unknown facility."""
-    city = conn.execute(select(facilities.c.city).where(facilities.c.facility_id == facility_id)).scalar()
-    if city is None:
+    snap = evaluate_snapshots(conn, [facility_id], now).get(facility_id)
+    if snap is None:
         raise NotFound(f"facility {facility_id!r} is not registered")
-    profile = profile_for(city)
-    facts = gather_facts(conn, facility_id, profile, now)
-    report = evaluate(facts, profile, now)
-    max_age = timedelta(seconds=profile.arming_24h.value)
-    beat = facts.last_heartbeat
-    window = timedelta(seconds=profile.children_areas_covered.value)
-    online = [c.ts for c in facts.camera_health.values() if c.online]
-    required = profile.retention_days.value
-    return Snapshot(report, dict(
-        status=report.status.value, score=report.score, report=report.model_dump(mode="json"), computed_at=now,
-        recheck_at=_recheck_at(facts, profile, now), heartbeat_at=beat,
-        heartbeat_until=beat + max_age if beat is not None and now - beat <= max_age else None,
-        camera_digest=camera_digest({cam: c.online for cam, c in facts.camera_health.items()}),
-        cameras_until=min(online) + window if online else None,
-        cameras=len(set(facts.camera_ids) | set(facts.camera_health)), cameras_online=len(online),
-        retention_cameras=len(facts.retention_days),
-        retention_compliant=sum(days >= required for days in facts.retention_days.values())))
+    return snap
 
 
 def store_snapshots(conn: Connection, computed: list[tuple[str, int, Snapshot]]) -> None:
@@ -173,9 +181,10 @@ def _move_deadlines(conn: Connection, moves: list[dict]) -> None:
                      .values(**values))
 
 
-def refresh(engine: Engine, now: datetime, *, limit: int = 200, budget_s: float = 1.0) -> RefreshStats:
-    """One pass: evaluate the snapshots that are out of date, at most `limit` of them and for
-    about `budget_s`, and move on the deadlines that newer reports settle."""
+def refresh(engine: Engine, now: datetime, *, limit: int = 500, budget_s: float = 1.0,
+            batch: int = 100) -> RefreshStats:
+    """One pass: evaluate the snapshots that are out of date, at most `limit` of them, `batch` at
+    a time, for about `budget_s`, and move on the deadlines that newer reports settle."""
     stats = RefreshStats()
     with engine.connect() as conn:
         due = _due(conn, now, limit)
@@ -188,17 +197,20 @@ def refresh(engine: Engine, now: datetime, *, limit: int = 200, budget_s: float 
     started = monotime.monotonic()
     computed: list[tuple[str, int, Snapshot]] = []
     with engine.connect() as conn:
-        for facility, mark in todo:
+        for i in range(0, len(todo), batch):
+            part = todo[i:i + batch]
             try:
-                computed.append((facility, mark, evaluate_snapshot(conn, facility, now)))
-            except NotFound:
-                continue  # deleted meanwhile; its snapshot went with it
+                snaps = evaluate_snapshots(conn, [f for f, _ in part], now)
             except Exception:
-                stats.failed += 1
-                log.exception("compliance of %s could not be evaluated", facility)
+                stats.failed += len(part)
+                log.exception("compliance of %d facilities could not be evaluated", len(part))
+                conn.rollback()
+                continue
+            # A facility deleted meanwhile is simply absent: its snapshot went with it.
+            computed += [(f, mark, snaps[f]) for f, mark in part if f in snaps]
+            conn.rollback()  # each batch's reads on a fresh view of the database
             if monotime.monotonic() - started > budget_s:
                 break
-            conn.rollback()  # each facility's reads on a fresh snapshot of the database
     if computed:
         with engine.begin() as conn:
             store_snapshots(conn, computed)
@@ -215,7 +227,7 @@ class ComplianceRefresher:
     """Keeps the snapshots current: every `interval_s` a `refresh`, and every `full_every_s` a
     full pass (first at start). `clock` is for tests."""
 
-    def __init__(self, engine: Engine, *, interval_s: float = 2.0, full_every_s: float = 3600.0, limit: int = 200,
+    def __init__(self, engine: Engine, *, interval_s: float = 2.0, full_every_s: float = 3600.0, limit: int = 500,
                  budget_s: float = 1.0, clock: Callable[[], datetime] = utcnow):
         self.engine = engine
         self.full_every_s = full_every_s
@@ -244,6 +256,42 @@ class ComplianceRefresher:
 
     def stop(self) -> None:
         self._task.stop()
+
+
+class RefresherProcess:
+    """The refresher in a process of its own, so that evaluating thousands of facilities (the
+    first pass, the hourly one) does not take the API process's interpreter from its requests."""
+
+    def __init__(self, db_url: str, *, interval_s: float, full_every_s: float):
+        ctx = mp.get_context("spawn")
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(target=_refresher_main, args=(db_url, interval_s, full_every_s, self._stop),
+                                 name="cloud-compliance", daemon=True)
+
+    def start(self) -> "RefresherProcess":
+        self._proc.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+
+
+def _refresher_main(db_url: str, interval_s: float, full_every_s: float, stop) -> None:
+    from cloud.store.db import make_engine
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s compliance %(name)s: %(message)s")
+    engine = make_engine(db_url)
+    refresher = ComplianceRefresher(engine, interval_s=interval_s, full_every_s=full_every_s)
+    while not stop.wait(interval_s):
+        try:
+            refresher.run_once()
+        except Exception:
+            log.exception("compliance snapshot refresh failed; trying again in %g s", interval_s)
+    engine.dispose()
 
 
 # --- reading ------------------------------------------------------------------------------------

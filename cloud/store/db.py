@@ -258,6 +258,8 @@ compliance_snapshots = Table(
     Column("heartbeat_until", UTCDateTime, doc="when that heartbeat grows too old; null: none fresh"),
     Column("camera_digest", String(64), nullable=False, doc="cameras reported and whether each is online"),
     Column("cameras_until", UTCDateTime, doc="when the oldest report of an online camera grows too old"),
+    Column("retention_required_days", Float, nullable=False, doc="the profile's requirement the report applied"),
+    Column("retention_digest", String(64), nullable=False, doc="cameras reported and whether each reaches it"),
     Column("cameras", Integer, nullable=False),
     Column("cameras_online", Integer, nullable=False),
     Column("retention_cameras", Integer, nullable=False),

@@ -28,6 +28,8 @@ def upgrade() -> None:
     sa.Column('heartbeat_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('camera_digest', sa.String(length=64), nullable=False),
     sa.Column('cameras_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('retention_required_days', sa.Float(), nullable=False),
+    sa.Column('retention_digest', sa.String(length=64), nullable=False),
     sa.Column('cameras', sa.Integer(), nullable=False),
     sa.Column('cameras_online', sa.Integer(), nullable=False),
     sa.Column('retention_cameras', sa.Integer(), nullable=False),
