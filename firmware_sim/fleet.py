@@ -496,6 +496,7 @@ class Fleet:
         s = self.stats
         times = sorted(s.first_connect_s)
         out = {k: v for k, v in s.__dict__.items() if k != "first_connect_s"}
+        out["ever_connected"] = len(times)
         out["backlog"] = self.backlog()
         out["first_connect_p50_s"] = round(statistics.median(times), 3) if times else None
         out["first_connect_p99_s"] = round(times[min(len(times) - 1, int(len(times) * 0.99))], 3) if times else None

@@ -142,39 +142,156 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
+PG_USER = "careguard"
+PG_DB = "careguard"
+
+
+class PostgresNode:
+    """One PostgreSQL server on a free loopback port, in its own folder: a new cluster (`init`) or
+    a streaming-replication standby copied from a primary (`clone`).
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
+    fsync is off: the tests kill processes, not machines, and the page cache outlives a process."""
+
+    def __init__(self, name: str = "pg"):
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix=f"cg-{name}-"))
+        self.data = self.root / "data"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.root, "postgres")
+        self.proc: subprocess.Popen | None = None
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self._as + list(cmd), check=True, capture_output=True)
+
+    def init(self, **settings: str) -> "PostgresNode":
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", PG_USER, "--auth=trust", "-E", "UTF8")
+        self._configure(settings)
+        return self
+
+    def clone(self, primary: "PostgresNode", name: str) -> "PostgresNode":
+        """A standby of `primary`, streaming from it as `name` (what synchronous_standby_names lists)."""
+        # A fast checkpoint: a spread one makes the copy wait for minutes on an idle primary.
+        self._run(_pg_bin("pg_basebackup"), "-h", LOOPBACK, "-p", str(primary.port), "-U", PG_USER, "-D",
+                  str(self.data), "-X", "stream", "-R", "--checkpoint=fast")
+        self._configure({"primary_conninfo": f"'host={LOOPBACK} port={primary.port} user={PG_USER} "
+                                             f"application_name={name}'"})
+        return self
+
+    def _configure(self, settings: dict[str, str]) -> None:
+        if settings:
+            with open(self.data / "postgresql.auto.conf", "a") as f:
+                f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
+
+    def start(self, timeout: float = 30.0) -> "PostgresNode":
+        with open(self.root / "pg.log", "ab") as log:
+            self.proc = subprocess.Popen(self._as + [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+                                                     "-h", LOOPBACK, "-k", str(self.root), "-c", "fsync=off", "-c",
+                                                     "full_page_writes=off"], stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_port(self.port, timeout, proc=self.proc)
+        deadline = time.monotonic() + timeout
+        while subprocess.run([_pg_bin("pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-U", PG_USER],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on {self.port} not ready after {timeout}s")
+            time.sleep(0.1)
+        return self
+
+    def createdb(self, name: str = PG_DB) -> None:
+        self._run(_pg_bin("createdb"), "-h", LOOPBACK, "-p", str(self.port), "-U", PG_USER, name)
+
+    def promote(self) -> None:
+        """This standby becomes a primary (pg_ctl promote, waiting until it accepts writes)."""
+        self._run(_pg_bin("pg_ctl"), "promote", "-w", "-D", str(self.data))
+
+    def kill(self) -> None:
+        """Gone at once, as with its machine: SIGKILL, no shutdown checkpoint."""
+        if self.proc is not None and self.proc.poll() is None:
+            # runuser would not pass SIGKILL on: find the postmaster by its pid file.
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 9)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, db: str = PG_DB) -> str:
+        return f"postgresql+psycopg://{PG_USER}@{LOOPBACK}:{self.port}/{db}"
+
+
 @contextmanager
 def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL.
-
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user."""
-    port = free_port()
-    root = Path(tempfile.mkdtemp(prefix="cg-pg-"))
-    data = root / "data"
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    subprocess.run(prefix + [_pg_bin("initdb"), "-D", str(data), "-U", "careguard", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    log = root / "pg.log"
-    proc = subprocess.Popen(prefix + [_pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", LOOPBACK,
-                                      "-k", str(root), "-c", "fsync=off", "-c", "full_page_writes=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL."""
+    node = PostgresNode()
     try:
-        wait_for_port(port, proc=proc)
-        deadline = time.monotonic() + 15
-        while True:
-            r = subprocess.run([_pg_bin("createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "careguard", "careguard"],
-                               capture_output=True)
-            if r.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"createdb failed: {r.stderr.decode()}")
-            time.sleep(0.2)
-        yield f"postgresql+psycopg://careguard@{LOOPBACK}:{port}/careguard"
+        node.init().start()
+        node.createdb()
+        yield node.url()
     finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
+        node.close()
+
+
+class ReplicatedPostgres:
+    """A primary and a streaming standby; `url` names both, for whichever accepts writes."""
+
+    def __init__(self, primary: PostgresNode, standby: PostgresNode):
+        self.primary = primary
+        self.standby = standby
+
+    @property
+    def url(self) -> str:
+        """libpq's multi-host form: the client tries each and keeps the one that is read-write."""
+        hosts = "&".join(f"host={LOOPBACK}:{n.port}" for n in (self.primary, self.standby))
+        return f"postgresql+psycopg://{PG_USER}@/{PG_DB}?{hosts}&target_session_attrs=read-write&connect_timeout=3"
+
+    def sql(self, statement: str) -> str:
+        """Run one statement on the primary with psql; its rows as text."""
+        return subprocess.run(self.primary._as + [_pg_bin("psql"), "-h", LOOPBACK, "-p", str(self.primary.port), "-U",
+                                                  PG_USER, "-d", PG_DB, "-Atc", statement],
+                              check=True, capture_output=True, text=True).stdout
+
+    def replication_state(self) -> list[tuple[str, ...]]:
+        """(application_name, state, sync_state) per standby, as the primary sees it."""
+        out = self.sql("SELECT application_name, state, sync_state FROM pg_stat_replication")
+        return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+    def wait_for(self, state: tuple[str, str, str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while state not in self.replication_state():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"standby not {state} after {timeout}s: {self.replication_state()}")
+            time.sleep(0.1)
+
+
+@contextmanager
+def postgres_replicated(synchronous: bool = True, timeout: float = 30.0) -> Iterator[ReplicatedPostgres]:
+    """A primary and a standby streaming from it; with `synchronous`, a commit returns only once
+    the standby has it (synchronous_standby_names), so a promoted standby holds every commit."""
+    settings = {"wal_level": "replica", "max_wal_senders": "5", "hot_standby": "on", "wal_keep_size": "'256MB'"}
+    primary, standby = PostgresNode("pg-primary"), PostgresNode("pg-standby")
+    try:
+        primary.init(**settings).start()
+        primary.createdb()
+        standby.clone(primary, "standby1").start()
+        pair = ReplicatedPostgres(primary, standby)
+        pair.wait_for(("standby1", "streaming", "async"), timeout)
+        if synchronous:
+            # Only now: with a synchronous standby named before it exists, every commit waits for it.
+            pair.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
+            pair.sql("SELECT pg_reload_conf()")
+            pair.wait_for(("standby1", "streaming", "sync"), timeout)
+        yield pair
+    finally:
+        standby.close()
+        primary.close()
 
 
 # What the cloud's reads need (cloud.store.telemetry): the newest points searchable at once, and a
