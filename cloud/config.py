@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import tomllib
+from urllib.parse import urlparse
 from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.errors import describe_validation_error
 from contracts.ids import FacilityId
-from wire.mqtt_client import parse_broker_url
+from wire.mqtt_client import parse_broker_url, parse_broker_urls
 
 
 class Role(str, Enum):
@@ -55,6 +56,10 @@ class CloudConfig(_Strict):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (shared mode)")
     batch_max: int = Field(default=500, ge=1, le=50_000, description="most envelopes written in one transaction")
     tokens: list[TokenEntry] = Field(default_factory=list, description="API bearer tokens; empty: one generated police token")
+    ingest_amqp_url: Optional[str] = Field(
+        default=None, description="a RabbitMQ cluster's nodes, amqp://user:pass@host1:5672,host2:5672/vhost: ingest "
+                                  "consumes its replicated queue (cg.ingest, fed by the MQTT plugin) instead of an "
+                                  "MQTT subscription; broker_url then lists the nodes' MQTT listeners for the downlink")
     ingest_workers: int = Field(
         default=1, ge=1, le=64, description="ingest processes sharing $share/ingest/... (client ids `{client_id}-{n}`); "
                                             "more than 1 needs shared_subscription")
@@ -94,11 +99,19 @@ class CloudConfig(_Strict):
             raise ValueError("must be an http:// or https:// URL")
         return v or None
 
+    @field_validator("ingest_amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: Optional[str]) -> Optional[str]:
+        if v:
+            u = urlparse(v)
+            parse_broker_urls(f"{u.scheme}://{u.netloc}", schemes=("amqp",), default_port=5672)
+        return v or None
+
     @model_validator(mode="after")
     def _workers_need_shared(self) -> "CloudConfig":
-        if self.ingest_workers > 1 and not self.shared_subscription:
+        if self.ingest_workers > 1 and not (self.shared_subscription or self.ingest_amqp_url):
             raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
-                             "$share/ingest subscription)")
+                             "$share/ingest subscription) or ingest_amqp_url (they compete for its queue)")
         return self
 
     @field_validator("tokens")

@@ -95,7 +95,8 @@ class VideoConfig(_Strict):
 
 
 class UplinkConfig(_Strict):
-    broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker")
+    broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker; a cluster's nodes as "
+                                    "host1:port,host2:port,... (the next one is tried whenever a connection fails)")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
 
 

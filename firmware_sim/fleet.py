@@ -86,7 +86,8 @@ class FleetConfig(BaseModel):
     in_flight: int = Field(default=20, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK, per gateway")
     outbox_cap: int = Field(default=20_000, ge=10, description="facts kept per gateway while disconnected")
     v5: bool = Field(default=False, description="MQTT 5 instead of 3.1.1 (the edge agent's default)")
-    record_ids: bool = Field(default=False, description="remember every fact's envelope id (for loss checks)")
+    record_ids: bool = Field(default=False, description="remember every fact's envelope id, and those the broker "
+                                                        "acknowledged (for loss checks)")
     seed: int = 0
 
     @field_validator("brokers")
@@ -240,6 +241,8 @@ class SimGateway:
                     stats.refused_publishes += 1
                 elif item[2] is not None:
                     stats.acked += 1
+                    if self.fleet.acked_ids is not None:
+                        self.fleet.acked_ids.append(item[2])
                 self.drain()
         elif kind is codec.ConnAck:
             if packet.reason_code:
@@ -418,6 +421,7 @@ class Fleet:
         self.addresses: list[BrokerAddress] = [parse_broker_url(u) for u in config.brokers]
         self.stats = FleetStats()
         self.ids: Optional[list[str]] = [] if config.record_ids else None
+        self.acked_ids: Optional[list[str]] = [] if config.record_ids else None
         self.gateways = [SimGateway(self, i) for i in range(config.gateways)]
         self.loop: asyncio.AbstractEventLoop
         self._tasks: set[asyncio.Task] = set()

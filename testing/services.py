@@ -4,7 +4,9 @@ ports, for tests and benchmarks. Each is a context manager that stops what it st
 from __future__ import annotations
 
 import glob
+import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -324,3 +326,153 @@ def victoria_metrics(flags: tuple[str, ...] = VICTORIA_READ_FLAGS) -> Iterator[s
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- a RabbitMQ cluster (MQTT plugin, quorum queues) ------------------------------------------------
+RABBIT_USER, RABBIT_PASSWORD = "careguard", "careguard-test-password"
+
+
+class RabbitNode:
+    """One RabbitMQ node on loopback ports (AMQP, MQTT, Erlang distribution), in its own folder."""
+
+    def __init__(self, cluster: "RabbitCluster", index: int):
+        self.cluster = cluster
+        self.name = f"cg{cluster.tag}r{index}@localhost"
+        self.amqp_port, self.mqtt_port, self.dist_port = free_port(), free_port(), free_port()
+        self.dir = cluster.root / f"node{index}"
+        self.dir.mkdir()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{LOOPBACK}:{self.amqp_port}/%2F"
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://{LOOPBACK}:{self.mqtt_port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.cluster.root), "RABBITMQ_NODENAME": self.name,
+                "RABBITMQ_NODE_PORT": str(self.amqp_port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.cluster.root / "enabled_plugins"),
+                "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"), "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+                "RABBITMQ_PID_FILE": str(self.dir / "pid"), "RABBITMQ_ALLOW_INPUT": "",
+                "ERL_EPMD_PORT": str(self.cluster.epmd_port)}
+
+    def start(self) -> "RabbitNode":
+        peers = "".join(f"cluster_formation.classic_config.nodes.{i + 1} = {n.name}\n"
+                        for i, n in enumerate(self.cluster.nodes))
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = {LOOPBACK}:{self.amqp_port}\n"
+            f"mqtt.listeners.tcp.default = {LOOPBACK}:{self.mqtt_port}\n"
+            "mqtt.allow_anonymous = true\n"
+            f"mqtt.default_user = {RABBIT_USER}\nmqtt.default_pass = {RABBIT_PASSWORD}\n"
+            f"default_user = {RABBIT_USER}\ndefault_pass = {RABBIT_PASSWORD}\nloopback_users = none\n"
+            "max_message_size = 1048576\n"
+            # Gateways keep their sessions (clean_session off): their subscription queues must
+            # outlive a node, as the ingest queue does.
+            "mqtt.durable_queue_type = quorum\n"
+            "cluster_formation.peer_discovery_backend = classic_config\n" + peers +
+            "log.console = false\nlog.file.level = warning\n")
+        with open(self.dir / "stdout.log", "ab") as log:
+            self.proc = subprocess.Popen([_require_at("rabbitmq-server", "/usr/lib/rabbitmq/bin")], env=self.env(),
+                                         stdout=log, stderr=log)
+        return self
+
+    def wait(self, timeout: float = 120.0) -> None:
+        wait_for_port(self.amqp_port, timeout, proc=self.proc)
+        wait_for_port(self.mqtt_port, timeout, proc=self.proc)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        return subprocess.run([_require_at("rabbitmqctl", "/usr/lib/rabbitmq/bin"), "-n", self.name, *args],
+                              env=self.env(), check=True, capture_output=True, text=True, timeout=timeout).stdout
+
+    def kill(self) -> None:
+        """Gone at once, as with its machine: SIGKILL to the Erlang VM (the pid it wrote; the
+        process we started is the shell script waiting on it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(int((self.dir / "pid").read_text().strip()), 9)
+            except (OSError, ValueError):
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, timeout=30)
+            self.proc = None
+
+
+def _require_at(binary: str, folder: str) -> str:
+    path = os.path.join(folder, binary)
+    if not os.path.exists(path):
+        raise RuntimeError(f"{binary} is not installed: run `make test` (installs Debian packages as root)")
+    return path
+
+
+class RabbitCluster:
+    """`size` RabbitMQ nodes on loopback forming one cluster (classic peer discovery), with the
+    MQTT plugin. Its own epmd port and Erlang cookie, so that it meets no other cluster."""
+
+    def __init__(self, size: int = 3):
+        self.tag = secrets.token_hex(4)
+        self.root = Path(tempfile.mkdtemp(prefix="cg-rabbit-"))
+        self.epmd_port = free_port()
+        self.epmd: subprocess.Popen | None = None
+        cookie = self.root / ".erlang.cookie"
+        cookie.write_text(self.tag * 4)
+        cookie.chmod(0o400)
+        (self.root / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        self.nodes: list[RabbitNode] = []
+        self.nodes = [RabbitNode(self, i) for i in range(1, size + 1)]
+
+    @property
+    def mqtt_urls(self) -> list[str]:
+        return [n.mqtt_url for n in self.nodes]
+
+    @property
+    def amqp_url(self) -> str:
+        """Every node, comma-separated: a client moves to the next when one fails."""
+        hosts = ",".join(f"{LOOPBACK}:{n.amqp_port}" for n in self.nodes)
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{hosts}/%2F"
+
+    def start(self, timeout: float = 180.0) -> "RabbitCluster":
+        # Our own port mapper, in the foreground: one a node started would outlive the cluster.
+        self.epmd = subprocess.Popen([_require("epmd"), "-port", str(self.epmd_port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_port(self.epmd_port, proc=self.epmd)
+        # The first node forms the cluster; the others find it and join as they boot.
+        self.nodes[0].start().wait(timeout)
+        for node in self.nodes[1:]:
+            node.start()
+        for node in self.nodes[1:]:
+            node.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            running = set(json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json"))
+                          .get("running_nodes", []))
+            if running >= {n.name for n in self.nodes}:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ cluster did not form: running {sorted(running)}")
+            time.sleep(1)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()
+        if self.epmd is not None:
+            _stop(self.epmd)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitCluster":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from wire import mqtt_codec as codec
-from wire.mqtt_client import parse_broker_url
+from wire.mqtt_client import parse_broker_urls
 
 log = logging.getLogger("careguard.cloud.mqtt_session")
 
@@ -32,7 +32,9 @@ class MqttSession:
 
     def __init__(self, broker_url: str, client_id: str, topic: str, on_message: Callable[[str, bytes, int, int], None],
                  *, v5: bool, session_expiry_s: int = 0, keepalive_s: int = 30, max_packet_bytes: int):
-        self.addr = parse_broker_url(broker_url)
+        # Several brokers (a cluster's nodes): each new connection goes to the next.
+        self.addrs = parse_broker_urls(broker_url)
+        self._attempts = 0
         self.broker_url = broker_url
         self.client_id = client_id
         self.topic = topic
@@ -144,7 +146,9 @@ class MqttSession:
 
     def _session(self) -> None:
         """One connection, from CONNECT until it ends; returns when closed on purpose."""
-        sock = socket.create_connection((self.addr.host, self.addr.port), timeout=CONNECT_TIMEOUT_S)
+        addr = self.addrs[self._attempts % len(self.addrs)]
+        self._attempts += 1
+        sock = socket.create_connection((addr.host, addr.port), timeout=CONNECT_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         decoder = codec.Decoder(v5=self.v5, max_packet_bytes=self.max_packet_bytes)
         with self._acks_lock:
@@ -157,7 +161,7 @@ class MqttSession:
         self._send(codec.encode_connect(self.client_id, v5=self.v5, keepalive_s=self.keepalive_s, clean=False,
                                         session_expiry_s=self.session_expiry_s if self.v5 else 0,
                                         max_packet_bytes=self.max_packet_bytes if self.v5 else 0,
-                                        username=self.addr.username, password=self.addr.password))
+                                        username=addr.username, password=addr.password))
         # Wake at least twice per keepalive interval to ping; a broker silent for 1.5 intervals is gone.
         sock.settimeout(self.keepalive_s / 2)
         last_heard = time.monotonic()

@@ -1,5 +1,6 @@
 """Ingest in several processes: `IngestWorkers` starts `ingest_workers` processes that split one
-MQTT v5 shared subscription (`$share/ingest/...`), each with its own client id
+MQTT v5 shared subscription (`$share/ingest/...`), or compete for a broker cluster's replicated
+ingest queue (`ingest_amqp_url`, cloud.ingest.amqp_session), each with its own client id
 (`{client_id}-{n}`, stable so each keeps its broker session across restarts) and its own
 database connections. Python runs one thread at a time per process, so processes are how ingest
 uses more than one core. The same worker runs alone under `careguard cloud --ingest-only`.
@@ -47,7 +48,7 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                                  bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
-                  telemetry_store=store)
+                  telemetry_store=store, amqp_url=config.ingest_amqp_url)
 
 
 def merge_counters(snapshots: list[dict]) -> dict:
