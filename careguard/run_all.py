@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import secrets
 import signal
 import socket
 import threading
@@ -40,13 +41,15 @@ def _port_or_free(preferred: int) -> int:
             return free_port()
 
 
-def facility_config(fid: str, account: str, local_url: str, broker_port: int, arc_port: int, var: Path) -> dict:
+def facility_config(fid: str, account: str, aes_key: str, cloud_key: str, local_url: str, broker_port: int,
+                    arc_port: int, var: Path) -> dict:
     return {
         "facility_id": fid,
         "local_broker": local_url,
         # A username gives the gateway a persistent session on the embedded broker.
-        "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10},
-        "police": {"account": account, "receivers": [{"host": LOOPBACK, "port": arc_port}]},
+        "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10,
+                   "cloud_public_key": cloud_key},
+        "police": {"account": account, "key": aes_key, "receivers": [{"host": LOOPBACK, "port": arc_port}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
         "zones": [{"id": z, "number": n, "name": name, "kind": kind, "devices": [f"{fid}-{d}" for d, _ in devs],
                    **({"schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]} if kind == "intrusion" else {})}
@@ -96,6 +99,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker-port", type=int, default=1883, help="embedded MQTT broker (default 1883, or a free one)")
     parser.add_argument("--arc-port", type=int, default=12128, help="DC-09 receiver (default 12128, or a free one)")
     parser.add_argument("--var", default="var", help="folder for the databases")
+    parser.add_argument("--keys", help="folder for the cloud's command signing key (default: `keys` beside --var)")
     parser.add_argument("--log-level", default="WARNING")
 
 
@@ -107,15 +111,19 @@ def main(args: argparse.Namespace) -> int:
     # Each facility's gateway has its own local broker for its devices, as on site.
     local = {f[0]: EmbeddedBroker().start() for f in FACILITIES}
     arc_port = _port_or_free(args.arc_port)
-    arc = ArcReceiver({f[1]: ArcAccount(facility=f[0]) for f in FACILITIES}, port=arc_port,
+    # Keys on, as in production: a fresh AES key per police account for this run, and the cloud's
+    # signing key (kept across runs) pinned in every gateway's config.
+    aes = {f[1]: secrets.token_hex(16) for f in FACILITIES}
+    arc = ArcReceiver({f[1]: ArcAccount(facility=f[0], key=aes[f[1]]) for f in FACILITIES}, port=arc_port,
                       store=ArcStore(var / "arc.sqlite3"))
     tokens = demo_tokens()
+    keys = Path(args.keys) if args.keys else var.resolve().parent / "keys"
     cloud = CloudService(CloudConfig(
         broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
-        port=_port_or_free(args.http_port), tokens=tokens)).start()
+        port=_port_or_free(args.http_port), tokens=tokens, signing_key_path=keys / "cloud-signing.key")).start()
     seed_registry(cloud.engine)
-    runtime = EdgeRuntime(arc, [facility_config(f[0], f[1], local[f[0]].url, broker.port, arc_port, var)
-                                for f in FACILITIES])
+    runtime = EdgeRuntime(arc, [facility_config(f[0], f[1], aes[f[1]], cloud.public_key_hex, local[f[0]].url,
+                                                broker.port, arc_port, var) for f in FACILITIES])
     runtime.start()
     fleets = [SensorFleet(local[f[0]].url, device_specs(f[0], i)).start() for i, f in enumerate(FACILITIES)]
 
@@ -130,7 +138,8 @@ CareGuard is running on embedded defaults.
 {token_lines}
   uplink broker   {broker.url}   (in-process; gateways to cloud)
   local brokers   {', '.join(f'{fid} {b.url}' for fid, b in local.items())}   (each facility's devices)
-  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f[1] for f in FACILITIES)}
+  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f[1] for f in FACILITIES)} (AES-128)
+  commands        signed by the cloud's key {keys / 'cloud-signing.key'}, pinned by each gateway
   facilities      {', '.join(f'{f[0]} {f[2]}' for f in FACILITIES)}
   state           {var}/
 

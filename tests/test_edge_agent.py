@@ -20,22 +20,26 @@ from contracts import topics
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceEvent, DeviceEventKind
 from contracts.envelope import make_envelope
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from contracts.timefmt import utcnow
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from edge.devices import DeviceGateway
 from edge.alarms.journal import Journal
 from firmware_sim import connect_button
+from wire.envelope_signing import public_key_hex, sign
 from helpers import sync_until, until
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "1234"
 KEY = "000102030405060708090a0b0c0d0e0f"
+CLOUD_KEY = Ed25519PrivateKey.generate()  # the cloud's command signing key, as the gateways pin it
 
 
 def edge_config(local: str, uplink: str, receivers: list[int], tmp: Path, **police) -> dict:
     return {
-        "facility_id": "F1", "local_broker": local, "uplink": {"broker": uplink, "heartbeat_s": 1},
+        "facility_id": "F1", "local_broker": local,
+        "uplink": {"broker": uplink, "heartbeat_s": 1, "cloud_public_key": public_key_hex(CLOUD_KEY)},
         "police": {"account": ACCOUNT, "receivers": [{"host": "127.0.0.1", "port": p} for p in receivers],
                    "ack_timeout_s": 0.5, "connect_timeout_s": 0.5, "supervision_interval_s": 0.5,
                    "retry_backoff_max_s": 0.2, **police},
@@ -55,7 +59,7 @@ def alarms_received(arc_hits, code=None):
 @asynccontextmanager
 async def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
     """A police receiver recording into `hits` and an edge agent reporting to it, both stopped after."""
-    arc = ArcReceiver({ACCOUNT: ArcAccount(key=key)}, on_alarm=hits.append)
+    arc = ArcReceiver({ACCOUNT: ArcAccount(key=key, plaintext=key is None)}, on_alarm=hits.append)
     await arc.start()
     police = {"key": key} if key else {}
     agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, **police)))
@@ -97,7 +101,7 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
     dead_primary = free_port()
 
     async def scenario():
-        backup = ArcReceiver({ACCOUNT: ArcAccount()}, on_alarm=hits.append)
+        backup = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, on_alarm=hits.append)
         await backup.start()
         agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [dead_primary, backup.port],
                                                    tmp_path)))
@@ -109,7 +113,7 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
         assert await until(lambda: any(e["body"]["source"] == f"police:127.0.0.1:{dead_primary}"
                                        for e in cloud.of_type("alarm.raised")))
         # The primary comes back: supervision clears its police_link_down alarm.
-        primary = ArcReceiver({ACCOUNT: ArcAccount()}, port=dead_primary)
+        primary = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, port=dead_primary)
         await primary.start()
         assert await until(lambda: any(e["body"]["kind"] == "police_link_down" for e in cloud.of_type("alarm.cleared")))
         button.link.close()
@@ -164,7 +168,8 @@ def test_reset_sends_restore_and_drill_is_a_test(mosquitto, uplink_broker, colle
             pub.connect(addr.host, addr.port)
             pub.loop_start()
             for action in ("disarm", "reset", "test"):
-                env = make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"}, source="cloud")
+                env = sign(make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"},
+                                         source="cloud"), CLOUD_KEY)
                 pub.publish(topics.down("F1", "arm"), env.to_bytes(), qos=1).wait_for_publish(5)
             pub.loop_stop()
             assert await until(lambda: [h.code for h in hits] == ["PA", "PR", "TX"])
@@ -211,7 +216,7 @@ def test_sigkill_right_after_press_is_delivered_after_restart(mosquitto, uplink_
         button.link.close()
 
         async def receive():
-            arc = ArcReceiver({ACCOUNT: ArcAccount()}, port=arc_port, on_alarm=hits.append)
+            arc = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, port=arc_port, on_alarm=hits.append)
             await arc.start()
             p2 = await asyncio.to_thread(start_agent)
             try:
