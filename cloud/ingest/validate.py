@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from cloud.store.telemetry import TelemetryRow
 from contracts.alarms import AlarmBody
-from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, TelemetryBatch, check_envelope, load_envelope_json
+from contracts.envelope import (MAX_TELEMETRY_POINTS, Envelope, SecurityEventBody, TelemetryBatch, check_envelope,
+                                load_envelope_json)
 from contracts.errors import ContractError, describe_validation_error
 from contracts.ids import DEVICE_ID_RE, METRIC_NAME_RE
 from contracts.topics import Stream, parse_up_topic
@@ -129,5 +130,10 @@ def validate_message(topic: str, payload: bytes) -> Accepted:
         _alarm(env, item)
     elif env.type == "telemetry.batch":
         item.points = telemetry_rows(facility, env.body)
+    elif env.type == "event.security":
+        try:
+            SecurityEventBody.model_validate(env.body)
+        except ValidationError as exc:
+            raise ContractError(f"invalid {env.type} body: {describe_validation_error(exc)}") from None
     return item
 
