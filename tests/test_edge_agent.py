@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from wire.mqtt_client import make_client
@@ -125,6 +126,38 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
     assert hits[0].code == "PA" and hits[0].zone == 2
     delivered = cloud.of_type("alarm.delivered")
     assert delivered and delivered[0]["body"]["receiver"] != f"127.0.0.1:{dead_primary}"
+
+
+def test_police_path_failure_reaches_the_cloud_within_the_supervision_bound(mosquitto, uplink_broker,
+                                                                           collector_factory, tmp_path):
+    """Measured, not summed: the time from the receiver going away to the police_link_down alarm the
+    cloud receives, from the alarm's own origin time, against the bound the configuration sets
+    (the next NULL within one interval, failing within a connect or reply timeout)."""
+    cloud = collector_factory(uplink_broker.url)
+    cfg = parse_config(edge_config(mosquitto.url, uplink_broker.url, [free_port()], tmp_path, key=KEY,
+                                   supervision_interval_s=1.0))
+    police = cfg.police
+
+    async def scenario():
+        arc = ArcReceiver({ACCOUNT: ArcAccount(key=KEY)}, port=police.receivers[0].port)
+        await arc.start()
+        agent = EdgeAgent(cfg)
+        await agent.start()
+        try:
+            assert await until(lambda: agent.police.path_states() == {arc.name: True})
+            killed_at = utcnow()
+            await arc.close()
+            assert await until(lambda: [e for e in cloud.of_type("alarm.raised")
+                                        if e["body"]["kind"] == "police_link_down"])
+            return killed_at
+        finally:
+            await agent.stop()
+
+    killed_at = asyncio.run(scenario())
+    (raised,) = [e for e in cloud.of_type("alarm.raised") if e["body"]["kind"] == "police_link_down"]
+    detected_after = datetime.fromisoformat(raised["ts"]) - killed_at
+    bound = timedelta(seconds=police.supervision_interval_s + police.connect_timeout_s + police.ack_timeout_s)
+    assert timedelta(seconds=-0.001) <= detected_after <= bound, detected_after
 
 
 def test_bad_device_input_is_counted_and_does_not_stop_the_agent(mosquitto, uplink_broker, collector_factory, tmp_path):
