@@ -9,9 +9,11 @@ It refuses what it cannot authenticate and answers nobody it has not authenticat
   account, a wrong key and undecryptable content all get the same answer: none (no oracle for
   which accounts exist); an authenticated frame gets ACK, NAK (timestamp) or DUH (content);
 - resource limits (the file's [limits]): a connection that delivers no accepted frame within
-  `idle_timeout_s` is closed; at most `max_connections` at once (a new one evicts the oldest that
-  never authenticated) and `max_per_source` per source address; reject log lines are
-  rate-limited, every reject counted.
+  `idle_timeout_s` is closed; so is one whose first frame fails authentication, or that sends
+  `max_bad_frames` failing frames in a row after that (over TCP a sender's frames do not arrive
+  damaged: failing frames are a bug or an attack, and reading more of them only costs CPU); at
+  most `max_connections` at once (a new one evicts the oldest that never authenticated) and
+  `max_per_source` per source address; reject log lines are rate-limited, every reject counted.
 Each alarm is stored once (arc.store). A bad frame never stops the receiver.
 
 Accounts file (TOML):
@@ -80,6 +82,9 @@ class ArcLimits(BaseModel):
     max_connections: int = Field(default=2048, ge=1, le=100_000,
                                  description="open connections at most; a new one evicts the oldest never authenticated")
     max_per_source: int = Field(default=32, ge=1, le=100_000, description="open connections per source address at most")
+    max_bad_frames: int = Field(default=8, ge=1, le=10_000,
+                                description="frames failing authentication in a row that close a connection which had "
+                                            "authenticated before; one that never did is closed at its first")
     log_interval_s: float = Field(default=10.0, gt=0, description="at most one reject log line per kind this often")
 
 
@@ -264,6 +269,7 @@ class ArcReceiver:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         idle = self.limits.idle_timeout_s
         deadline = time.monotonic() + idle  # moved on by each accepted frame only: bad frames keep nobody connected
+        bad_in_a_row = 0
         try:
             while True:
                 try:
@@ -279,10 +285,17 @@ class ArcReceiver:
                     break
                 # Bytes before the last LF are line noise, not part of this frame.
                 lf = chunk.rfind(b"\n")
-                reply = self.handle_frame(chunk[lf:] if lf >= 0 else chunk, conn.source)
-                if reply is not None:
+                authenticated, reply = self._process(chunk[lf:] if lf >= 0 else chunk, conn.source)
+                if authenticated:
                     conn.authenticated = True
+                    bad_in_a_row = 0
                     deadline = time.monotonic() + idle
+                else:
+                    bad_in_a_row += 1
+                    if not conn.authenticated or bad_in_a_row >= self.limits.max_bad_frames:
+                        self.counters["closed_bad_frames"] += 1
+                        break
+                if reply is not None:
                     writer.write(reply)
                     async with asyncio.timeout(idle):
                         await writer.drain()
@@ -297,15 +310,19 @@ class ArcReceiver:
         self._log_reject(kind, reason, peer)
 
     # --- frames -------------------------------------------------------------------------
-    def handle_frame(self, frame: bytes, peer: str = "?") -> Optional[bytes]:
-        """The reply to one frame (None: no reply)."""
+    def _process(self, frame: bytes, peer: str) -> tuple[bool, Optional[bytes]]:
+        """(whether the frame authenticated, the reply to it or None). Only an authenticated frame
+        is ever answered, so a reject with a reply is one the account's key (or plaintext) let in."""
         now = self.now()
         try:
             decoded = self._authenticate(frame)
             self._check_content(decoded, now)
         except _Reject as rej:
             self._reject(rej.kind, str(rej), peer)
-            return rej.reply
+            return rej.reply is not None, rej.reply
+        return True, self._accept(decoded, now)
+
+    def _accept(self, decoded: dc09.Frame, now: datetime) -> Optional[bytes]:
         header = decoded.header
         if decoded.event is None:
             self.counters["null_ok"] += 1

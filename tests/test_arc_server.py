@@ -40,10 +40,14 @@ def reframe(body: str) -> bytes:
 
 
 class Peer:
-    """A raw TCP sender: writes bytes, reads replies."""
+    """A raw TCP sender: writes bytes, reads replies. Opened `authenticated`, it first sends a good
+    NULL, so the receiver keeps reading after a bad frame (it hangs up on a connection whose first
+    frame fails)."""
 
-    async def open(self, port: int, source: str = LOOPBACK) -> "Peer":
-        self.reader, self.writer = await asyncio.open_connection(LOOPBACK, port, local_addr=(source, 0))
+    async def open(self, port: int, authenticated: bool = True) -> "Peer":
+        self.reader, self.writer = await asyncio.open_connection(LOOPBACK, port)
+        if authenticated:
+            assert (await self.ask(dc09.encode_null(account=KEYED, seq=9999, now=utcnow(), key=KEY), KEY)).kind == "ACK"
         return self
 
     async def reply(self, key: bytes | None = None) -> dc09.Response:
@@ -140,13 +144,18 @@ def test_unknown_and_known_accounts_get_the_same_answer(bad):
         try:
             answers = []
             for probe, acct in enumerate(("EEEE", KEYED), start=300):
-                peer.writer.write(BAD_CONTENT[bad](acct))
-                answers.append(await peer.unanswered(b"", probe))
+                # On a connection that had authenticated: no reply, and it stays open.
+                answers.append(await peer.unanswered(BAD_CONTENT[bad](acct), probe))
+                # As the first frame of a connection: hung up on, without a reply.
+                fresh = await Peer().open(receiver.port, authenticated=False)
+                fresh.writer.write(BAD_CONTENT[bad](acct))
+                answers.append(await asyncio.wait_for(fresh.reader.read(), 5))
+                fresh.close()
             return answers
         finally:
             peer.close()
             await receiver.close()
-    assert run(scenario()) == [True, True]
+    assert run(scenario()) == [True, b"", True, b""]
 
 
 def test_accepted_alarm_is_stored_once_and_null_is_acked():
@@ -181,7 +190,7 @@ def test_accepted_alarm_is_stored_once_and_null_is_acked():
             assert seen == stored
             assert receiver.counters["frames_ok"] == 4
             assert receiver.counters["duplicates"] == 4
-            assert receiver.counters["null_ok"] == 1
+            assert receiver.counters["null_ok"] == 2  # the peer's opening NULL and the one above
         finally:
             peer.close()
             await receiver.close()
@@ -197,7 +206,7 @@ def test_garbage_never_stops_the_receiver():
                 assert await peer.unanswered(junk, probe)
             assert (await peer.ask(b"noise before the frame" + event_frame(seq=1))).kind == "ACK"
             assert len(receiver.store.alarms()) == 1  # the frame after the line noise
-            flood = await Peer().open(receiver.port)
+            flood = await Peer().open(receiver.port, authenticated=False)
             flood.writer.write(b"x" * 10_000)  # no CR: the connection is dropped, not the receiver
             await flood.writer.drain()
             assert await asyncio.wait_for(flood.reader.read(), 5) == b""
@@ -279,7 +288,7 @@ def test_careguard_arc_command(tmp_path):
         wait_for_port(port, proc=proc)
 
         async def send():
-            peer = await Peer().open(port)
+            peer = await Peer().open(port, authenticated=False)
             try:
                 return (await peer.ask(event_frame(seq=3))).kind
             finally:
