@@ -302,3 +302,8 @@ def test_careguard_arc_command(tmp_path):
     store = ArcStore(db)
     assert [(a.facility, a.seq, a.code) for a in store.alarms()] == [("F001", 3, "PA")]
     store.close()
+
+
+def test_deploy_example_accounts_file_has_keys():
+    conf = load_accounts(Path(__file__).resolve().parents[1] / "deploy" / "arc-accounts.example.toml")
+    assert conf.accounts and all(a.key_bytes and not a.plaintext for a in conf.accounts.values())
