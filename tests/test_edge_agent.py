@@ -145,6 +145,8 @@ def test_police_path_failure_reaches_the_cloud_within_the_supervision_bound(mosq
         await agent.start()
         try:
             assert await until(lambda: agent.police.path_states() == {arc.name: True})
+            assert await until(lambda: cloud.of_type("heartbeat"))
+            assert cloud.of_type("heartbeat")[-1]["body"]["police_encrypted"] is True
             killed_at = utcnow()
             await arc.close()
             assert await until(lambda: [e for e in cloud.of_type("alarm.raised")
