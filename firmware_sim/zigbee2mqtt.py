@@ -209,6 +209,8 @@ class Zigbee2MqttBridge:
     def drop(self) -> None:
         """The bridge dies (its USB stick pulled, the process killed): the broker sends its will."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
         self.link.drop()
 
     def __enter__(self) -> "Zigbee2MqttBridge":
@@ -216,3 +218,19 @@ class Zigbee2MqttBridge:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def publish_click(broker_url: str, friendly_name: str, action: str = "single", *,
+                  base_topic: str = DEFAULT_BASE_TOPIC, username: Optional[str] = None,
+                  password: Optional[str] = None, timeout: float = 5.0) -> dict:
+    """One action of a device, as a running bridge publishes it, from a one-shot connection that
+    announces nothing (so it does not mark the bridge online or offline). Returns the message."""
+    link = MqttLink(broker_url, f"zigbee2mqtt-click-{uuid4().hex[:8]}", name="zigbee2mqtt click",
+                    username=username, password=password).connect(timeout)
+    try:
+        message = {"action": action, "linkquality": 120}
+        link.wait_acked([link.publish(f"{base_topic}/{friendly_name}", json.dumps(message))], timeout,
+                        what=f"{action} of {friendly_name}")
+        return message
+    finally:
+        link.close()
