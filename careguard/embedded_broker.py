@@ -22,7 +22,7 @@ from typing import Optional
 from amqtt.broker import Broker
 from pwdlib.hashers.argon2 import Argon2Hasher
 
-from careguard.services import LOOPBACK, free_port
+from testing.services import LOOPBACK, free_port
 from edge.broker_auth import Provisioned
 
 AMQTT_PASSWORD_FILE = "amqtt-passwd"

@@ -88,11 +88,12 @@ def logged_in_page(browser, url: str, token: str, **page_options):
 
 
 @asynccontextmanager
-async def police_and_agent(make_config: Callable[[int], dict], account: str, key: str,
+async def police_and_agent(make_config: Callable[[int], dict], account: str, key: str | None,
                            hits: list) -> AsyncIterator:
-    """A police receiver (encrypted account) recording into `hits`, and an edge agent built from
-    `make_config(receiver_port)` reporting to it, subscribed to its devices; both stopped after."""
-    from cloud.arc_server import ArcAccount, ArcReceiver
+    """A police receiver recording into `hits` (the account encrypted with `key` unless None), and
+    an edge agent built from `make_config(receiver_port)` reporting to it, subscribed to its
+    devices; both stopped after."""
+    from arc.receiver import ArcAccount, ArcReceiver
     from edge.agent import EdgeAgent
     from edge.config import parse_config
     arc = ArcReceiver({account: ArcAccount(key=key)}, on_alarm=hits.append)

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from careguard.embedded_broker import EmbeddedBroker
-from careguard.mqtt import make_client
-from careguard.services import Mosquitto
+from wire.mqtt_client import make_client
+from testing.services import Mosquitto
 from edge.broker_auth import ACL_FILE, PASSWORD_FILE, SECRETS_FILE, broker_users, mosquitto_hash, provision
 from edge.config import ConfigError, parse_config
 from firmware_sim import BrokerUnreachable, connect_button

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from firmware_sim.zigbee2mqtt import Zigbee2MqttBridge
 from helpers import police_and_agent, until
 
