@@ -124,8 +124,10 @@ class Zigbee2MqttDevice(_Strict):
     @classmethod
     def _topic_part(cls, v: str) -> str:
         check_name_segment(v)
-        if v == "bridge" or v.startswith("bridge/") or v.rsplit("/", 1)[-1] in ("availability", "set", "get"):
-            raise ValueError(f"{v!r} collides with Zigbee2MQTT's own topics")
+        last = v.rsplit("/", 1)[-1]
+        if v == "bridge" or v.startswith("bridge/") or last in ("availability", "set", "get") or (
+                "/" in v and last.isdigit()):
+            raise ValueError(f"{v!r} collides with Zigbee2MQTT's own topics (or its endpoint names)")
         return v
 
     @field_validator("profile")
@@ -270,10 +272,10 @@ class EdgeConfig(_Strict):
         for m in self.mqtt_devices:
             if m.availability_topic and avail.setdefault(m.availability_topic, m.device_id) != m.device_id:
                 raise ValueError(f"mqtt_devices: availability_topic {m.availability_topic!r} belongs to two devices")
-        if self.device_auth is not None:
-            for user in (self.device_auth.edge_username, self.device_auth.bridge_username):
-                if user in zone_of:
-                    raise ValueError(f"device_auth: username {user!r} is also a device id")
+        auth = self.device_auth or DeviceAuthConfig()  # `careguard edge provision` uses the defaults too
+        for user in (auth.edge_username, auth.bridge_username):
+            if user in zone_of:
+                raise ValueError(f"device_auth: username {user!r} is also a device id")
 
     def mapped_devices(self) -> set[str]:
         """Devices read through a mapping table, not CareGuard's own device topics."""

@@ -37,12 +37,15 @@ ANY_OTHER_VALUE = "*"
 
 
 def check_topic(topic: str) -> str:
-    """A topic a mapping may read: no wildcards, not `$SYS`, not CareGuard's own device topics.
-    ValueError naming the problem if not."""
+    """A topic a mapping may read: no wildcards, not `$SYS`, not CareGuard's own device topics, and
+    nothing that would not survive a line of Mosquitto's ACL file (control characters, white space
+    at either end). ValueError naming the problem if not."""
     if not 1 <= len(topic) <= 256:
         raise ValueError("must be 1 to 256 characters")
-    if any(c in topic for c in "+#\x00"):
-        raise ValueError(f"{topic!r} has an MQTT wildcard or NUL")
+    if any(c in "+#" or ord(c) < 0x20 or ord(c) == 0x7f for c in topic):
+        raise ValueError(f"{topic!r} has an MQTT wildcard or a control character")
+    if topic != topic.strip():
+        raise ValueError(f"{topic!r} starts or ends with white space")
     if topic.startswith("$"):
         raise ValueError(f"{topic!r}: topics starting with $ belong to the broker")
     if topic.startswith("cg/"):
