@@ -8,7 +8,10 @@ Given a facility's provisioned logins (edge/broker_auth.py) it enforces them as 
 Mosquitto would, through amqtt's own plugins: a password file (argon2: amqtt does not read
 Mosquitto's PBKDF2 hashes) and publish/subscribe ACLs. One gap remains: amqtt publishes a
 client's last will without checking the ACL, so a device could set its will on another
-device's status topic and fake that device going offline (a device fault, never a press)."""
+device's status topic and fake that device going offline (a device fault, never a press).
+And unlike Mosquitto, amqtt hands a message queued for a persistent session flagged as retained
+when it was published retained: a press published retained (Zigbee2MQTT's `retain: true`)
+while the agent was away counts there as an old one and raises nothing."""
 
 from __future__ import annotations
 

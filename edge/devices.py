@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections import Counter
 from typing import Callable, Iterable
@@ -28,6 +29,8 @@ from edge.device_mapping import (Availability, AvailabilityTopic, DeviceMessage,
                                  TopicMapping, map_state, parse_availability)
 
 log = logging.getLogger("careguard.edge.devices")
+
+REJECT_LOG_INTERVAL_S = 60.0
 
 
 def parse_device_message(topic: str, payload: bytes, known_devices: frozenset[str] | set[str]) -> DeviceMessage:
@@ -69,6 +72,7 @@ class DeviceGateway:
         self.loop = loop
         self.on_message = on_message
         self.rejected: Counter[str] = Counter()
+        self._logged: dict[str, float] = {}
         self.accepted = 0
         self.stray = 0
         self.connected = asyncio.Event()
@@ -126,7 +130,7 @@ class DeviceGateway:
             return self._availability.on_message(avail, parse_availability(avail, msg.payload))
         if any(mqtt.topic_matches_sub(f, msg.topic) for f in topics.DEV_SUBSCRIPTIONS):
             return [parse_device_message(msg.topic, msg.payload, self.known)]
-        self.stray += 1  # a broker fault (see edge/uplink.py), not a device's
+        self.stray += 1  # a broker fault (see edge/uplink/link.py), not a device's
         return None
 
     def _parse_mapped(self, mapping: TopicMapping, msg: mqtt.MQTTMessage) -> list[DeviceMessage]:
@@ -146,8 +150,14 @@ class DeviceGateway:
         return ack
 
     def _reject(self, topic: str, exc: ContractError) -> None:
-        self.rejected[exc.label if isinstance(exc, MappingRejected) else rejection_reason(exc.reason)] += 1
-        log.warning("rejected device message on %s: %s", topic, exc.reason)
+        label = exc.label if isinstance(exc, MappingRejected) else rejection_reason(exc.reason)
+        self.rejected[label] += 1
+        # One line per kind of refusal a minute: a flood of bad input must not flood the log
+        # (the counters, in every heartbeat, keep the full count). Labels are bounded, so is this.
+        now = time.monotonic()
+        if now - self._logged.get(label, -REJECT_LOG_INTERVAL_S) >= REJECT_LOG_INTERVAL_S:
+            self._logged[label] = now
+            log.warning("rejected device message on %s: %s (%d so far)", topic, exc.reason, self.rejected[label])
 
     def _accept(self, parsed: list[DeviceMessage], ack: Callable[[], None]) -> None:
         """Hand each message on; the broker's copy is acknowledged once every one is safe."""

@@ -124,7 +124,7 @@ def test_zigbee2mqtt_devices_reach_the_police_and_the_cloud(mosquitto, uplink_br
 
 
 def test_malformed_payloads_are_refused_counted_and_the_agent_keeps_serving(mosquitto, uplink_broker,
-                                                                            collector_factory, tmp_path):
+                                                                            collector_factory, tmp_path, caplog):
     cloud = collector_factory(uplink_broker.url)
     hits = []
     bridge = bridge_for(mosquitto.url).start()
@@ -144,7 +144,7 @@ def test_malformed_payloads_are_refused_counted_and_the_agent_keeps_serving(mosq
                 ("zigbee2mqtt/class2/button/availability", b"sideways"),
                 ("zigbee2mqtt/bridge/state", b'{"state": 1}'),
                 ("tele/hall/SENSOR", {"MHZ19B": "broken"}),
-            ]:
+            ] + [("zigbee2mqtt/class1/sos", b"{not json")] * 30:  # a flood of one kind
                 await asyncio.to_thread(pub.send, topic, payload)
             # The agent keeps serving: a click after all that raises, and the good field went through.
             await asyncio.to_thread(bridge.click, "class1/sos", "single")
@@ -160,8 +160,12 @@ def test_malformed_payloads_are_refused_counted_and_the_agent_keeps_serving(mosq
         bridge.stop()
     assert [(h.code, h.zone) for h in hits] == [("PA", 1)]
     assert dict(agent.devices.rejected) == {
-        "z-sos-1: not JSON": 2, "z-sos-1: not a JSON object": 1, "z-sos-1: field action wrong type": 1,
+        "z-sos-1: not JSON": 32, "z-sos-1: not a JSON object": 1, "z-sos-1: field action wrong type": 1,
         "z-sos-1: payload too large": 1, "z-air: field temperature wrong type": 1, "z-air: field battery out of range": 1,
         "z-door: field contact wrong type": 1, "z-btn-2: availability malformed": 1,
         "bridge zigbee2mqtt/bridge/state: availability malformed": 1,
         "hall-co2: field MHZ19B.CarbonDioxide wrong type": 1, "hall-co2: field MHZ19B.Temperature wrong type": 1}
+    # Every refusal is counted; the log says each kind once a minute, not 32 times.
+    logged = [r.getMessage() for r in caplog.records if r.name == "careguard.edge.devices"]
+    assert len([m for m in logged if "payload is not JSON" in m]) == 1
+    assert len(logged) == len(agent.devices.rejected)
