@@ -129,10 +129,11 @@ class Provisioned:
     directory: Path
 
 
-def provision(cfg: EdgeConfig, rotate: Optional[Iterable[str]] = None, directory: Optional[Path] = None) -> Provisioned:
-    """Write the credentials, Mosquitto's password file and ACL for `cfg`'s devices.
-    `rotate`: usernames to issue new passwords to (an empty iterable: all of them)."""
-    directory = Path(directory or auth_config(cfg).dir)
+def provision(cfg: EdgeConfig, rotate: Optional[Iterable[str]] = None) -> Provisioned:
+    """Write the credentials, Mosquitto's password file and ACL for `cfg`'s devices into its
+    `device_auth.dir` (where the agent reads its own login). `rotate`: usernames to issue new
+    passwords to (an empty iterable: all of them)."""
+    directory = Path(auth_config(cfg).dir)
     directory.mkdir(parents=True, exist_ok=True)
     users = broker_users(cfg)
     names = {u.username for u in users}
@@ -183,7 +184,6 @@ _USE = {"edge": "the edge agent reads it from the secrets file",
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="the gateway's TOML configuration")
-    parser.add_argument("--dir", type=Path, help="where to write (default: device_auth.dir of the config)")
     parser.add_argument("--rotate", nargs="*", metavar="USER",
                         help="issue new passwords to these logins (none named: to every login)")
 
@@ -191,7 +191,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
-        done = provision(cfg, args.rotate, args.dir)
+        done = provision(cfg, args.rotate)
     except ConfigError as exc:
         print(f"careguard edge provision: {exc}", file=sys.stderr)
         return 2
