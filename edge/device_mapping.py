@@ -158,8 +158,8 @@ def compile_field(role: Role, rule: FieldRule) -> CompiledField:
     """Check that the rule fits its role; ValueError naming the role if not."""
     values = dict(rule.values or {})
     if role is Role.PRESS:
-        if not values:
-            values = dict(BUTTON_ACTIONS)
+        # Zigbee2MQTT's empty follow-up is never a press, whatever the table says otherwise.
+        values = {"": PressAction.IGNORE, **(values or BUTTON_ACTIONS)}
         if not all(isinstance(v, PressAction) for v in values.values()):
             raise ValueError(f"{role.value}: values must map to {', '.join(a.value for a in PressAction)}")
     elif role in BINARY_ROLES:

@@ -130,6 +130,8 @@ def test_profile_fields_can_be_overridden():
     m = z2m("button", fields={"press": {"path": "action", "values": {"on": "press", "off": "ignore"}}})
     assert events(run(m, {"action": "on"})) == [DeviceEventKind.PRESS]
     assert events(run(m, {"action": "off"})) == []
+    follow_up = run(m, {"action": ""})
+    assert events(follow_up) == [] and not follow_up.refused
     refused = run(m, {"action": "brightness_up"}).refused
     assert [r.label for r in refused] == ["d1: field action unknown value"]
 
