@@ -21,6 +21,7 @@ from cloud.api import (
     compliance,
     dashboard,
     devices,
+    environment,
     facilities,
     gateways,
     staff,
@@ -68,7 +69,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.downlink = downlink
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
+                   compliance.router, audit.router, care.router, environment.router, statistics.router, commands.router, dashboard.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
