@@ -32,6 +32,7 @@ from edge.alarms import fault_rules
 from edge.alarms.engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
 from edge.alarms.journal import AlarmRecord, Journal, PoliceRecord
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.broker_auth import local_broker_url
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
 from edge.police.dc09_link import PoliceEvent, PoliceLink
 from edge.retention.runner import RetentionRunner
@@ -83,9 +84,9 @@ class EdgeAgent:
         self.engine = AlarmEngine(self.cfg, self.journal.get_state("engine"))
         self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path)
         self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down)
-        known = {d for z in self.cfg.zones for d in z.devices}
-        self.devices = DeviceGateway(self.cfg.local_broker, known, loop, self._on_device_message,
-                                     client_id=f"edge-{self.facility}-local")
+        self.devices = DeviceGateway(local_broker_url(self.cfg), self.cfg.native_devices(), loop,
+                                     self._on_device_message, client_id=f"edge-{self.facility}-local",
+                                     mapped=self.cfg.state_topics(), availability=self.cfg.availability_topics())
         await self.police.start()
         # Police events a crash left undelivered go first, in their original order.
         for rec in self.journal.pending_police_events():
@@ -105,7 +106,7 @@ class EdgeAgent:
         if self.cfg.cameras:
             self._spawn(self._periodic(self.cfg.video.health_report_s, self._camera_health))
         log.info("edge agent for %s started: %d zones, %d devices, police %s", self.facility, len(self.cfg.zones),
-                 len(known), ", ".join(r.name for r in self.cfg.police.receivers))
+                 sum(len(z.devices) for z in self.cfg.zones), ", ".join(r.name for r in self.cfg.police.receivers))
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -407,6 +408,7 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config)
+        local_broker_url(cfg)  # the provisioned login is there before anything starts
     except ConfigError as exc:
         print(f"careguard edge: bad configuration: {exc}", flush=True)
         return 2
