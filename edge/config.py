@@ -94,6 +94,12 @@ class VideoConfig(_Strict):
     min_free_bytes: int = Field(default=2 * 1024**3, ge=0,
                                 description="cleanup frees space down to this, deleting only footage past required_days")
     verify_bytes: int = Field(default=256 * 1024**2, ge=0, description="bytes re-hashed per check to catch altered footage")
+    clip_before_s: float = Field(default=30.0, ge=0, le=600, description="alarm clips start this long before the alarm")
+    clip_after_s: float = Field(default=30.0, ge=1, le=600, description="and end this long after it")
+    clip_max_bytes: int = Field(default=20 * 1024**2, ge=64 * 1024, le=512 * 1024**2,
+                                description="cap on one camera's clip of one alarm (made smaller, then truncated)")
+    live_max_fps: float = Field(default=5.0, gt=0, le=10, description="live view frames per second, at most")
+    live_max_kbps: float = Field(default=4000.0, gt=0, description="live view bandwidth of all cameras together")
 
 
 class UplinkConfig(_Strict):
