@@ -74,6 +74,8 @@ class CloudConfig(_Strict):
         default=Path("keys/cloud-signing.key"),
         description="Ed25519 key that signs every down command; made (mode 0600) at first start if absent. Keep it "
                     "outside the data folder; gateways pin its public key ([uplink] cloud_public_key)")
+    clip_retention_days: int = Field(default=90, ge=1, le=3650,
+                                     description="alarm clips are deleted this long after their alarm (audited)")
 
     @field_validator("broker_url")
     @classmethod

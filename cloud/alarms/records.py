@@ -269,3 +269,11 @@ def list_audit_page(conn: Connection, *, limit: int, cursor: Optional[str], acto
     rows = conn.execute(q.order_by(a.id.desc()).limit(limit + 1)).all()
     nxt = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
     return Page[AuditEntry](items=[AuditEntry.model_validate(dict(r._mapping)) for r in rows[:limit]], next_cursor=nxt)
+
+
+def active_alarm_kinds(conn: Connection, facility_id: str) -> set[AlarmKind]:
+    """The kinds of the facility's active alarms."""
+    a = alarms.c
+    kinds = conn.execute(select(a.kind).distinct().where(a.facility == facility_id,
+                                                         a.state == AlarmState.ACTIVE.value)).scalars()
+    return {AlarmKind(k) for k in kinds if k in AlarmKind._value2member_map_}
