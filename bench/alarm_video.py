@@ -97,7 +97,8 @@ class Arc:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
-def write_config(path: Path, local: str, uplink: str, arc_port: int, cams: list[SimulatedCamera], tmp: Path) -> None:
+def write_config(path: Path, local: str, uplink: str, arc_port: int, cams: list[SimulatedCamera], tmp: Path,
+                 cloud_key: str) -> None:
     zones = "".join(f'\n[[zones]]\nid = "z{i}"\nnumber = {i}\nkind = "panic"\ndevices = ["btn{i}"]\n'
                     f'cameras = ["cam1", "cam2"]\n' for i in range(1, PRESSES + 1))
     cameras = "".join(f'\n[[cameras]]\nid = "cam{i + 1}"\nsource = "{c.url}"\n' for i, c in enumerate(cams))
@@ -105,6 +106,7 @@ def write_config(path: Path, local: str, uplink: str, arc_port: int, cams: list[
 local_broker = "{local}"
 [uplink]
 broker = "{uplink}"
+cloud_public_key = "{cloud_key}"
 [police]
 account = "1234"
 key = "{KEY}"
@@ -190,7 +192,7 @@ def main() -> None:
         cams = [SimulatedCamera(scene_by_name("nursery", s), fps=5, width=640, height=360, osd=True).start()
                 for s in (1, 2)]
         cloud = CloudService(CloudConfig(broker_url=uplink.url, db_url=f"sqlite:///{tmp / 'cloud.db'}", port=0,
-                                         client_id="bench-video",
+                                         client_id="bench-video", signing_key_path=tmp / "cloud.key",
                                          tokens=[TokenEntry(token=ADMIN, user="ops", role="admin"),
                                                  TokenEntry(token=POLICE, user="officer", role="police")])).start()
         arc = Arc()
@@ -199,7 +201,7 @@ def main() -> None:
             cloud.wait_ingest_ready()
             register(cloud)
             cfg = tmp / "edge.toml"
-            write_config(cfg, local.url, uplink.url, arc.start(), cams, tmp)
+            write_config(cfg, local.url, uplink.url, arc.start(), cams, tmp, cloud.public_key_hex)
             edge = subprocess.Popen([sys.executable, "-m", "careguard", "edge", "--config", str(cfg),
                                      "--log-level", "WARNING"], cwd=tmp, stdout=subprocess.DEVNULL)
             time.sleep(BEFORE_S + 2)

@@ -18,10 +18,13 @@ from typing import Optional
 
 import uvicorn
 
+from wire.envelope_signing import public_key_hex
+
 from cloud.alarms.downlink import Downlink
 from cloud.alarms.events_bus import EventBus
 from cloud.alarms.gateway_watch import GatewayWatch
 from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
+from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
@@ -43,7 +46,8 @@ class CloudService:
         self.config = config
         self.engine = make_engine(config.db_url)
         self.bus = EventBus()
-        self.downlink = Downlink(config.broker_url, f"{config.client_id}-down")
+        self.signing_key = load_or_create(config.signing_key_path)
+        self.downlink = Downlink(config.broker_url, self.signing_key, f"{config.client_id}-down")
         # One worker stays in this process so its alarms reach the live stream at once.
         self.ingest = (make_ingest(config, self.engine, client_id=config.client_id, on_alarms=self._fan_out)
                        if config.ingest_workers == 1 else None)
@@ -65,6 +69,11 @@ class CloudService:
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
         self.port: int = config.port
+
+    @property
+    def public_key_hex(self) -> str:
+        """What each gateway pins as `[uplink] cloud_public_key`."""
+        return public_key_hex(self.signing_key)
 
     @property
     def url(self) -> str:
@@ -169,6 +178,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ingest-only", action="store_true",
                         help="run one ingest worker only (no API, no gateway watch); give each its own --client-id")
     parser.add_argument("--client-id", help="ingest MQTT client id")
+    parser.add_argument("--public-key", action="store_true",
+                        help="print the command signing public key (made if absent) for the gateways to pin, and exit")
 
 
 def _listen(value: Optional[str]) -> dict:
@@ -218,14 +229,21 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.ingest_only:
         return run_ingest_only(config)
-    service = CloudService(config)
+    try:
+        if args.public_key:
+            print(public_key_hex(load_or_create(config.signing_key_path)))
+            return 0
+        service = CloudService(config)
+    except SigningKeyError as exc:
+        print(f"careguard cloud: {exc}", file=sys.stderr)
+        return 2
     try:
         service.start()
     except Exception as exc:
         print(f"careguard cloud: could not start: {exc}", file=sys.stderr)
         return 1
     print(f"careguard cloud: police page {service.url}/police, ingest from {config.broker_url}, "
-          f"store {config.db_url}", flush=True)
+          f"store {config.db_url}, commands signed by {service.public_key_hex}", flush=True)
     if generated:
         print(f"careguard cloud: no tokens configured; police token for this run: {generated}", flush=True)
     _wait_for_signal()

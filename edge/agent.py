@@ -34,6 +34,8 @@ from contracts.envelope import (
     Envelope,
     LiveViewBody,
     MissingSpan,
+    SecurityEventBody,
+    SecurityKind,
     make_envelope,
 )
 from contracts.errors import describe_validation_error
@@ -46,6 +48,8 @@ from edge.broker_auth import local_broker_url
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
 from edge.police.dc09_link import PoliceEvent, PoliceLink
 from edge.retention.runner import RetentionRunner
+from edge.security_reports import SecurityReports
+from edge.uplink.command_guard import CommandGuard, CommandRefused
 from edge.uplink.link import Uplink
 from edge.uplink.outbox import Priority
 from edge.video import clips as clip_cutter
@@ -53,8 +57,11 @@ from edge.video.cameras import CameraSupervisor
 from edge.video.health import FaultEvent
 from edge.video.live import LiveStreamer
 from edge.video.recorder import Recorder
+from wire.envelope_signing import load_public_key
 
 log = logging.getLogger("careguard.edge")
+
+DOWNLINK = "downlink"  # the source named in command refusals: the down topics, whatever their tail
 
 TELEMETRY_FLUSH_S = 1.0
 RECENT_ACKS = 100
@@ -82,6 +89,8 @@ class EdgeAgent:
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
         self.retention: Optional[RetentionRunner] = None
+        self.commands: Optional[CommandGuard] = None
+        self.security = SecurityReports(self._emit_security)
         self.live: Optional[LiveStreamer] = None
         self.clips_sent = 0
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
@@ -100,8 +109,17 @@ class EdgeAgent:
         self.journal = Journal(self.cfg.outbox.path, self.cfg.outbox.max_messages)
         self._seq = int(self.journal.get_state("seq", 0))
         self.engine = AlarmEngine(self.cfg, self.journal.get_state("engine"))
-        self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path)
-        self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down)
+        pinned = self.cfg.uplink.cloud_public_key
+        self.commands = CommandGuard(self.journal.conn, load_public_key(pinned) if pinned else None,
+                                     self.cfg.uplink.command_window_s)
+        if pinned is None:
+            log.warning("no [uplink] cloud_public_key pinned: every command from the cloud will be refused")
+        if self.cfg.police.key is None:
+            log.warning("police path is NOT encrypted ([police] key unset): alarms and ACKs on it can be forged")
+        self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path,
+                                 on_security=self._on_police_reply_refused)
+        self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down,
+                             on_down_rejected=self._on_down_rejected)
         self.devices = DeviceGateway(local_broker_url(self.cfg), self.cfg.native_devices(), loop,
                                      self._on_device_message, client_id=f"edge-{self.facility}-local",
                                      mapped=self.cfg.state_topics(), availability=self.cfg.availability_topics())
@@ -417,6 +435,12 @@ class EdgeAgent:
             self._save_state()
         self.uplink.kick()
 
+    def _on_police_reply_refused(self, receiver: str, reason: str) -> None:
+        self.security.report(SecurityKind.DC09_REPLY_REFUSED, receiver, reason, utcnow())
+
+    def _emit_security(self, body: SecurityEventBody) -> None:
+        self.apply([LogEvent("event.security", utcnow(), body.model_dump(mode="json"))])
+
     def _on_police_path(self, receiver: str, up: bool, reason: str) -> None:
         if up:
             log.info("police path %s up", receiver)
@@ -425,7 +449,20 @@ class EdgeAgent:
         self.apply([fault_rules.police_path(receiver, up, reason, utcnow())])
 
     # --- cloud input --------------------------------------------------------------------
+    def _on_down_rejected(self, topic: str, reason: str) -> None:
+        self.security.report(SecurityKind.COMMAND_REFUSED, DOWNLINK, f"{topic}: {reason}", utcnow())
+
     def _on_down(self, env: Envelope) -> None:
+        """A command from the cloud, carried out only once the guard admits it. The id is on disk
+        before the command acts, so a crash in between loses the command (the cloud shows it
+        unconfirmed and it can be sent again, with a new id) rather than letting a replay in."""
+        try:
+            with self.journal.transaction():
+                self.commands.admit(env, utcnow())
+        except CommandRefused as exc:
+            log.warning("down message %s %s refused: %s", env.type, env.id, exc)
+            self.security.report(SecurityKind.COMMAND_REFUSED, DOWNLINK, f"{env.type} {env.id}: {exc}", utcnow())
+            return
         try:
             if env.type == DownType.ACK_ALARM:
                 ack = AlarmAckBody.model_validate(env.body)
@@ -459,11 +496,13 @@ class EdgeAgent:
         actions = self.engine.tick(utcnow())
         if actions:
             self.apply(actions)
+        self.security.flush()
 
     def _heartbeat(self) -> None:
         body = {"uptime_s": round(time.monotonic() - self._started_mono, 1),
                 "outbox": self.journal.outbox.count(),
                 "police_paths": self.police.path_states(),
+                "police_encrypted": self.cfg.police.key is not None,
                 "devices_rejected": dict(self.devices.rejected),
                 "latched": self.engine.snapshot()["latched"]}
         self.uplink.publish_direct(self._envelope("heartbeat", body, utcnow()))

@@ -8,15 +8,16 @@ import tomllib
 from datetime import time as dtime
 from enum import Enum
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.errors import describe_validation_error
 from contracts.ids import DEVICE_ID_RE, DeviceId, FacilityId
 from wire.dc09 import AesKeyHex
 from edge.device_mapping import (Z2M_PROFILES, AvailabilityTopic, CompiledField, FieldRule, Role, TopicMapping,
                                  check_name_segment, check_topic, compile_field)
+from wire.envelope_signing import load_public_key
 
 
 class _Strict(BaseModel):
@@ -44,6 +45,14 @@ class PoliceConfig(_Strict):
     supervision_interval_s: float = Field(default=10.0, gt=0, le=3600,
                                           description="NULL message period per path; a failed path is known within one period plus a timeout")
     retry_backoff_max_s: float = Field(default=2.0, gt=0, le=60, description="cap of the backoff between rounds over all receivers")
+    ack_clock_tolerance_s: float = Field(
+        default=2.0, ge=0, le=30,
+        description="an encrypted ACK may be this much (plus the 1 s resolution) older than the frame it answers, "
+                    "on the receiver's clock as corrected by NAKs; older is a replayed ACK and refused")
+    max_clock_offset_s: float = Field(
+        default=3600.0, gt=0, le=86400,
+        description="largest receiver clock offset a NAK may set; NAKs are never encrypted, so this bounds how far a "
+                    "forged NAK can move the sender's clock")
 
     @property
     def key_bytes(self) -> Optional[bytes]:
@@ -102,9 +111,20 @@ class VideoConfig(_Strict):
     live_max_kbps: float = Field(default=4000.0, gt=0, description="live view bandwidth of all cameras together")
 
 
+def _valid_public_key(v: Optional[str]) -> Optional[str]:
+    if v is not None:
+        load_public_key(v)
+    return v
+
+
 class UplinkConfig(_Strict):
     broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
+    cloud_public_key: Annotated[Optional[str], AfterValidator(_valid_public_key)] = Field(
+        default=None, description="the cloud's command signing key (64 hex digits, `careguard cloud --public-key`); "
+                                  "every down command must carry its signature. Unset: every down command is refused")
+    command_window_s: float = Field(default=120.0, gt=0, le=3600,
+                                    description="a down command signed further than this from the gateway's clock is refused")
 
 
 class OutboxConfig(_Strict):

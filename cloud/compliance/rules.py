@@ -6,7 +6,8 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive) and `police_encrypted`
+  (whether its DC-09 path to the police runs with AES);
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -115,6 +116,7 @@ class FacilityFacts(BaseModel):
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
+    police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
 
@@ -169,6 +171,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
+    facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
@@ -238,6 +242,18 @@ def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
                                 + ("ever" if age is None else f"for {age:.0f} s (at most {req.value:g} s)"),
                                 req.source, **evidence))
     return findings, evidence, req.source
+
+
+POLICE_PATH_ENCRYPTED_SOURCE = ("CareGuard platform rule: 与公安机关联网的报警通道应加密，防止报警信息被伪造、重放或压制"
+                                "（SIA DC-09 AES; EN 50136-1 substitution and information security）")
+
+
+def rule_police_path_encrypted(f: FacilityFacts, p: Profile, now: datetime):
+    evidence = {"police_encrypted": f.police_encrypted, "last_heartbeat": f.last_heartbeat}
+    if f.police_encrypted is False:
+        return [_breach("police_path_encrypted", "police path not encrypted: alarms to the police can be forged "
+                        "and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, POLICE_PATH_ENCRYPTED_SOURCE
+    return [], evidence, POLICE_PATH_ENCRYPTED_SOURCE
 
 
 def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
@@ -429,6 +445,7 @@ def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
+    "police_path_encrypted": rule_police_path_encrypted,
     "children_areas_covered": rule_children_areas_covered,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
