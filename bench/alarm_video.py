@@ -93,8 +93,9 @@ class Arc:
         return self.receiver.port
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.receiver.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        if self.thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.receiver.close(), self.loop).result(10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def write_config(path: Path, local: str, uplink: str, arc_port: int, cams: list[SimulatedCamera], tmp: Path,
@@ -126,7 +127,11 @@ def register(cloud: CloudService) -> None:
     zones = [f"z{i}" for i in range(1, PRESSES + 1)]
     body = {"facility_id": "BENCH", "name": "基准托育园", "uscc": "91370800000000001X", "kind": "inclusive",
             "district": {"province": "山东省", "city": "济宁市", "district": "任城区", "street": "古槐街道"},
-            "address": "古槐路1号", "filing_status": "filed",
+            "address": "古槐路1号", "location": {"lat": 35.41, "lon": 116.59},
+            "contact": {"name": "王园长", "phone": "0537-1234567"}, "filing_status": "filed", "filing_number": "BA-1",
+            "licences": [{"kind": "fire", "number": "XF-1", "expires_on": "2030-01-01"}],
+            "classes": [{"class_id": "c1", "name": "小一班", "class_type": "toddler", "places": 15, "enrolled": 12,
+                         "carers": 3}],
             "areas": [{"area_id": z, "name": z, "children_area": True} for z in zones],
             "cameras": [{"camera_id": c, "name": c, "areas": zones} for c in ("cam1", "cam2")]}
     body["uscc"] = body["uscc"][:17] + uscc_check_char(body["uscc"][:17])
