@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional
 
@@ -27,9 +28,9 @@ Done = Callable[[Optional[bool]], None]
 
 
 class GroupCommit:
-    def __init__(self, store: ArcStore):
+    def __init__(self, store: ArcStore, counters: Counter[str]):
         self.store = store
-        self.commits = 0  # transactions written, for the counters
+        self.counters = counters  # "commits": transactions written
         self._pending: list[tuple[ArcAlarm, Done]] = []
         self._writing = False
         self._flush_scheduled = False
@@ -57,7 +58,7 @@ class GroupCommit:
 
     def _written(self, batch: list[tuple[ArcAlarm, Done]], result: Future) -> None:
         self._writing = False
-        self.commits += 1
+        self.counters["commits"] += 1
         try:
             stored: list[Optional[bool]] = list(result.result())
         except Exception:

@@ -36,6 +36,7 @@ import asyncio
 import logging
 import math
 import signal
+import socket
 import time
 import tomllib
 from collections import Counter
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 KNOWN_CODES = frozenset(SIA_CODES.values()) | frozenset(CID_CODES.values()) | {
     PERIODIC_TEST_SIA, PERIODIC_TEST_CID, MANUAL_TEST_SIA, MANUAL_TEST_CID}
 MAX_FRAME_BYTES = 4200
+SEND_BUFFER = 16384
 _UNKNOWN = object()  # an account not in the file (None is a plaintext account's key)
 
 
@@ -200,6 +202,11 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             return
         self.rx.counters["connections"] += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Replies are about 100 bytes, one per frame: a fixed small kernel buffer (not autotuned
+            # up to megabytes) bounds what a peer that does not read can make the host hold.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
         self._deadline = self.loop.time() + self.rx.limits.idle_timeout_s
         self._timer = self.loop.call_at(self._deadline, self._idle_check)
 
@@ -316,7 +323,7 @@ class ArcReceiver:
         self.counters: Counter[str] = Counter()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._log_reject = RejectLog(self.limits.log_interval_s)
-        self._commits = GroupCommit(self.store)
+        self._commits = GroupCommit(self.store, self.counters)
         self._server: Optional[asyncio.Server] = None
         # Insertion order is opening order: the first unauthenticated one is the oldest.
         self._conns: dict[_Connection, None] = {}
@@ -351,7 +358,6 @@ class ArcReceiver:
             await self._server.wait_closed()
             self._server = None
             await self._commits.close()
-            self.counters["commits"] = self._commits.commits
 
     # --- connections --------------------------------------------------------------------
     def _admit(self, conn: _Connection) -> bool:
@@ -373,7 +379,8 @@ class ArcReceiver:
         return True
 
     def _forget(self, conn: _Connection) -> None:
-        if self._conns.pop(conn, False) is None:
+        if conn in self._conns:
+            del self._conns[conn]
             self._per_source[conn.source] -= 1
             if self._per_source[conn.source] <= 0:
                 del self._per_source[conn.source]
