@@ -174,6 +174,8 @@ def press_under_attack(work: Path) -> dict:
         for part in (hop, rtt, gw, receiver):
             if part is not None:
                 part.close()
+    # The gateway's link and the baseline's connection are the only others.
+    attack_connections = receiver_counters(receiver).get("connections", 0) - 2
     return {"n_idle": len(idle_pressed), "n_attack": len(attack_pressed), "lost": lost,
             "idle": summary(idle), "attack": summary(attack),
             "ratio_p99": round(percentile(attack, 99) / percentile(idle, 99), 2),
@@ -185,6 +187,9 @@ def press_under_attack(work: Path) -> dict:
                                         / max(sum(t.get("wall_s", 0) for t in tallies), 1e-9), 2),
             "receiver_cpu_cores_idle": round(receiver_use["idle"][0] / receiver_use["idle"][1], 2),
             "receiver_cpu_cores_attack": round(receiver_use["attack"][0] / receiver_use["attack"][1], 2),
+            # What one attacking connection (idle or flooding) costs the receiver, whatever the contention.
+            "receiver_us_per_attack_connection": round(
+                (receiver_use["attack"][0] - receiver_use["idle"][0]) * 1e6 / max(attack_connections, 1)),
             "cores": os.cpu_count()}
 
 
