@@ -14,7 +14,11 @@ It refuses what it cannot authenticate and answers nobody it has not authenticat
   damaged: failing frames are a bug or an attack, and reading more of them only costs CPU); at
   most `max_connections` at once (a new one evicts the oldest that never authenticated) and
   `max_per_source` per source address; reject log lines are rate-limited, every reject counted.
-Each alarm is stored once (arc.store). A bad frame never stops the receiver.
+Each alarm is stored once (arc.store) and ACKed only once durably stored: alarms are committed in
+groups (arc.group_commit), so a burst shares fsyncs while a lone alarm is written at once. Each
+connection is an asyncio protocol (no task or stream objects per connection; one idle timer, re-armed
+only when it fires): an attacker's connection costs little, an idle one nothing per loop pass.
+A bad frame never stops the receiver.
 
 Accounts file (TOML):
     [accounts.1234]
