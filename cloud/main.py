@@ -27,6 +27,7 @@ from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.store.db import create_schema, make_engine
+from cloud.supervision.inspections import RectificationWatch
 
 log = logging.getLogger("careguard.cloud")
 
@@ -50,8 +51,11 @@ class CloudService:
             after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
         self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
+        self.notice_bus = EventBus()
+        self.rectification = RectificationWatch(self.engine, self.notice_bus, interval_s=60.0)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=lambda: self.counters)
+                              downlink=self.downlink, ingest_counters=lambda: self.counters,
+                              notice_bus=self.notice_bus)
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -80,6 +84,7 @@ class CloudService:
         self.gateway_watch.start()
         self.escalation.start()
         self.health.start()
+        self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -113,7 +118,9 @@ class CloudService:
     def stop(self) -> None:
         self.escalation.stop()
         self.health.stop()
+        self.rectification.stop()
         self.bus.close()
+        self.notice_bus.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:

@@ -19,12 +19,23 @@ from cloud.api import (
     care,
     commands,
     compliance,
+    credit,
     dashboard,
     devices,
     facilities,
+    fees,
+    filings,
+    findings,
     gateways,
+    incidents,
+    inspections,
+    notices,
+    public,
+    reports,
     staff,
     statistics,
+    subsidies,
+    uploads,
 )
 from cloud.api.auth import Principal, TokenTable, require_role
 from cloud.api.common import ERROR_RESPONSES
@@ -56,7 +67,8 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
+               ingest_counters: Optional[Callable[[], dict]] = None,
+               notice_bus: Optional[EventBus] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1")
 
     @app.exception_handler(BadCursor)
@@ -67,8 +79,13 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.downlink = downlink
+    # Supervision notices have their own bus: the alarm stream's subscribers never see them.
+    app.state.notice_bus = notice_bus or EventBus()
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
                    compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    for router in (uploads.router, inspections.router, findings.router, incidents.router, notices.router,
+                   filings.router, fees.router, subsidies.router, reports.router, credit.router, public.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -1,0 +1,70 @@
+"""Notices to the authorities of a facility's jurisdiction: hazards and incidents to health and
+police, overdue rectifications to the district's supervisor. Written in the workflow's transaction
+(once per what, record and role), announced on the notice bus only after the commit."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from cloud.store.db import upsert_insert
+from cloud.store.paging import decode_cursor, encode_cursor
+from cloud.supervision.scope import Place, jurisdiction_clause
+from cloud.supervision.tables import notices
+
+
+class NoticeKind(str, Enum):
+    HAZARD = "hazard"
+    INCIDENT = "incident"
+    RECTIFICATION_OVERDUE = "rectification_overdue"
+
+
+class Notice(BaseModel):
+    id: int
+    at: datetime
+    role: str
+    district: str = Field(description="province/city/district")
+    facility: str
+    kind: NoticeKind
+    ref: str
+    summary: dict[str, Any]
+
+
+def _notice(row) -> Notice:
+    m = row._mapping
+    return Notice(id=m["id"], at=m["at"], role=m["role"], district=f"{m['province']}/{m['city']}/{m['district']}",
+                  facility=m["facility"], kind=m["kind"], ref=m["ref"], summary=m["summary"])
+
+
+def notify(conn: Connection, *, place: Place, kind: NoticeKind, ref: str, roles: tuple[str, ...],
+           summary: dict[str, Any], now: datetime) -> list[Notice]:
+    """One notice per role (none again for the same kind, record and role); the new ones."""
+    made = []
+    for role in roles:
+        ins = upsert_insert(conn.dialect.name, notices).values(
+            at=now, role=role, province=place.province, city=place.city, district=place.district,
+            facility=place.facility_id, kind=kind.value, ref=ref, summary=summary)
+        if conn.execute(ins.on_conflict_do_nothing(index_elements=["kind", "ref", "role"])).rowcount == 1:
+            made.append(_notice(conn.execute(select(notices).where(notices.c.kind == kind.value, notices.c.ref == ref,
+                                                                   notices.c.role == role)).one()))
+    return made
+
+
+def list_notices(conn: Connection, *, role: Optional[str], jurisdiction: Optional[str], limit: int,
+                 cursor: Optional[str]) -> tuple[list[Notice], Optional[str]]:
+    """Newest first; `role` None lists every role's (an administrator)."""
+    n = notices.c
+    q = select(notices).where(jurisdiction_clause(n.province, n.city, n.district, jurisdiction))
+    if role is not None:
+        q = q.where(n.role == role)
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, 1)
+        q = q.where(n.id < int(before))
+    rows = conn.execute(q.order_by(n.id.desc()).limit(limit + 1)).all()
+    nxt = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return [_notice(r) for r in rows[:limit]], nxt
