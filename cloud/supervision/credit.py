@@ -89,7 +89,8 @@ def add_entry(conn: Connection, *, facility: str, rule: CreditRuleKey, ref: str,
     """Record one entry; False when this rule already recorded this `ref`."""
     ins = upsert_insert(conn.dialect.name, credit_entries).values(
         facility=facility, at=now, rule=rule.value, ref=ref, points=CREDIT_RULES[rule].points, detail=detail)
-    return conn.execute(ins.on_conflict_do_nothing(index_elements=["rule", "ref"])).rowcount == 1
+    return conn.execute(ins.on_conflict_do_nothing(index_elements=["rule", "ref"])
+                        .returning(credit_entries.c.id)).scalar() is not None
 
 
 def _entry(row) -> CreditEntry:

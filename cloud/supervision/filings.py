@@ -445,12 +445,12 @@ def import_registrations(conn: Connection, items: list[dict], *, user: str, now:
         except ValidationError as exc:
             result.refused.append(ImportRefusal(index=index, reason=describe_validation_error(exc)))
             continue
-        values = reg.model_dump(mode="json")
+        values = {**reg.model_dump(mode="json"), "registered_on": reg.registered_on}
         held = conn.execute(select(registrations).where(registrations.c.uscc == reg.uscc)).first()
         if held is None:
             conn.execute(registrations.insert().values(**values, received_at=now, received_from=user))
             result.created += 1
-        elif {k: held._mapping[k] for k in values} == {**values, "registered_on": reg.registered_on}:
+        elif {k: held._mapping[k] for k in values} == values:
             result.unchanged += 1
         else:
             conn.execute(update(registrations).where(registrations.c.uscc == reg.uscc)

@@ -49,9 +49,11 @@ def notify(conn: Connection, *, place: Place, kind: NoticeKind, ref: str, roles:
         ins = upsert_insert(conn.dialect.name, notices).values(
             at=now, role=role, province=place.province, city=place.city, district=place.district,
             facility=place.facility_id, kind=kind.value, ref=ref, summary=summary)
-        if conn.execute(ins.on_conflict_do_nothing(index_elements=["kind", "ref", "role"])).rowcount == 1:
-            made.append(_notice(conn.execute(select(notices).where(notices.c.kind == kind.value, notices.c.ref == ref,
-                                                                   notices.c.role == role)).one()))
+        # RETURNING tells a new row from a conflict the same way on both dialects (rowcount does not).
+        new = conn.execute(ins.on_conflict_do_nothing(index_elements=["kind", "ref", "role"])
+                           .returning(notices.c.id)).scalar()
+        if new is not None:
+            made.append(_notice(conn.execute(select(notices).where(notices.c.id == new)).one()))
     return made
 
 
