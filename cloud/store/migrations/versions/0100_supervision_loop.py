@@ -3,7 +3,7 @@ incident reports, notices to roles, filings (备案) and their history, pushed r
 standards, construction acceptances, credit entries, and the public read model (公示).
 
 Revision ID: 0100_supervision_loop
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision = '0100_supervision_loop'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
