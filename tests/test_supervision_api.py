@@ -8,6 +8,7 @@ any private value; and the role matrix."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -100,6 +101,9 @@ def test_upload_limits_roles_and_encryption(api):
     big = JPEG + b"\0" * (5 * 1024 * 1024)
     r = call(api, "facA", "POST", "/api/uploads", params={"facility_id": "A", "purpose": "evidence"}, content=big)
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    chunks = iter([JPEG] + [b"\0" * 65536] * 81)   # chunked: no Content-Length to refuse it by
+    r = call(api, "facA", "POST", "/api/uploads", params={"facility_id": "A", "purpose": "evidence"}, content=chunks)
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
     r = call(api, "supervisor", "POST", "/api/uploads", params={"facility_id": "A", "purpose": "photo"}, content=PDF)
     assert r.status_code == 415 and "photo must be" in r.json()["detail"]
     assert call(api, "facA", "POST", "/api/uploads", params={"facility_id": "A", "purpose": "photo"},
@@ -152,6 +156,13 @@ def test_inspection_rectification_and_overdue_escalation(api):
     assert call(api, "facB", "GET", "/api/findings", params={"facility_id": "A"}).status_code == 403
     assert call(api, "facA", "GET", f"/api/inspections/{iid}").json()["findings"][0]["finding_id"] == fid
     assert iid not in {i["inspection_id"] for i in call(api, "sup_zz", "GET", "/api/inspections").json()["items"]}
+    second = call(api, "sup_rc", "POST", "/api/inspections", json={**body, "kind": "follow_up", "results": []}).json()
+    page = call(api, "sup_rc", "GET", "/api/inspections", params={"limit": 1}).json()
+    rest = call(api, "sup_rc", "GET", "/api/inspections", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [page["items"][0]["inspection_id"], rest["items"][0]["inspection_id"]] == sorted(
+        [iid, second["inspection_id"]], reverse=True)
+    forged = base64.urlsafe_b64encode(json.dumps(["not-a-day", "x"]).encode()).decode()
+    assert call(api, "sup_rc", "GET", "/api/inspections", params={"cursor": forged}).status_code == 422
 
     evidence = upload(api, "facA", "A", "evidence", PDF, "application/pdf")
     assert call(api, "facB", "POST", f"/api/findings/{fid}/rectification",

@@ -14,6 +14,7 @@ from cloud.compliance.profiles import JINING_CENTRAL_CITY, all_profiles, profile
 from cloud.config import Role
 from cloud.registry.records import ClassType, FilingStatus
 from cloud.supervision.credit import level_for
+from cloud.supervision.export import csv_text
 from cloud.supervision.fees import FeeIn, assess, cap_for
 from cloud.supervision.scope import Place
 from cloud.supervision.subsidies import construction_amount, days_filed, filed_spans, operation_lines
@@ -116,3 +117,10 @@ def test_profile_data_cites_its_sources():
     assert {k: v.value for k, v in rates.operation_per_child_year.items()} == {
         ClassType.INFANT: 3000, ClassType.TODDLER: 2000, ClassType.OLDER: 2000, ClassType.MIXED: 2000}
     assert profile_for(None).fee_caps is None and profile_for(None).subsidies is None
+
+
+def test_csv_cells_never_run_as_formulas():
+    text = csv_text(("名称", "金额"), [("=HYPERLINK(\"http://x\")", -5), ("+1", "@SUM(A1)"), ("托育园", 1900)])
+    lines = text.splitlines()
+    assert lines[1] == "\"'=HYPERLINK(\"\"http://x\"\")\",'-5" and lines[2] == "'+1,'@SUM(A1)"
+    assert lines[3] == "托育园,1900"

@@ -16,7 +16,7 @@ from cloud.api.facilities import FacilityPath
 from cloud.api.scope import INSPECTORS, check_facility, write
 from cloud.compliance.profiles import ChecklistItem
 from cloud.config import Role
-from cloud.store.paging import decode_cursor, encode_cursor
+from cloud.store.paging import BadCursor, decode_cursor, encode_cursor
 from cloud.supervision.inspections import (
     Finding,
     FindingIn,
@@ -76,7 +76,10 @@ def get_inspections(request: Request, who: Annotated[Principal, Depends(require_
     before = None
     if cursor is not None:
         day, ident = decode_cursor(cursor, 2)
-        before = (date.fromisoformat(str(day)).isoformat(), str(ident))
+        try:
+            before = (date.fromisoformat(str(day)), str(ident))
+        except ValueError:
+            raise BadCursor("not a cursor returned by this list") from None
     with write(request) as conn:
         items = list_inspections(conn, facility=scope_facility(who, facility_id), jurisdiction=who.jurisdiction,
                                  limit=limit, cursor_before=before, now=utcnow())

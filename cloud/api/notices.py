@@ -23,8 +23,8 @@ KEEPALIVE_S = 15.0
 
 
 def _for(who: Principal, notice: Notice) -> bool:
-    province, city, district = notice.district.split("/")
-    return (who.role is Role.ADMIN or notice.role == who.role.value) and who.covers(province, city, district)
+    return ((who.role is Role.ADMIN or notice.role == who.role.value)
+            and who.covers(notice.province, notice.city, notice.district))
 
 
 @router.get("", response_model=Page[Notice])

@@ -226,7 +226,7 @@ def get_inspection(conn: Connection, inspection_id: str, now: datetime) -> Inspe
 
 
 def list_inspections(conn: Connection, *, facility: Optional[str], jurisdiction: Optional[str], limit: int,
-                     cursor_before: Optional[tuple[str, str]], now: datetime) -> list[Inspection]:
+                     cursor_before: Optional[tuple[date, str]], now: datetime) -> list[Inspection]:
     """Newest first (by day inspected, then id)."""
     i, f = inspections.c, facilities.c
     q = (select(i.inspection_id).join(facilities, f.facility_id == i.facility)
@@ -234,7 +234,7 @@ def list_inspections(conn: Connection, *, facility: Optional[str], jurisdiction:
     if facility is not None:
         q = q.where(i.facility == facility)
     if cursor_before is not None:
-        day, ident = date.fromisoformat(cursor_before[0]), cursor_before[1]
+        day, ident = cursor_before
         q = q.where(or_(i.inspected_on < day, (i.inspected_on == day) & (i.inspection_id < ident)))
     ids = conn.execute(q.order_by(i.inspected_on.desc(), i.inspection_id.desc()).limit(limit)).scalars().all()
     return [get_inspection(conn, x, now) for x in ids]

@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
@@ -28,7 +28,9 @@ class Notice(BaseModel):
     id: int
     at: datetime
     role: str
-    district: str = Field(description="province/city/district")
+    province: str
+    city: str
+    district: str
     facility: str
     kind: NoticeKind
     ref: str
@@ -37,8 +39,7 @@ class Notice(BaseModel):
 
 def _notice(row) -> Notice:
     m = row._mapping
-    return Notice(id=m["id"], at=m["at"], role=m["role"], district=f"{m['province']}/{m['city']}/{m['district']}",
-                  facility=m["facility"], kind=m["kind"], ref=m["ref"], summary=m["summary"])
+    return Notice.model_validate({k: m[k] for k in Notice.model_fields})
 
 
 def notify(conn: Connection, *, place: Place, kind: NoticeKind, ref: str, roles: tuple[str, ...],

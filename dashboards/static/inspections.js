@@ -51,7 +51,7 @@
         { key: "at", label: "when", render: (n) => formatTime(n.at) },
         { key: "kind", label: "kindOf", render: (n) => word("noticeKinds", n.kind) },
         { key: "facility", label: "colFacility", render: (n) => `${n.summary.facility_name || ""} (${n.facility})` },
-        { key: "district", label: "district" }, { key: "role", label: "role" },
+        { key: "district", label: "district", render: (n) => `${n.city} ${n.district}` }, { key: "role", label: "role" },
         { key: "summary", label: "summary", render: (n) => Object.entries(n.summary)
           .filter(([k]) => k !== "facility_name").map(([k, v]) => `${k}: ${v}`).join("，") },
       ], rowAttrs: (n) => ({ class: n.kind === "incident" ? "breach" : null }),
