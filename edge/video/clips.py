@@ -73,8 +73,10 @@ class Clip:
 
 
 def plan_clip(segments: list[Segment], window_start: datetime, window_end: datetime,
-              min_gap: timedelta = timedelta(seconds=1)) -> ClipPlan:
-    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`."""
+              min_gap: timedelta = timedelta(seconds=2)) -> ClipPlan:
+    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`
+    (a segment is named to the second and may start a frame or two after its name, and a busy
+    recorder delivers frames late: shorter gaps are seams between segments, not missing footage)."""
     plan = ClipPlan(window_start, window_end)
     cursor = window_start
     for seg in sorted(segments, key=lambda s: s.start):
