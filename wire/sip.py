@@ -231,6 +231,22 @@ def parse_datagram(data: bytes) -> SipMessage:
     return _build(start, headers, rest[:length])
 
 
+def error_response(data: bytes, error: SipError) -> Optional[bytes]:
+    """The answer to a request that failed parsing, naming why, when its head is readable enough
+    to address one (Via, From, To, Call-ID, CSeq present); None when it is not."""
+    head, _, _ = data[:MAX_MESSAGE_BYTES].partition(b"\r\n\r\n")
+    try:
+        start, headers = _parse_head(head)
+    except SipError:
+        return None
+    m = _REQUEST_LINE.match(start)
+    if not m or m.group(1) == "ACK" or any(not headers.get(name) for name in REQUIRED):
+        return None
+    req = SipRequest(headers, b"", method=m.group(1), uri=m.group(2))
+    phrase = f"{REASONS.get(error.status, 'Bad Request')} ({error.reason})"
+    return encode(build_response(req, error.status, phrase))
+
+
 class SipStream:
     """Messages out of a TCP byte stream. After a SipError the stream cannot be resynchronised:
     the caller closes the connection."""
