@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from careguard.services import LOOPBACK, Sipp, free_port
+from testing.services import LOOPBACK, Sipp, free_port
 from contracts.alarms import AlarmKind
 from edge.config import GbConfig
 from edge.gb28181.catalog import Channel
