@@ -6,7 +6,8 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive), and its `gb28181`
+  section (contracts/video_platform.py): registered with the police video platform, which cameras;
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -39,6 +40,7 @@ from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelo
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 
 class Status(str, Enum):
@@ -115,6 +117,7 @@ class FacilityFacts(BaseModel):
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
+    video_platform: Optional[VideoPlatformStatus] = Field(default=None, description="from the newest heartbeat")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
 
@@ -169,6 +172,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    if heartbeat is not None and isinstance(heartbeat.body, dict):
+        facts.video_platform = read_video_platform(heartbeat.body)
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
@@ -257,6 +262,30 @@ def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
                                     f"children's area {area}: " + ("no camera covers it" if not cams
                                                                    else "no covering camera online"),
                                     req.source, area_id=area, cameras=states))
+    return findings, evidence, req.source
+
+
+def rule_video_networked(f: FacilityFacts, p: Profile, now: datetime):
+    """Video networked with the police: the gateway registered with the police video platform
+    (GB/T 28181) at its newest heartbeat, and each children's area seen by one of its channels
+    (as coverage asks one camera online per area). A silent gateway is arming_24h's finding."""
+    req = p.video_networked
+    vp = f.video_platform
+    evidence = {"registered": vp.registered if vp else None, "platform": vp.platform if vp else None,
+                "reason": vp.reason if vp else None, "networked_cameras": vp.cameras if vp else [],
+                "last_heartbeat": f.last_heartbeat}
+    if vp is None:
+        return [_breach("video_networked", "the gateway reports no GB/T 28181 registration: video is not networked "
+                        "with the police", req.source, **evidence)], evidence, req.source
+    findings = []
+    if not vp.registered:
+        findings.append(_breach("video_networked", f"not registered with the police video platform {vp.platform}: "
+                                f"{vp.reason}", req.source, **evidence))
+    networked = set(vp.cameras)
+    unseen = [area for area, cams in f.children_areas.items() if cams and not networked.intersection(cams)]
+    if unseen:
+        findings.append(_breach("video_networked", "children's areas no camera networked with the police sees: "
+                                + ", ".join(unseen), req.source, areas=unseen, networked_cameras=sorted(networked)))
     return findings, evidence, req.source
 
 
@@ -430,6 +459,7 @@ RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
     "children_areas_covered": rule_children_areas_covered,
+    "video_networked": rule_video_networked,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
     "carer_ratio": rule_carer_ratio,

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 from contracts.alarms import AlarmKind
 from contracts.timefmt import iso_utc, utcnow
+from contracts.video_platform import VideoPlatformStatus
 from edge.config import GbConfig
 from edge.gb28181 import catalog
 from edge.gb28181.media import MediaSession
@@ -113,11 +114,12 @@ class GbDevice:
         return task
 
     def status(self) -> dict:
-        """The registration as the heartbeat reports it to the cloud."""
-        return {"registered": bool(self.registered), "platform": f"{self.cfg.platform_host}:{self.cfg.platform_port}",
-                "platform_id": self.cfg.platform_id, "device_id": self.cfg.device_id, "transport": self.cfg.transport,
-                "since": iso_utc(self.state_since), "reason": self.state_reason, "channels": len(self.channels),
-                "streams": len(self.dialogs)}
+        """The registration as the heartbeat reports it to the cloud (contracts/video_platform.py)."""
+        return VideoPlatformStatus(
+            registered=bool(self.registered), platform=f"{self.cfg.platform_host}:{self.cfg.platform_port}",
+            platform_id=self.cfg.platform_id, device_id=self.cfg.device_id, transport=self.cfg.transport,
+            since=iso_utc(self.state_since), reason=self.state_reason[:300],
+            cameras=[ch.camera_id for ch in self.channels.values()], streams=len(self.dialogs)).model_dump(mode="json")
 
     def _set_state(self, up: bool, reason: str) -> None:
         if up is self.registered and reason == self.state_reason:
