@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -268,14 +269,19 @@ class Sipp:
     def messages(self, run: int | None = None) -> list[tuple[str, bytes]]:
         """("sent" | "received", message bytes) in the order SIPp logged them, for one run (the latest
         by default; complete once stopped)."""
+        return [(direction, raw) for _, direction, raw in self.timed_messages(run)]
+
+    def timed_messages(self, run: int | None = None) -> list[tuple[float, str, bytes]]:
+        """As `messages`, each with the epoch time SIPp logged it at (its own clock, this machine's)."""
         path = self.dir / f"sipp-{run or self.runs}-messages.log"
         if not path.exists():
             return []
         out = []
         for block in (b"\n" + path.read_bytes()).split(b"\n-----------------------------------------------")[1:]:
-            _, _, rest = block.partition(b"\n")  # the rest of the rule: a timestamp
+            stamp, _, rest = block.partition(b"\n")
             head, _, message = rest.partition(b"\n")  # "UDP message sent (346 bytes):"
-            out.append(("sent" if b"message sent" in head else "received", message.strip(b"\r\n")))
+            when = datetime.strptime(stamp.decode().strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            out.append((when, "sent" if b"message sent" in head else "received", message.strip(b"\r\n")))
         return out
 
     def __enter__(self) -> "Sipp":

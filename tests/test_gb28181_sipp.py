@@ -189,6 +189,25 @@ def test_platform_gone_is_noticed_and_registration_comes_back(tmp_path):
     assert second_run[0].startswith("REGISTER ")
 
 
+def test_device_stops_at_once_even_as_an_answer_arrives(tmp_path):
+    # Closing right after registering lands the cancellation as the first keepalive's answer
+    # arrives: Python 3.11's wait_for would swallow it there and the device would run on.
+    platform = platform_for(tmp_path)
+
+    async def scenario():
+        with platform:
+            for _ in range(12):
+                online = asyncio.Event()
+                device = GbDevice(config(platform), [], timezone="Asia/Shanghai",
+                                  on_state=lambda up, reason: online.set() if up else None)
+                await device.start()
+                await asyncio.wait_for(online.wait(), 5)  # its extra task puts close() where the answer lands
+                async with asyncio.timeout(5):
+                    await device.close()
+
+    asyncio.run(scenario())
+
+
 # --- queries and live video ------------------------------------------------------------------------
 class RtpSink:
     """The platform's media port: collects RTP over UDP, or RFC 4571 over TCP (listening, or

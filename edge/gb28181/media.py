@@ -111,7 +111,8 @@ class MediaSession:
             return
         proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            async with asyncio.timeout(STOP_GRACE_S):
+                await proc.wait()
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -122,7 +123,8 @@ class MediaSession:
                 _, self._writer = await asyncio.open_connection(*self.dest)
         elif self.mode == "tcp-passive":
             assert self._accepted is not None
-            self._writer = await asyncio.wait_for(self._accepted, ACCEPT_TIMEOUT_S)
+            async with asyncio.timeout(ACCEPT_TIMEOUT_S):
+                self._writer = await self._accepted
             self._server.close()
 
     async def _pump(self) -> None:

@@ -138,7 +138,10 @@ class SipTransport:
                     return None
                 wait = min(interval, remaining) if self.kind == "udp" else remaining
                 try:
-                    return await asyncio.wait_for(asyncio.shield(fut), wait)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+                    # that lands as the answer arrives, and the device would never stop.
+                    async with asyncio.timeout(wait):
+                        return await asyncio.shield(fut)
                 except TimeoutError:
                     interval = min(interval * 2, T2_S)
         finally:
