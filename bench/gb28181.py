@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import resource
@@ -162,7 +163,7 @@ def notify_times(sipp: Sipp) -> dict[int, float]:
 
 
 def press_times(work: Path) -> tuple[list[float], list[float], int, int]:
-    (work / "local").mkdir()
+    (work / "local").mkdir(parents=True)
     (work / "up").mkdir()
     local = Mosquitto(workdir=str(work / "local")).start()
     uplink = Mosquitto(workdir=str(work / "up")).start()
@@ -311,6 +312,7 @@ async def main_async(work: Path) -> dict:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.ERROR)  # the scenario's malformed query is refused on purpose
     work = Path(tempfile.mkdtemp(prefix="cg-bench-gb-"))
     try:
         print(json.dumps(asyncio.run(main_async(work))))

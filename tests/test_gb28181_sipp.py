@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import subprocess
 import xml.etree.ElementTree as ET
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.services import LOOPBACK, Sipp, free_port
+from testing.services import LOOPBACK, Sipp
 from contracts.alarms import AlarmKind
 from edge.config import GbConfig
 from edge.gb28181.catalog import Channel
@@ -339,6 +338,45 @@ def invite_datagram(call_id: str, port: int, rtp_port: int) -> bytes:
             f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{PLATFORM_ID}@{LOOPBACK}:{port}>\r\n"
             f"Content-Type: application/sdp\r\nContent-Length: {len(sdp_body)}\r\n\r\n")
     return head.encode() + sdp_body
+
+
+class Replies(asyncio.DatagramProtocol):
+    def __init__(self):
+        self.got: list[bytes] = []
+
+    def datagram_received(self, data, addr):
+        self.got.append(data)
+
+
+def test_source_that_ends_closes_the_call_with_bye(tmp_path):
+    platform = platform_for(tmp_path)
+
+    async def scenario():
+        with platform:
+            # A camera nobody serves: ffmpeg gives up at once, the stream ends, the device hangs up.
+            async with running_device(config(platform), source=f"http://{LOOPBACK}:9/none.mjpg") as device:
+                assert await until(lambda: device.registered)
+                me, peer = await asyncio.get_running_loop().create_datagram_endpoint(Replies, local_addr=(LOOPBACK, 0))
+                port = me.get_extra_info("sockname")[1]
+                me.sendto(invite_datagram("gone1", port, 9), (LOOPBACK, device.transport.local[1]))
+                assert await until(lambda: any(r.startswith(b"SIP/2.0 200") for r in peer.got))
+                ok = next(r for r in peer.got if r.startswith(b"SIP/2.0 200"))
+                ack = (f"ACK sip:34020000001320000001@{DOMAIN} SIP/2.0\r\n"
+                       f"Via: SIP/2.0/UDP {LOOPBACK}:{port};branch=z9hG4bKack1\r\n"
+                       f"From: <sip:{PLATFORM_ID}@{DOMAIN}>;tag=pgone1\r\nTo: {split_message(ok)[1]['to'][0]}\r\n"
+                       "Call-ID: gone1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+                me.sendto(ack.encode(), (LOOPBACK, device.transport.local[1]))
+                assert await until(lambda: any(r.startswith(b"BYE ") for r in peer.got), timeout=15)
+                me.close()
+                return ok, next(r for r in peer.got if r.startswith(b"BYE ")), dict(device.counters)
+
+    ok, bye, counters = asyncio.run(scenario())
+    _, ok_headers, _ = split_message(ok)
+    _, bye_headers, _ = split_message(bye)
+    assert bye_headers["call-id"] == ["gone1"]
+    assert bye_headers["from"] == ok_headers["to"]  # our side of the dialog, with our tag
+    assert bye_headers["to"][0].endswith(";tag=pgone1")  # the platform's side, with its tag
+    assert counters["streams_ended"] == 1
 
 
 def test_stream_limit_and_hostile_datagrams(tmp_path):

@@ -50,10 +50,9 @@ ANSWERED_QUERIES = ("Catalog", "DeviceInfo", "DeviceStatus")
 @dataclass
 class Dialog:
     call_id: str
-    local_tag: str
-    remote_tag: str
-    remote_target: str
-    remote_from: str
+    local: sip.Address  # the INVITE's To, with our tag: our side of the dialog
+    remote: sip.Address  # the INVITE's From: the platform's side
+    remote_target: str  # the platform's Contact, where in-dialog requests go
     channel: catalog.Channel
     session: MediaSession
     acked: bool = False
@@ -372,13 +371,14 @@ class GbDevice:
             self._answer(req, source, 500, f"Server Internal Error (media socket: {exc.strerror})")
             return
         contact = req.headers.get("contact")
-        dialog = Dialog(req.call_id, sip.new_tag(), req.from_addr.tag or "",
-                        str(sip.parse_address(contact).uri) if contact else str(req.from_addr.uri),
-                        req.headers.get("from") or "", channel, session)
+        to = req.to_addr
+        dialog = Dialog(req.call_id, sip.Address(to.uri, {**to.params, "tag": sip.new_tag()}, to.display),
+                        req.from_addr, str(sip.parse_address(contact).uri) if contact else str(req.from_addr.uri),
+                        channel, session)
         self.dialogs[req.call_id] = dialog
         answer = sdp.answer(offer, user=self.cfg.device_id, addr=self.transport.local[0], port=port, ssrc=ssrc,
                             fmt=sdp.MediaFormat("2", "", str(self.cfg.stream_fps), "2"))
-        self._answer(req, source, 200, to_tag=dialog.local_tag, body=answer.encode(), content_type="application/sdp",
+        self._answer(req, source, 200, to_tag=dialog.local.tag, body=answer.encode(), content_type="application/sdp",
                      extra=[("Contact", str(self._contact())), ("User-Agent", USER_AGENT)])
         dialog.timer = asyncio.get_running_loop().call_later(ACK_TIMEOUT_S, self._ack_timeout, req.call_id)
         self.counters["invite_answered"] += 1
@@ -422,14 +422,18 @@ class GbDevice:
         await dialog.session.stop()
         self.counters["streams_ended"] += 1
         if send_bye and self.registered:
-            remote = sip.parse_address(dialog.remote_from)
-            bye = sip.build_request("BYE", dialog.remote_target, via=self._via(),
-                                    from_addr=sip.Address(sip.SipUri(dialog.channel.gb_id, self.cfg.platform_domain),
-                                                          {"tag": dialog.local_tag}),
-                                    to_addr=remote, call_id=call_id, cseq=self._next_cseq(),
-                                    extra=[("User-Agent", USER_AGENT), ("Reason", f'Q.850;cause=16;text="{reason[:80]}"'
-                                            .replace("\r", " ").replace("\n", " "))])
-            await self.transport.request(bye, self.cfg.response_timeout_s)
+            bye = sip.build_request("BYE", dialog.remote_target, via=self._via(), from_addr=dialog.local,
+                                    to_addr=dialog.remote, call_id=call_id, cseq=self._next_cseq(),
+                                    extra=[("User-Agent", USER_AGENT)])
+            await self.transport.request(bye, self.cfg.response_timeout_s, to=self._target_addr(dialog.remote_target))
+
+    def _target_addr(self, uri: str) -> Optional[tuple[str, int]]:
+        """Where an in-dialog request goes over UDP: the platform's Contact when it names an
+        address of the platform's host, else the platform's SIP address."""
+        target = sip.parse_uri(uri)
+        if target.host == self.transport.platform_ip:
+            return target.host, target.port or 5060
+        return None
 
     async def _stop_streams(self, reason: str) -> None:
         for call_id in list(self.dialogs):

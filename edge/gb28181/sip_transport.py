@@ -53,7 +53,7 @@ class SipTransport:
         self.on_request = on_request
         self.counters: Counter[str] = Counter()
         self.last_rejection: Optional[str] = None
-        self._platform_ip: Optional[str] = None
+        self.platform_ip: Optional[str] = None
         self._udp: Optional[asyncio.DatagramTransport] = None
         self._reader: Optional[asyncio.StreamReader] = None
         self._writer: Optional[asyncio.StreamWriter] = None
@@ -67,8 +67,8 @@ class SipTransport:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(*self.platform, family=socket.AF_INET)
-        self._platform_ip = infos[0][4][0]
-        ip = self._local_ip or _route_to(self._platform_ip, self.platform[1])
+        self.platform_ip = infos[0][4][0]
+        ip = self._local_ip or _route_to(self.platform_ip, self.platform[1])
         if self.kind == "udp":
             self._udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self), local_addr=self.bind)
             self.local = (ip, self._udp.get_extra_info("sockname")[1])
@@ -113,8 +113,10 @@ class SipTransport:
         elif self._writer is not None:
             self._writer.write(data)
 
-    async def request(self, req: sip.SipRequest, timeout: float) -> Optional[sip.SipResponse]:
-        """Send `req` and return its final response, or None when none came within `timeout` s."""
+    async def request(self, req: sip.SipRequest, timeout: float,
+                      to: Optional[tuple[str, int]] = None) -> Optional[sip.SipResponse]:
+        """Send `req` (over UDP to `to`, the platform by default) and return its final response, or
+        None when none came within `timeout` s."""
         if self.kind == "tcp":
             try:
                 async with asyncio.timeout(timeout):
@@ -132,7 +134,7 @@ class SipTransport:
         deadline = loop.time() + timeout
         try:
             while True:
-                self._send(data)
+                self._send(data, to)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return None
@@ -167,7 +169,7 @@ class SipTransport:
         log.warning("GB28181: rejected from the platform: %s", reason)
 
     def _received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if addr[0] != self._platform_ip:
+        if addr[0] != self.platform_ip:
             self.counters["foreign_source"] += 1  # not the platform: no answer at all
             return
         if not data.strip(b"\r\n"):
