@@ -54,6 +54,7 @@ SCENARIO = ROOT / "tests" / "sipp" / "platform.xml"
 PLATFORM_ID, DOMAIN, DEVICE_ID = "34020000002000000001", "3402000000", "34020000001180000001"
 CHANNEL = "34020000001320000001"
 TIMEOUT_S = 5.0
+AES_KEY = "000102030405060708090a0b0c0d0e0f"  # the police path encrypted, as deployed
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -112,6 +113,7 @@ local_broker = "{local}"
 broker = "{uplink}"
 [police]
 account = "1234"
+key = "{AES_KEY}"
 receivers = [{{ host = "{LOOPBACK}", port = {arc_port} }}]
 [outbox]
 path = "{db}"
@@ -135,7 +137,7 @@ class Arc:
         self.arrived: dict[int, float] = {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.receiver = ArcReceiver({"1234": ArcAccount()}, on_alarm=self._on_alarm)
+        self.receiver = ArcReceiver({"1234": ArcAccount(key=AES_KEY)}, on_alarm=self._on_alarm)
 
     def _on_alarm(self, alarm) -> None:
         if alarm.code == "PA":

@@ -14,7 +14,7 @@ from edge.agent import EdgeAgent
 from edge.config import ConfigError, parse_config
 from firmware_sim import connect_button
 from helpers import until
-from test_edge_agent import ACCOUNT, edge_config
+from test_edge_agent import ACCOUNT, KEY, edge_config
 from test_gb28181_sipp import DEVICE_ID, DOMAIN, PLATFORM_ID, platform_for, received_bodies
 from testing.services import LOOPBACK
 
@@ -34,9 +34,9 @@ def test_press_is_told_to_the_video_platform_and_losing_it_is_an_alarm(mosquitto
     hits = []
 
     async def scenario():
-        arc = ArcReceiver({ACCOUNT: ArcAccount()}, on_alarm=hits.append)
+        arc = ArcReceiver({ACCOUNT: ArcAccount(key=KEY)}, on_alarm=hits.append)
         await arc.start()
-        raw = edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path)
+        raw = edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, key=KEY)
         raw["zones"][0]["name"] = "大班"
         raw["gb28181"] = gb_table(platform.port)
         agent = EdgeAgent(parse_config(raw))
