@@ -21,6 +21,7 @@ from contracts.alarms import AlarmKind
 from edge.config import GbConfig
 from edge.gb28181.catalog import Channel
 from edge.gb28181.device import GbDevice
+from edge.gb28181.media import MediaSession
 from helpers import until
 from wire import rtp
 
@@ -328,16 +329,56 @@ def test_platform_queries_and_plays_a_camera(tmp_path, clip, signalling, media, 
     assert int(stream["nb_read_frames"]) == sum(p.marker for p in packets) > 10
 
 
+def test_only_the_platform_may_take_a_listening_stream(clip):
+    async def scenario():
+        session = MediaSession(source=clip, dest=(LOOPBACK, 9), mode="tcp-passive", ssrc=7, payload_type=96, fps=25,
+                               bind_ip="0.0.0.0", on_end=lambda s, reason: None)
+        port = await session.prepare()
+        session.start()
+        try:
+            # 127.0.0.2 is loopback, but not the address the SDP offer named: shut out.
+            reader, writer = await asyncio.open_connection(LOOPBACK, port, local_addr=("127.0.0.2", 0))
+            async with asyncio.timeout(5):
+                shut = await reader.read(100)
+            writer.close()
+            reader, writer = await asyncio.open_connection(LOOPBACK, port)
+            async with asyncio.timeout(10):
+                stream = rtp.Rfc4571Stream()
+                packets = []
+                while not packets:
+                    packets = stream.feed(await reader.read(65536))
+            writer.close()
+        finally:
+            await session.stop()
+        return shut, rtp.parse_rtp(packets[0]), session.counters["foreign_connection"]
+
+    shut, first, foreign = asyncio.run(scenario())
+    assert shut == b"" and foreign == 1
+    assert (first.ssrc, first.payload_type) == (7, 96)
+
+
 # --- limits and hostile input, without SIPp: datagrams crafted here -----------------------------------
-def invite_datagram(call_id: str, port: int, rtp_port: int) -> bytes:
-    sdp_body = (f"v=0\r\no={PLATFORM_ID} 0 0 IN IP4 {LOOPBACK}\r\ns=Play\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
-                f"m=video {rtp_port} RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny={SSRC}\r\n").encode()
-    head = (f"INVITE sip:34020000001320000001@{DOMAIN} SIP/2.0\r\n"
+def request_datagram(method: str, user: str, call_id: str, port: int, body: bytes = b"",
+                     content_type: str = "Application/MANSCDP+xml") -> bytes:
+    """A request as the platform would send it, from LOOPBACK:`port`."""
+    head = (f"{method} sip:{user}@{DOMAIN} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {LOOPBACK}:{port};branch=z9hG4bK{call_id}\r\n"
-            f"From: <sip:{PLATFORM_ID}@{DOMAIN}>;tag=p{call_id}\r\nTo: <sip:34020000001320000001@{DOMAIN}>\r\n"
-            f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:{PLATFORM_ID}@{LOOPBACK}:{port}>\r\n"
-            f"Content-Type: application/sdp\r\nContent-Length: {len(sdp_body)}\r\n\r\n")
-    return head.encode() + sdp_body
+            f"From: <sip:{PLATFORM_ID}@{DOMAIN}>;tag=p{call_id}\r\nTo: <sip:{user}@{DOMAIN}>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nContact: <sip:{PLATFORM_ID}@{LOOPBACK}:{port}>\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+def invite_datagram(call_id: str, port: int, rtp_port: int, session: str = "Play",
+                    channel: str = "34020000001320000001") -> bytes:
+    sdp_body = (f"v=0\r\no={PLATFORM_ID} 0 0 IN IP4 {LOOPBACK}\r\ns={session}\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+                f"m=video {rtp_port} RTP/AVP 96\r\na=recvonly\r\na=rtpmap:96 PS/90000\r\ny={SSRC}\r\n").encode()
+    return request_datagram("INVITE", channel, call_id, port, sdp_body, "application/sdp")
+
+
+def query(cmd: str, device_id: str = DEVICE_ID) -> bytes:
+    return (f'<?xml version="1.0" encoding="GB2312"?>\r\n<Query><CmdType>{cmd}</CmdType><SN>7</SN>'
+            f"<DeviceID>{device_id}</DeviceID></Query>").encode()
 
 
 class Replies(asyncio.DatagramProtocol):
@@ -407,6 +448,17 @@ def test_stream_limit_and_hostile_datagrams(tmp_path):
                 bad = invite_datagram("call3", port, 9).replace(b"CSeq: 1 INVITE", b"CSeq: 1 BYE")
                 me.sendto(bad, target)
                 assert await until(lambda: any(r.startswith(b"SIP/2.0 400") for r in replies))
+                # Requests the device understands but will not carry out, each refused naming why.
+                for datagram in (invite_datagram("call5", port, 9, session="Playback"),
+                                 invite_datagram("call6", port, 9, channel="34020000001320000099"),
+                                 request_datagram("MESSAGE", DEVICE_ID, "call7", port, query("Catalog"), "text/plain"),
+                                 request_datagram("MESSAGE", DEVICE_ID, "call8", port,
+                                                  query("Catalog", "34020000001320000099")),
+                                 request_datagram("MESSAGE", DEVICE_ID, "call9", port, query("RecordInfo")),
+                                 request_datagram("SUBSCRIBE", DEVICE_ID, "call10", port, query("Catalog"))):
+                    me.sendto(datagram, target)
+                refused = [f"Call-ID: call{i}\r\n".encode() for i in range(5, 11)]
+                assert await until(lambda: all(any(c in r for r in replies) for c in refused))
                 # A source other than the platform's address (127.0.0.2 is loopback too): silence.
                 stranger, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.2", 0))
                 stranger.sendto(invite_datagram("call4", port, 9), target)
@@ -424,3 +476,10 @@ def test_stream_limit_and_hostile_datagrams(tmp_path):
     assert b"SIP/2.0 400 Bad Request (CSeq: method 'BYE' differs from the request's 'INVITE')" in firsts
     assert counters["bad_sip"] == 2 and counters["retransmission"] >= 1
     assert not any(b"call4" in r for r in replies)
+    by_call = {split_message(r)[1]["call-id"][0]: split_message(r)[0] for r in replies}
+    assert by_call["call5"] == "SIP/2.0 488 Not Acceptable Here (s=Playback: only live Play is served)"
+    assert by_call["call6"] == "SIP/2.0 404 Not Found (no channel 34020000001320000099)"
+    assert by_call["call7"] == "SIP/2.0 415 Unsupported Media Type (text/plain, not MANSCDP+xml)"
+    assert by_call["call8"] == "SIP/2.0 404 Not Found (DeviceID 34020000001320000099 is not this device)"
+    assert by_call["call9"] == "SIP/2.0 501 Not Implemented (RecordInfo)"
+    assert by_call["call10"].startswith("SIP/2.0 405 Method Not Allowed")

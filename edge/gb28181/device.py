@@ -338,9 +338,6 @@ class GbDevice:
         if channel is None:
             self._answer(req, source, 404, f"Not Found (no channel {uri.user})")
             return
-        if len(self.dialogs) >= self.cfg.max_streams:
-            self._answer(req, source, 486, f"Busy Here ({self.cfg.max_streams} streams already)")
-            return
         try:
             offer = sdp.parse_sdp(req.body)
             video = offer.video
@@ -351,6 +348,9 @@ class GbDevice:
             payload_type = sdp.ps_payload_type(video)
         except sdp.SdpError as exc:
             self._answer(req, source, 488, f"Not Acceptable Here ({exc.reason})")
+            return
+        if len(self.dialogs) >= self.cfg.max_streams:
+            self._answer(req, source, 486, f"Busy Here ({self.cfg.max_streams} streams already)")
             return
         self._answer(req, source, 100, to_tag=None)
         self._spawn(self._accept_invite(req, source, channel, offer, payload_type))
