@@ -174,7 +174,7 @@ class GbDevice:
         extra = [("User-Agent", USER_AGENT), ("Expires", str(expires))]
         if auth:
             extra.append(("Authorization", auth))
-        return sip.build_request("REGISTER", f"sip:{self.cfg.platform_id}@{self.cfg.platform_domain}", via=self._via(),
+        return sip.build_request("REGISTER", self._platform_uri(), via=self._via(),
                                  from_addr=self._device_addr(self._tag), to_addr=self._device_addr(),
                                  call_id=self._reg_call_id, cseq=self._next_cseq(), contact=self._contact(), extra=extra)
 
