@@ -48,6 +48,8 @@ from edge.alarms.journal import AlarmRecord, Journal, PoliceRecord
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.broker_auth import local_broker_url
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
+from edge.gb28181 import catalog as gb_catalog
+from edge.gb28181.device import GbDevice
 from edge.police.dc09_link import PoliceEvent, PoliceLink
 from edge.retention.runner import RetentionRunner
 from edge.security_reports import SecurityReports
@@ -92,6 +94,7 @@ class EdgeAgent:
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
         self.retention: Optional[RetentionRunner] = None
+        self.gb: Optional[GbDevice] = None
         self.commands: Optional[CommandGuard] = None
         self.security = SecurityReports(self._emit_security)
         self.live: Optional[LiveStreamer] = None
@@ -144,6 +147,12 @@ class EdgeAgent:
             self._spawn(self._send_clip(job))
         self.recorder = Recorder(self.cfg.cameras, self.cfg.video)
         self.recorder.start()
+        if self.cfg.gb28181 is not None:
+            self.gb = GbDevice(self.cfg.gb28181, gb_catalog.channels(self.cfg.cameras), timezone=self.cfg.timezone,
+                               address=self.facility, camera_online=self._cameras_online,
+                               recording=lambda: any(c.record for c in self.cfg.cameras),
+                               alarm_active=lambda: bool(self.engine.latched), on_state=self._on_video_platform)
+            await self.gb.start()
         if any(c.record for c in self.cfg.cameras):
             self.retention = RetentionRunner(self.cfg.video)
             self._spawn(self._retention_loop())
@@ -161,6 +170,8 @@ class EdgeAgent:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.gb:
+            await self.gb.close()
         self._flush_telemetry()
         if self.recorder:
             self.recorder.stop()
@@ -257,12 +268,15 @@ class EdgeAgent:
         why nothing is lost by it)."""
         police: list[PoliceRecord] = []
         panics: list[AlarmRecord] = []
+        raised: list[tuple[AlarmRecord, RaiseAlarm]] = []
         clip_jobs: list[dict] = []
         with self.journal.open_deferred():
             for action in actions:
                 if isinstance(action, RaiseAlarm):
                     rec, to_police = self._raise(action)
                     police += to_police
+                    if rec is not None:
+                        raised.append((rec, action))
                     if rec is not None and rec.kind in SCENE_KINDS and action.zone and action.zone.cameras:
                         panics.append(rec)
                         clip_jobs += self._clip_jobs(rec, action.zone.cameras)
@@ -281,6 +295,9 @@ class EdgeAgent:
             asyncio.get_running_loop().call_soon(self._commit_and_kick)
         else:
             self._commit_and_kick()
+        if self.gb is not None and raised:
+            # Queued behind the DC-09 frames' first steps and the commit: the video platform hears second.
+            asyncio.get_running_loop().call_soon(self._notify_video_platform, raised)
 
     def _commit_and_kick(self) -> None:
         self.journal.commit_pending()
@@ -321,6 +338,20 @@ class EdgeAgent:
     def _alarm_body(rec: AlarmRecord, state: AlarmState) -> AlarmBody:
         return AlarmBody(alarm_id=rec.alarm_id, kind=rec.kind, severity=rec.severity, source=rec.source,
                          zone=rec.zone, device_id=rec.device_id, state=state, detail=rec.detail)
+
+    # --- police video platform (GB/T 28181) ---------------------------------------------
+    def _notify_video_platform(self, raised: list[tuple[AlarmRecord, RaiseAlarm]]) -> None:
+        for rec, action in raised:
+            camera = rec.source if rec.kind is AlarmKind.CAMERA_FAULT else None
+            where = (action.zone.name or action.zone.id) if action.zone else rec.source
+            self.gb.notify_alarm(rec.kind, rec.raised_at, where, camera_id=camera)
+
+    def _cameras_online(self) -> dict[str, bool]:
+        return {h["camera_id"]: h["state"] == "streaming" and not h.get("fault") for h in self.cameras.health()}
+
+    def _on_video_platform(self, up: bool, reason: str) -> None:
+        platform = f"{self.cfg.gb28181.platform_host}:{self.cfg.gb28181.platform_port}"
+        self.apply([fault_rules.video_platform(platform, up, reason, utcnow())])
 
     # --- cameras ------------------------------------------------------------------------
     async def _send_snapshots(self, alarm: AlarmRecord) -> None:
@@ -524,6 +555,8 @@ class EdgeAgent:
                 "police_encrypted": self.cfg.police.key is not None,
                 "devices_rejected": dict(self.devices.rejected),
                 "latched": self.engine.snapshot()["latched"]}
+        if self.gb is not None:
+            body["gb28181"] = self.gb.status()
         self.uplink.publish_direct(self._envelope("heartbeat", body, utcnow()))
 
 
