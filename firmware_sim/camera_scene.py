@@ -97,6 +97,14 @@ class FaultKind(str, Enum):
     DISPLACED = "displaced"
     LOW_FPS = "low_fps"
     NOISE = "noise"
+    # How the camera delivers, not what it sees: honoured by the served cameras (camera.py,
+    # camera_rtsp.py), left out of frame_at and of files.
+    STALL = "stall"            # the connection stays up, no frame comes
+    DROPS = "drops"            # the camera closes every connection every `every_s` seconds
+    RESOLUTION = "resolution"  # the picture changes size to width x height
+
+
+DELIVERY_KINDS = frozenset({FaultKind.OFFLINE, FaultKind.STALL, FaultKind.DROPS, FaultKind.RESOLUTION})
 
 
 class Fault(BaseModel):
@@ -113,6 +121,10 @@ class Fault(BaseModel):
     angle_deg: float = 0.0
     fps: float = Field(default=1.0, gt=0, description="low_fps: frames per second the camera still sends")
     noise_sigma: float = Field(default=45.0, ge=0, description="noise: grey levels at 640x360")
+    every_s: float = Field(default=5.0, gt=0, description="drops: seconds between dropped connections")
+    width: int = Field(default=480, ge=16, le=3840, description="resolution: new picture width")
+    height: int = Field(default=270, ge=16, le=2160)
+    stream: str = Field(default="sub", pattern="^[a-z]{1,16}$", description="resolution: which RTSP stream changes")
 
     @model_validator(mode="after")
     def _interval(self) -> "Fault":
