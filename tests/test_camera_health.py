@@ -70,15 +70,16 @@ def test_normal_scene_with_infrared_lights_and_people_gives_no_fault(tmp_path):
 def test_clear_is_reported_and_cooldown_holds_a_repeat():
     scene = scene_by_name("day", seed=1)
     analyser = CameraHealthAnalyser("c", HealthConfig(cooldown_s=30))
-    covered = [Fault(kind=FaultKind.COVERED, start_s=40, end_s=50), Fault(kind=FaultKind.COVERED, start_s=60, end_s=100)]
+    covered = [Fault(kind=FaultKind.COVERED, start_s=40, end_s=55), Fault(kind=FaultKind.COVERED, start_s=60, end_s=110)]
     events = []
-    for t in range(100):
+    for t in range(110):
         grey = cv2.cvtColor(frame_at(scene, float(t), 160, 90, covered), cv2.COLOR_BGR2GRAY)
         events += [(e.fault, e.state, e.t, e.since_s) for e in analyser.check(grey, float(t))]
-    assert events[0][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[0][3] == 40
-    assert events[1][:2] == (CameraFault.COVERED, AlarmState.CLEARED) and events[1][3] == 50
-    # Covered again at 60, but held until the cooldown after the clear at 52 ends.
-    assert events[2][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[2][2] >= 52 + 30
+    # Raised once it has held min_persist_s (10 s), with the time it began.
+    assert events[0] == (CameraFault.COVERED, AlarmState.ACTIVE, 50, 40)
+    assert events[1][:2] == (CameraFault.COVERED, AlarmState.CLEARED) and events[1][3] == 55
+    # Covered again at 60, but held until the cooldown after the clear at 57 ends.
+    assert events[2][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[2][2] >= 57 + 30
     assert len(events) == 3
 
 
