@@ -34,6 +34,7 @@ system-deps:
 	fi
 
 test: system-deps $(VENV)/.installed-test
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 bench: system-deps $(VENV)/.installed-test

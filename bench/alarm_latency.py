@@ -28,9 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from careguard.mqtt import make_client  # noqa: E402
-from careguard.services import LOOPBACK, Mosquitto, free_port  # noqa: E402
-from cloud.arc_server import ArcAccount, ArcReceiver  # noqa: E402
+from wire.mqtt_client import make_client  # noqa: E402
+from testing.services import LOOPBACK, Mosquitto  # noqa: E402
+from arc.receiver import ArcAccount, ArcReceiver  # noqa: E402
 from contracts import topics  # noqa: E402
 from contracts.device import DeviceEvent, DeviceEventKind  # noqa: E402
 from contracts.timefmt import utcnow  # noqa: E402

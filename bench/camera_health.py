@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contracts.alarms import AlarmState  # noqa: E402
-from edge.camera_health import CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg  # noqa: E402
+from edge.video.health import CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg  # noqa: E402
 from firmware_sim.camera_scene import Fault, frame_at, scene_by_name  # noqa: E402
 
 SMALL = (160, 90)

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
-from careguard.mqtt import parse_broker_url  # noqa: E402
-from careguard.services import Mosquitto, postgres, victoria_metrics  # noqa: E402
+from wire.mqtt_client import parse_broker_url  # noqa: E402
+from testing.services import Mosquitto, postgres, victoria_metrics  # noqa: E402
 from cloud.config import CloudConfig  # noqa: E402
-from cloud.db import create_schema, envelopes, make_engine, telemetry  # noqa: E402
-from cloud.ingest_workers import IngestWorkers  # noqa: E402
+from cloud.store.db import create_schema, envelopes, make_engine, telemetry  # noqa: E402
+from cloud.ingest.workers import IngestWorkers  # noqa: E402
 from contracts.topics import Stream, up  # noqa: E402
 
 METRICS = ("temp_c", "co2_ppm")

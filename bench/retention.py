@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.retention import audit_index  # noqa: E402
-from edge.segment_index import SegmentIndex  # noqa: E402
-from edge.segments import format_segment_path  # noqa: E402
+from edge.retention.audit import audit_index  # noqa: E402
+from edge.retention.index import SegmentIndex  # noqa: E402
+from edge.retention.segments import format_segment_path  # noqa: E402
 
 CAMERAS = 64
 DAYS = 90

@@ -11,11 +11,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("careguard.run_all", "start the whole system on embedded defaults"),
     "edge": ("edge.agent", "run a facility gateway's edge agent"),
-    "arc": ("cloud.arc_server", "run the police alarm centre's DC-09 receiver"),
+    "arc": ("arc.receiver", "run the police alarm centre's DC-09 receiver"),
     "cloud": ("cloud.main", "run the supervision cloud (ingest, API, dashboards)"),
     "sim": ("firmware_sim.cli", "simulated devices: buttons, sensors, cameras"),
-    "camera-check": ("edge.camera_check", "analyse a video file or URL for camera faults"),
-    "retention-check": ("edge.retention_cli", "audit a recordings folder for retention"),
+    "camera-check": ("edge.video.check", "analyse a video file or URL for camera faults"),
+    "retention-check": ("edge.retention.cli", "audit a recordings folder for retention"),
 }
 
 

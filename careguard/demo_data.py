@@ -9,9 +9,10 @@ from datetime import date, timedelta
 from sqlalchemy.engine import Engine
 
 from cloud.config import Role, TokenEntry
-from cloud.registry import (AreaIn, ClassIn, ClassType, Contact, DeviceIn, DeviceKind, DistrictPath,
+from cloud.registry.records import (AreaIn, ClassIn, ClassType, Contact, DeviceIn, DistrictPath,
                             FacilityKind, FacilityRegistration, FilingStatus, Licence, LicenceKind, Location,
                             NotFound, StaffIn, StaffRole, register_facility, require_facility, uscc_check_char)
+from contracts.device import DeviceKind
 from contracts.timefmt import utcnow
 
 # (facility id, DC-09 account, name, district, kind, lat, lon)

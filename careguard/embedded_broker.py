@@ -12,7 +12,7 @@ import threading
 
 from amqtt.broker import Broker
 
-from careguard.services import LOOPBACK, free_port
+from testing.services import LOOPBACK, free_port
 
 
 class EmbeddedBroker:

@@ -17,22 +17,17 @@ from pathlib import Path
 
 from careguard.demo_data import FACILITIES, ZONES, demo_tokens, seed_registry
 from careguard.embedded_broker import EmbeddedBroker
-from careguard.services import LOOPBACK, free_port
-from cloud.arc_server import ArcAccount, ArcReceiver
-from cloud.arc_store import ArcStore
+from testing.services import LOOPBACK, free_port
+from arc.receiver import ArcAccount, ArcReceiver
+from arc.store import ArcStore
 from cloud.config import CloudConfig
 from cloud.main import CloudService
 from edge.agent import EdgeAgent
 from edge.config import parse_config
-from cloud.registry import DeviceKind
+from contracts.device import ANALOGUE_KINDS
 from firmware_sim import SensorFleet
 
 log = logging.getLogger("careguard.run")
-
-# The simulator's device kind for each registry device kind of the demo zones.
-SIM_KIND = {DeviceKind.PANIC_BUTTON: "button", DeviceKind.DOOR: "door", DeviceKind.SMOKE: "smoke",
-            DeviceKind.TEMPERATURE: "temperature", DeviceKind.HUMIDITY: "humidity", DeviceKind.CO2: "co2"}
-
 
 def _port_or_free(preferred: int) -> int:
     if preferred == 0:
@@ -60,8 +55,8 @@ def facility_config(fid: str, account: str, local_url: str, broker_port: int, ar
 
 
 def device_specs(fid: str, seed: int) -> list[dict]:
-    return [{"device_id": f"{fid}-{d}", "kind": SIM_KIND[k], "seed": seed,
-             "interval_s": 5 if k in (DeviceKind.TEMPERATURE, DeviceKind.HUMIDITY, DeviceKind.CO2) else 30}
+    return [{"device_id": f"{fid}-{d}", "kind": k.value, "seed": seed,
+             "interval_s": 5 if k in ANALOGUE_KINDS else 30}
             for _, _, _, _, devs in ZONES for d, k in devs]
 
 

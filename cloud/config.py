@@ -12,9 +12,9 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from careguard.mqtt import parse_broker_url
 from contracts.errors import describe_validation_error
 from contracts.ids import FacilityId
+from wire.mqtt_client import parse_broker_url
 
 
 class Role(str, Enum):

@@ -2,7 +2,7 @@
 the same thing as a Python object for `make run` and tests.
 
 With `ingest_workers = 1` ingest runs in this process; with more, in that many worker processes
-sharing one MQTT v5 subscription (cloud.ingest_workers). `careguard cloud --ingest-only` runs
+sharing one MQTT v5 subscription (cloud.ingest.workers). `careguard cloud --ingest-only` runs
 one ingest worker and nothing else, for spreading workers over machines."""
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from typing import Optional
 
 import uvicorn
 
-from cloud.app import create_app
-from cloud.auth import TokenTable
+from cloud.alarms.downlink import Downlink
+from cloud.alarms.events_bus import EventBus
+from cloud.alarms.gateway_watch import GatewayWatch
+from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
+from cloud.api.app import create_app
+from cloud.api.auth import TokenTable
+from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
-from cloud.db import create_schema, make_engine
-from cloud.downlink import Downlink
-from cloud.events_bus import EventBus
-from cloud.gateway_watch import GatewayWatch
-from cloud.health_runner import HealthRunner
-from cloud.lifecycle import EscalationPolicy, EscalationRunner
-from cloud.ingest_workers import AlarmFollower, IngestWorkers, make_ingest
+from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
+from cloud.store.db import create_schema, make_engine
 
 log = logging.getLogger("careguard.cloud")
 

@@ -9,6 +9,32 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.ids import DeviceId
 
+
+class DeviceKind(str, Enum):
+    """Every kind of device the product knows, one catalogue for simulators, edge and cloud."""
+    PANIC_BUTTON = "panic_button"
+    DOOR = "door"
+    PIR = "pir"
+    SMOKE = "smoke"
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    CO2 = "co2"
+    SIREN = "siren"
+    OTHER = "other"
+
+
+class Metric(str, Enum):
+    """Readings a sensor reports; the value names the unit people read it in."""
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    CO2 = "co2"
+
+
+METRIC_UNITS: dict[Metric, str] = {Metric.TEMPERATURE: "°C", Metric.HUMIDITY: "%", Metric.CO2: "ppm"}
+# Devices that report readings (one metric each, named like the kind) and ones that report events.
+ANALOGUE_KINDS = frozenset({DeviceKind.TEMPERATURE, DeviceKind.HUMIDITY, DeviceKind.CO2})
+EVENT_KINDS = frozenset({DeviceKind.SMOKE, DeviceKind.DOOR, DeviceKind.PIR})
+
 # A device message is small; anything larger is a fault or an attack, refused before parsing.
 MAX_DEVICE_PAYLOAD = 4096
 

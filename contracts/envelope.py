@@ -4,14 +4,16 @@
 
 import uuid
 from datetime import datetime
+from enum import Enum
 from typing import Any, Literal, Optional
+from uuid import UUID
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
 
 from contracts.alarms import AlarmBody
 from contracts.errors import ContractError, describe_validation_error
-from contracts.ids import DeviceId, FacilityId
+from contracts.ids import METRIC_NAME_RE, DeviceId, FacilityId
 from contracts.timefmt import iso_utc, utcnow
 from contracts.topics import Stream
 
@@ -36,14 +38,53 @@ TYPE_STREAM: dict[str, Stream] = {
     "heartbeat": Stream.HEARTBEAT,
     "status.gateway": Stream.STATUS,
 }
-DOWN_TYPES = ("ack.alarm", "arm.set", "config.update")
+
+
+class DownType(str, Enum):
+    """Cloud-to-gateway envelope types."""
+    ACK_ALARM = "ack.alarm"
+    ARM_SET = "arm.set"
+    CONFIG_UPDATE = "config.update"
+
+
+DOWN_TYPES = tuple(t.value for t in DownType)
+
+
+class AlarmAckBody(BaseModel):
+    """`ack.alarm`: the police acknowledged one of the facility's alarms."""
+    model_config = ConfigDict(extra="forbid")
+
+    alarm_id: UUID
+    acked_by: str = Field(max_length=128)
+    acked_at: AwareDatetime
+
+    @field_serializer("acked_at")
+    def _acked_at(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class ZoneAction(str, Enum):
+    TEST = "test"  # a drill
+    RESET = "reset"
+    ARM = "arm"
+    DISARM = "disarm"
+    SCHEDULE = "schedule"
+
+
+class ArmSetBody(BaseModel):
+    """`arm.set`: arm, disarm, reset or drill one zone of the gateway."""
+    model_config = ConfigDict(extra="forbid")
+
+    action: ZoneAction
+    zone: DeviceId
+    by: str = Field(default="cloud", max_length=128)
 
 
 class TelemetryPoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device_id: DeviceId
-    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    metric: str = Field(pattern=METRIC_NAME_RE)
     value: float
     ts: AwareDatetime
 

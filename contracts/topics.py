@@ -4,6 +4,7 @@ import re
 from enum import Enum
 
 from contracts.errors import ContractError
+from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 
 
 class Stream(str, Enum):
@@ -40,7 +41,7 @@ def dev_cmd(device_id: str) -> str:
 
 
 DEV_SUBSCRIPTIONS = ("cg/dev/+/event", "cg/dev/+/telemetry", "cg/dev/+/status")
-_DEV_RE = re.compile(r"^cg/dev/([A-Za-z0-9_-]{1,64})/(event|telemetry|status)$")
+_DEV_RE = re.compile(r"^cg/dev/(" + DEVICE_ID_RE.strip("^$") + r")/(event|telemetry|status)$")
 
 
 def parse_dev_topic(topic: str) -> tuple[str, str]:
@@ -59,10 +60,21 @@ def down(facility_id: str, kind: DownKind | str) -> str:
     return f"cg/v1/fac/{facility_id}/down/{DownKind(kind).value}"
 
 
-UP_WILDCARD = "cg/v1/fac/+/up/#"
+def up_all(facility_id: str) -> str:
+    """Every uplink stream of one facility (an ACL or subscription filter)."""
+    return f"cg/v1/fac/{facility_id}/up/#"
+
+
+def down_all(facility_id: str) -> str:
+    """Every downlink kind of one facility (what its gateway subscribes to)."""
+    return f"cg/v1/fac/{facility_id}/down/#"
+
+
+UP_WILDCARD = up_all("+")
 SHARED_INGEST = "$share/ingest/" + UP_WILDCARD
-_UP_RE = re.compile(r"^cg/v1/fac/([A-Za-z0-9_-]{1,32})/up/([a-z]+)$")
-_DOWN_RE = re.compile(r"^cg/v1/fac/([A-Za-z0-9_-]{1,32})/down/([a-z]+)$")
+_FACILITY = "(" + FACILITY_ID_RE.strip("^$") + ")"
+_UP_RE = re.compile(r"^cg/v1/fac/" + _FACILITY + r"/up/([a-z]+)$")
+_DOWN_RE = re.compile(r"^cg/v1/fac/" + _FACILITY + r"/down/([a-z]+)$")
 
 
 def parse_up_topic(topic: str) -> tuple[str, Stream]:

@@ -18,23 +18,28 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Callable, Optional
 
+from pydantic import ValidationError
+
 from contracts import topics
-from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState, Severity
+from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
 from contracts.dc09_codes import CID_CODES, POLICE_KINDS, SIA_CODES
 from contracts.device import DeviceEvent, DeviceTelemetry
-from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, make_envelope
+from contracts.envelope import (MAX_TELEMETRY_POINTS, AlarmAckBody, ArmSetBody, DownType, Envelope,
+                                make_envelope)
+from contracts.errors import describe_validation_error
 from contracts.timefmt import iso_utc, utcnow
-from edge.alarm_engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
-from edge.camera_health import FaultEvent
-from edge.cameras import CameraSupervisor
-from edge.recorder import Recorder
-from edge.retention_runner import RetentionRunner, breach_reasons
+from edge.alarms import fault_rules
+from edge.alarms.engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
+from edge.alarms.journal import AlarmRecord, Journal, PoliceRecord
 from edge.config import ConfigError, EdgeConfig, load_config
-from edge.dc09_link import PoliceEvent, PoliceLink
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
-from edge.journal import AlarmRecord, Journal, PoliceRecord
-from edge.outbox import Priority
-from edge.uplink import Uplink
+from edge.police.dc09_link import PoliceEvent, PoliceLink
+from edge.retention.runner import RetentionRunner
+from edge.uplink.link import Uplink
+from edge.uplink.outbox import Priority
+from edge.video.cameras import CameraSupervisor
+from edge.video.health import FaultEvent
+from edge.video.recorder import Recorder
 
 log = logging.getLogger("careguard.edge")
 
@@ -286,15 +291,11 @@ class EdgeAgent:
 
     def _on_camera_fault(self, ev: FaultEvent) -> None:
         zone = self.zone_of_camera.get(ev.camera_id)
-        detail = {k: v for k, v in ev.alarm_detail().items() if k != "snapshot_jpeg_b64"}
-        if ev.state is AlarmState.ACTIVE:
-            self.apply([RaiseAlarm(AlarmKind.CAMERA_FAULT, ev.camera_id, ev.occurred_at, zone, None, detail)])
-            alarm_id = self.journal.active_alarm(ev.camera_id, AlarmKind.CAMERA_FAULT)
-            if alarm_id is not None and ev.snapshot_jpeg is not None:
-                self._enqueue_snapshots(alarm_id, zone.id if zone else None, [(ev.camera_id, ev.snapshot_jpeg)],
-                                        Priority.ALARM)
-        else:
-            self.apply([ClearAlarm(AlarmKind.CAMERA_FAULT, ev.camera_id, ev.occurred_at, zone, detail)])
+        self.apply([fault_rules.camera_fault(ev, zone)])
+        alarm_id = self.journal.active_alarm(ev.camera_id, AlarmKind.CAMERA_FAULT)
+        if ev.state is AlarmState.ACTIVE and alarm_id is not None and ev.snapshot_jpeg is not None:
+            self._enqueue_snapshots(alarm_id, zone.id if zone else None, [(ev.camera_id, ev.snapshot_jpeg)],
+                                    Priority.ALARM)
 
     def _camera_health(self) -> None:
         with self.journal.transaction(durable=False):
@@ -316,36 +317,7 @@ class EdgeAgent:
     async def check_retention(self) -> None:
         """Audit the footage; report it to the cloud; raise what is short, tampered or refused."""
         result = await self.retention.check()
-        now = utcnow()
-        report = result.report
-        body = {**report.model_dump(mode="json"),
-                "cleanup": result.cleanup.model_dump(mode="json", exclude={"findings"})}
-        actions: list[Action] = [LogEvent("retention.report", now, body)]
-        on_disk = {c.camera_id: c for c in report.cameras}
-        for camera in self.cfg.cameras:
-            if not camera.record:
-                continue
-            source = f"retention:{camera.id}"
-            cam = on_disk.get(camera.id)
-            reasons = breach_reasons(cam) if cam else ["no footage recorded"]
-            if reasons:
-                detail = {"camera_id": camera.id, "reasons": reasons, "required_days": report.required_days,
-                          "achieved_days": cam.achieved_days if cam else 0,
-                          "projected_days_short": cam.projected_days_short if cam else None}
-                actions.append(RaiseAlarm(AlarmKind.RETENTION_BREACH, source, now, None, None, detail))
-            else:
-                actions.append(ClearAlarm(AlarmKind.RETENTION_BREACH, source, now, None))
-        refused = [f.message for f in result.cleanup.findings if f.code == "cleanup_refused"]
-        if refused:
-            actions.append(RaiseAlarm(AlarmKind.RETENTION_BREACH, "retention:disk", now, None, None,
-                                      {"reasons": refused}, severity=Severity.CRITICAL))
-        else:
-            actions.append(ClearAlarm(AlarmKind.RETENTION_BREACH, "retention:disk", now, None))
-        for t in result.new_tamper:
-            # Footage altered or deleted outside the recorder: evidence tampering, to the cloud.
-            actions.append(RaiseAlarm(AlarmKind.TAMPER, f"footage:{t.camera_id}", now, None, None,
-                                      t.model_dump(mode="json")))
-        self.apply(actions)
+        self.apply(fault_rules.retention(result, self.cfg.cameras, utcnow()))
 
     # --- police path --------------------------------------------------------------------
     async def _deliver(self, rec: PoliceRecord) -> None:
@@ -368,28 +340,28 @@ class EdgeAgent:
         self.uplink.kick()
 
     def _on_police_path(self, receiver: str, up: bool, reason: str) -> None:
-        """A police path that fails is an alarm of its own, to the cloud (the police cannot be told on it)."""
-        now = utcnow()
-        source = f"police:{receiver}"
         if up:
             log.info("police path %s up", receiver)
-            self.apply([ClearAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, {"reason": reason})])
         else:
             log.error("police path %s down: %s", receiver, reason)
-            self.apply([RaiseAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, None,
-                                   {"receiver": receiver, "reason": reason})])
+        self.apply([fault_rules.police_path(receiver, up, reason, utcnow())])
 
     # --- cloud input --------------------------------------------------------------------
     def _on_down(self, env: Envelope) -> None:
-        if env.type == "ack.alarm":
-            self.acked_by_cloud[str(env.body.get("alarm_id"))] = env.body
-            while len(self.acked_by_cloud) > RECENT_ACKS:
-                self.acked_by_cloud.popitem(last=False)
-            log.info("alarm %s acknowledged by %s", env.body.get("alarm_id"), env.body.get("acked_by"))
-        elif env.type == "arm.set":
-            self.command(str(env.body.get("action")), str(env.body.get("zone")), str(env.body.get("by", "cloud")))
-        else:
-            log.info("down message %s ignored", env.type)
+        try:
+            if env.type == DownType.ACK_ALARM:
+                ack = AlarmAckBody.model_validate(env.body)
+                self.acked_by_cloud[str(ack.alarm_id)] = ack.model_dump(mode="json")
+                while len(self.acked_by_cloud) > RECENT_ACKS:
+                    self.acked_by_cloud.popitem(last=False)
+                log.info("alarm %s acknowledged by %s", ack.alarm_id, ack.acked_by)
+            elif env.type == DownType.ARM_SET:
+                cmd = ArmSetBody.model_validate(env.body)
+                self.command(cmd.action.value, cmd.zone, cmd.by)
+            else:
+                log.info("down message %s ignored", env.type)
+        except ValidationError as exc:
+            log.warning("down message %s refused: %s", env.type, describe_validation_error(exc))
 
     def command(self, action: str, zone: str, by: str) -> None:
         try:

@@ -13,8 +13,8 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contracts.errors import describe_validation_error
-from contracts.ids import DeviceId, FacilityId
-from edge.dc09 import AesKeyHex
+from contracts.ids import DEVICE_ID_RE, DeviceId, FacilityId
+from wire.dc09 import AesKeyHex
 
 
 class _Strict(BaseModel):
@@ -62,7 +62,7 @@ class ArmWindow(_Strict):
 
 
 class ZoneConfig(_Strict):
-    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    id: str = Field(pattern=DEVICE_ID_RE)
     number: int = Field(ge=1, le=999, description="zone number the police receiver sees (DC-09 zone)")
     name: str = ""
     kind: ZoneKind

@@ -17,7 +17,7 @@ from typing import Callable, Union
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from contracts import topics
 from contracts.device import MAX_DEVICE_PAYLOAD, DeviceCommand, DeviceEvent, DeviceTelemetry
 from contracts.errors import ContractError, describe_validation_error

@@ -8,15 +8,25 @@ from __future__ import annotations
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from contracts.device import DeviceEvent, DeviceEventKind, DeviceTelemetry
 from contracts.timefmt import utcnow
 
-if TYPE_CHECKING:
-    from firmware_sim.device_io import DeviceLink
+
+class ButtonLink(Protocol):
+    """What a button needs of its connection (device_io.DeviceLink is one); a protocol, so the
+    button does not import the module that builds buttons."""
+    device_id: str
+
+    def wait_connected(self, timeout: float) -> None: ...
+    def send_event(self, kind: DeviceEventKind, ts: datetime) -> tuple[DeviceEvent, Any]: ...
+    def wait_acked(self, infos: list[Any], timeout: float, *, what: str) -> None: ...
+    def make_telemetry(self, ts: datetime, readings: dict[str, float], *,
+                       battery_pct: float | None = None) -> DeviceTelemetry: ...
+    def send_telemetry(self, telemetry: DeviceTelemetry) -> Any: ...
 
 # A mechanical contact bounces for a few milliseconds; 2 ms between bounces is typical.
 BOUNCE_GAP_MS = 2.0
@@ -46,7 +56,7 @@ class Button:
     """A panic button on `link`. Thread-safe: a fleet thread sends its heartbeats while a
     caller presses it."""
 
-    def __init__(self, link: "DeviceLink", *, battery_pct: float = 100.0, heartbeat_s: float = 60.0):
+    def __init__(self, link: ButtonLink, *, battery_pct: float = 100.0, heartbeat_s: float = 60.0):
         if not 0 <= battery_pct <= 100:
             raise ValueError(f"battery_pct must be 0..100, got {battery_pct}")
         if heartbeat_s <= 0:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from contracts.errors import describe_validation_error
 from firmware_sim.button import Button
 from firmware_sim.camera import add_camera_commands, run_camera_command
-from firmware_sim.device_io import BrokerUnreachable, DeviceKind, DeviceLink, DeviceSpec, SensorFleet
+from firmware_sim.device_io import SIMULATED_KINDS, BrokerUnreachable, DeviceLink, DeviceSpec, SensorFleet
 from firmware_sim.sensors import FaultKind
 
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     dev = sub.add_parser("device", help="run one simulated device until Ctrl-C/SIGTERM or --duration")
     dev.add_argument("--broker", default=DEFAULT_BROKER, help=f"gateway's local broker (default {DEFAULT_BROKER})")
     dev.add_argument("--device-id", required=True)
-    dev.add_argument("--kind", required=True, choices=[k.value for k in DeviceKind])
+    dev.add_argument("--kind", required=True, choices=sorted(k.value for k in SIMULATED_KINDS))
     dev.add_argument("--interval", type=float, default=10.0,
                      help="seconds between readings, or between heartbeats for button/door/pir/smoke (default 10)")
     dev.add_argument("--fault", choices=[f.value for f in FaultKind], help="inject a sensor fault")

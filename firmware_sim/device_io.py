@@ -13,16 +13,15 @@ import socket
 import threading
 import time
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Iterable, Optional, Union
 from uuid import uuid4
 
 import paho.mqtt.client as mqtt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from contracts import topics
-from contracts.device import DeviceEvent, DeviceEventKind, DeviceTelemetry
+from contracts.device import ANALOGUE_KINDS, EVENT_KINDS, DeviceEvent, DeviceEventKind, DeviceKind, DeviceTelemetry
 from contracts.ids import DEVICE_ID_RE, DeviceId
 from contracts.timefmt import utcnow
 from firmware_sim.button import Button
@@ -178,18 +177,7 @@ def connect_button(broker_url: str, device_id: str, *, announce_status: bool = T
                   battery_pct=battery_pct, heartbeat_s=heartbeat_s)
 
 
-class DeviceKind(str, Enum):
-    BUTTON = "button"
-    TEMPERATURE = "temperature"
-    HUMIDITY = "humidity"
-    CO2 = "co2"
-    SMOKE = "smoke"
-    DOOR = "door"
-    PIR = "pir"
-
-
-ANALOGUE_KINDS = frozenset({DeviceKind.TEMPERATURE, DeviceKind.HUMIDITY, DeviceKind.CO2})
-EVENT_KINDS = frozenset({DeviceKind.SMOKE, DeviceKind.DOOR, DeviceKind.PIR})
+SIMULATED_KINDS = frozenset({DeviceKind.PANIC_BUTTON}) | ANALOGUE_KINDS | EVENT_KINDS
 
 
 class DeviceSpec(BaseModel):
@@ -208,13 +196,15 @@ class DeviceSpec(BaseModel):
 
     @model_validator(mode="after")
     def _fault_fits_kind(self) -> "DeviceSpec":
+        if self.kind not in SIMULATED_KINDS:
+            raise ValueError(f"kind {self.kind.value!r} is not simulated; one of {sorted(k.value for k in SIMULATED_KINDS)}")
         if self.fault is not None:
             check_fault_fits(self.kind, self.fault)
         return self
 
 
 def check_fault_fits(kind: DeviceKind, fault: FaultKind) -> None:
-    if kind is DeviceKind.BUTTON:
+    if kind is DeviceKind.PANIC_BUTTON:
         raise ValueError(f"fault {fault.value!r}: a button takes no sensor fault (use kill/drop for a dead button)")
     if kind in EVENT_KINDS and fault not in EVENT_SENSOR_FAULTS:
         raise ValueError(f"fault {fault.value!r} does not apply to a {kind.value} sensor (it has no reading); "
@@ -336,7 +326,7 @@ class SensorFleet:
     def _build(self, spec: DeviceSpec, link: DeviceLink, now: datetime) -> _Device:
         fault = None if spec.fault is None else Fault(kind=spec.fault, since=now, drift_per_hour=spec.drift_per_hour,
                                                       value=spec.fault_value)
-        if spec.kind is DeviceKind.BUTTON:
+        if spec.kind is DeviceKind.PANIC_BUTTON:
             return Button(link, battery_pct=spec.battery_pct, heartbeat_s=spec.interval_s)
         if spec.kind in ANALOGUE_KINDS:
             model = AnalogueSensor(METRICS[spec.kind.value], seed=spec.seed, fault=fault)

@@ -7,10 +7,10 @@ import threading
 
 import pytest
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from contracts import topics
 
-from careguard.services import Mosquitto, postgres, victoria_metrics
+from testing.services import Mosquitto, postgres, victoria_metrics
 
 
 def _broker(workdir):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from careguard.services import LOOPBACK, free_port, wait_for_port
-from cloud.arc_server import AccountsError, ArcAccount, ArcReceiver, load_accounts
-from cloud.arc_store import ArcStore
+from testing.services import LOOPBACK, free_port, wait_for_port
+from arc.receiver import AccountsError, ArcAccount, ArcReceiver, load_accounts
+from arc.store import ArcStore
 from contracts.timefmt import utcnow
-from edge import dc09
+from wire import dc09
 
 KEY = bytes(range(32))
 ACCOUNTS = {"1234": ArcAccount(facility="F001"), "ABCD": ArcAccount(key=KEY.hex(), facility="F002")}

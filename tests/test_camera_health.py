@@ -13,9 +13,9 @@ import cv2
 import pytest
 
 from contracts.alarms import AlarmState
-from edge.camera_capture import CameraMonitor, CaptureConfig
-from edge.camera_check import find_faults
-from edge.camera_health import CameraFault, CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg
+from edge.video.capture import CameraMonitor, CaptureConfig
+from edge.video.check import find_faults
+from edge.video.health import CameraFault, CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg
 from firmware_sim.camera import SimulatedCamera, parse_fault, write_clip
 from firmware_sim.camera_scene import Fault, FaultKind, LightMode, frame_at, scene_by_name
 from helpers import sync_until

@@ -14,13 +14,13 @@ from datetime import datetime, timezone
 import pytest
 
 from contracts.alarms import AlarmState
-from edge.camera_capture import CameraMonitor, CaptureConfig
-from edge.camera_health import CameraFault, HealthConfig
-from edge.camera_source import redact
+from edge.video.capture import CameraMonitor, CaptureConfig
+from edge.video.health import CameraFault, HealthConfig
+from edge.video.source import redact
 from edge.config import CameraConfig, VideoConfig
-from edge.recorder import CameraRecorder
-from edge.retention import audit_index
-from edge.segment_index import SegmentIndex
+from edge.video.recorder import CameraRecorder
+from edge.retention.audit import audit_index
+from edge.retention.index import SegmentIndex
 from firmware_sim.camera_rtsp import RtspCamera, RtspStream
 from firmware_sim.camera_scene import scene_by_name
 from helpers import sync_until

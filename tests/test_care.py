@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.compliance import facility_compliance
-from cloud.db import alarms, create_schema, make_engine, telemetry
-from cloud.events_bus import EventBus
-from cloud.health_runner import HealthRunner
-from cloud.privacy import FieldCipher
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.compliance.rules import facility_compliance
+from cloud.store.db import alarms, create_schema, make_engine, telemetry
+from cloud.alarms.events_bus import EventBus
+from cloud.care.health_runner import HealthRunner
+from cloud.care.privacy import FieldCipher
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 from helpers import store_url
 
 SH = ZoneInfo("Asia/Shanghai")

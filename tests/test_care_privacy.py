@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.care import care_checks, care_children
-from cloud.db import audit, create_schema, make_engine
-from cloud.events_bus import EventBus
-from cloud.privacy import KEY_ENV, FieldCipher, PrivacyError, load_data_key
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.care.records import care_checks, care_children
+from cloud.store.db import audit, create_schema, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.care.privacy import KEY_ENV, FieldCipher, PrivacyError, load_data_key
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 
 FAC = "t-facA-012345678901"
 HEALTH = "t-health-0123456789"

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from careguard.mqtt import make_client
-from cloud.alarms import get_alarm
+from wire.mqtt_client import make_client
+from cloud.alarms.records import get_alarm
 from cloud.config import CloudConfig
-from cloud.db import alarms, envelopes, gateways, telemetry
+from cloud.store.db import alarms, envelopes, gateways, telemetry
 from cloud.main import CloudService
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import MAX_ENVELOPE_BYTES, make_envelope

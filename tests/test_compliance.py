@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from cloud.compliance import (CameraStatus, FacilityFacts, Level, Status, evaluate, facility_compliance)
-from cloud.db import alarms, create_schema, envelopes, make_engine
-from cloud.profiles import NATIONAL, profile_for
-from cloud.registry import ClassIn, ClassType, Facility, FacilityRegistration, register_facility, uscc_check_char
+from cloud.compliance.rules import (CameraStatus, FacilityFacts, Level, Status, evaluate, facility_compliance)
+from cloud.store.db import alarms, create_schema, envelopes, make_engine
+from cloud.compliance.profiles import NATIONAL, profile_for
+from cloud.registry.records import ClassIn, ClassType, Facility, FacilityRegistration, register_facility, uscc_check_char
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ import pytest
 
 from cloud.config import CloudConfig, TokenEntry
 from cloud.main import CloudService
-from cloud.registry import uscc_check_char
+from cloud.registry.records import uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope
 from contracts.topics import DownKind, Stream, down, up

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from contracts.alarms import AlarmKind
-from edge import dc09
+from wire import dc09
 
 NOW = datetime(2026, 9, 25, 14, 12, 4, tzinfo=timezone.utc)
 ACCOUNTS = {"1234": None}

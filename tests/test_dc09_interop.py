@@ -10,12 +10,12 @@ import pytest
 from pysiaalarm import SIAAccount
 from pysiaalarm.aio import SIAClient
 
-from careguard.services import LOOPBACK, free_port
+from testing.services import LOOPBACK, free_port
 from contracts.alarms import AlarmKind
 from contracts.dc09_codes import CID_CODES
 from contracts.timefmt import utcnow
 from edge.config import PoliceConfig
-from edge.dc09_link import PoliceEvent, PoliceLink
+from edge.police.dc09_link import PoliceEvent, PoliceLink
 
 ACCOUNT = "A1B2C3"
 # pysiaalarm uses the key's characters as the AES key bytes, so the keys are hex-digit text; our

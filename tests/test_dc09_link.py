@@ -6,12 +6,12 @@ import asyncio
 import uuid
 from datetime import timedelta
 
-from careguard.services import LOOPBACK, free_port
-from cloud.arc_server import ArcAccount, ArcReceiver
+from testing.services import LOOPBACK, free_port
+from arc.receiver import ArcAccount, ArcReceiver
 from contracts.alarms import AlarmKind
 from contracts.timefmt import utcnow
 from edge.config import PoliceConfig
-from edge.dc09_link import PoliceEvent, PoliceLink
+from edge.police.dc09_link import PoliceEvent, PoliceLink
 
 ACCOUNT = "1234"
 KEY = bytes(range(16)).hex()

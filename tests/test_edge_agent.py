@@ -13,9 +13,9 @@ import sys
 import uuid
 from pathlib import Path
 
-from careguard.mqtt import make_client
-from careguard.services import free_port
-from cloud.arc_server import ArcAccount, ArcReceiver
+from wire.mqtt_client import make_client
+from testing.services import free_port
+from arc.receiver import ArcAccount, ArcReceiver
 from contracts import topics
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceEvent, DeviceEventKind
@@ -24,7 +24,7 @@ from contracts.timefmt import utcnow
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from edge.devices import DeviceGateway
-from edge.journal import Journal
+from edge.alarms.journal import Journal
 from firmware_sim import connect_button
 from helpers import sync_until, until
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from cloud.arc_server import ArcAccount, ArcReceiver
+from arc.receiver import ArcAccount, ArcReceiver
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from firmware_sim import connect_button

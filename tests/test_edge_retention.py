@@ -6,7 +6,7 @@ import asyncio
 import os
 from datetime import datetime, timedelta, timezone
 
-from careguard.services import free_port
+from testing.services import free_port
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from helpers import until

@@ -10,11 +10,11 @@ import pytest
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceEvent, DeviceEventKind
 from contracts.errors import ContractError
-from edge.alarm_engine import AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm, in_window
+from edge.alarms.engine import AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm, in_window
 from edge.config import ConfigError, load_config, parse_config
 from edge.devices import DeviceStatus, parse_device_message
-from edge.journal import AlarmRecord, Journal
-from edge.outbox import Priority
+from edge.alarms.journal import AlarmRecord, Journal
+from edge.uplink.outbox import Priority
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "edge.example.toml"
 T0 = datetime(2026, 11, 25, 2, 0, tzinfo=timezone.utc)  # 10:00 in Shanghai

@@ -3,12 +3,12 @@
 import asyncio
 import time
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from contracts import topics
 from contracts.envelope import make_envelope
-from edge.journal import Journal
-from edge.outbox import Priority
-from edge.uplink import Uplink
+from edge.alarms.journal import Journal
+from edge.uplink.outbox import Priority
+from edge.uplink.link import Uplink
 from helpers import until
 
 

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 from careguard.run_all import EdgeRuntime
-from careguard.services import free_port
-from cloud.arc_server import ArcAccount, ArcReceiver
+from testing.services import free_port
+from arc.receiver import ArcAccount, ArcReceiver
 from cloud.config import CloudConfig, TokenEntry
 from cloud.main import CloudService
 from firmware_sim import connect_button
@@ -77,7 +77,7 @@ def test_cloud_away_then_back_nothing_lost_nothing_duplicated(mosquitto, uplink_
     is back, every envelope the gateway sent is in the cloud's store exactly once."""
     import sqlalchemy as sa
 
-    from cloud.db import envelopes
+    from cloud.store.db import envelopes
     from firmware_sim import SensorFleet
 
     cloud = CloudService(CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}",

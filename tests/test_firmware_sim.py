@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
-from careguard.mqtt import make_client
-from careguard.services import free_port
+from wire.mqtt_client import make_client
+from testing.services import free_port
 from contracts.device import DeviceEvent, DeviceEventKind, DeviceTelemetry
 from contracts.timefmt import utcnow
 from firmware_sim import (METRICS, AnalogueSensor, DeviceLink, DeviceSpec, EventSensor, EventSensorKind, Fault,
@@ -173,8 +173,8 @@ def test_misfit_faults_and_bad_specs_are_refused_with_the_reason():
         EventSensor(EventSensorKind.DOOR, fault=Fault(kind=FaultKind.DRIFT, since=at(1)))
     with pytest.raises(ValidationError, match="device_id"):
         DeviceSpec(device_id="a/b", kind="co2")
-    with pytest.raises(ValidationError, match="button"):
-        DeviceSpec(device_id="b1", kind="button", fault="stuck")
+    with pytest.raises(ValidationError, match="button takes no sensor fault"):
+        DeviceSpec(device_id="b1", kind="panic_button", fault="stuck")
     with pytest.raises(ValidationError, match="out_of_range.*pir"):
         DeviceSpec(device_id="p1", kind="pir", fault="out_of_range")
     with pytest.raises(ValidationError, match="interval_s"):
@@ -273,7 +273,7 @@ def collect_telemetry(tap: Tap, wanted: dict[str, int]) -> dict[str, list[Device
 def test_fleet_telemetry_is_valid_and_follows_the_model(mosquitto, tap):
     specs = [DeviceSpec(device_id=f"s-{k}", kind=k, interval_s=0.05, seed=5)
              for k in ("temperature", "humidity", "co2", "door", "pir", "smoke")]
-    specs.append(DeviceSpec(device_id="s-button", kind="button", interval_s=0.05, battery_pct=37.5))
+    specs.append(DeviceSpec(device_id="s-button", kind="panic_button", interval_s=0.05, battery_pct=37.5))
     with start_devices(mosquitto.url, specs) as fleet:
         got = collect_telemetry(tap, {s.device_id: 3 for s in specs})
         smoke = fleet.trigger("s-smoke", "smoke")

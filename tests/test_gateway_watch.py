@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from careguard.mqtt import make_client
-from cloud.db import alarms
-from cloud.gateway_watch import GatewaySeen, decide, offline_alarm_id
+from wire.mqtt_client import make_client
+from cloud.store.db import alarms
+from cloud.alarms.gateway_watch import GatewaySeen, decide, offline_alarm_id
 from contracts.envelope import make_envelope
 from contracts.topics import Stream, up
 from tests.test_cloud_ingest import Publisher, start_cloud, wait_until

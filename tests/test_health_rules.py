@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from cloud.health_rules import (CertificateStatus, Symptom, SymptomObservation, active_clusters, certificate_status,
+from cloud.care.health_rules import (CertificateStatus, Symptom, SymptomObservation, active_clusters, certificate_status,
                                 climate_state, day_to_judge, drill_ledger, missing_drills, months_to_judge,
                                 morning_check_missing, symptoms_of)
-from cloud.profiles import NATIONAL
+from cloud.compliance.profiles import NATIONAL
 
 SH = ZoneInfo("Asia/Shanghai")
 CARE = NATIONAL.care

@@ -10,8 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from cloud.config import CloudConfig
-from cloud.db import create_schema, envelopes, gateways, make_engine, telemetry
-from cloud.ingest import IngestCounters, IngestWriter, validate_message
+from cloud.store.db import create_schema, envelopes, gateways, make_engine, telemetry
+from cloud.ingest.counters import IngestCounters
+from cloud.ingest.validate import validate_message
+from cloud.ingest.writer import IngestWriter
 from cloud.main import CloudService
 from contracts.envelope import TYPE_STREAM, make_envelope
 from contracts.errors import ContractError

@@ -12,14 +12,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from cloud.alarms import apply_alarm_envelope
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.db import audit, create_schema, escalations, make_engine
-from cloud.events_bus import EventBus
-from cloud.lifecycle import (EscalationCandidate, EscalationPolicy, EscalationRunner, clear_cloud_alarm,
+from cloud.alarms.records import apply_alarm_envelope
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.store.db import audit, create_schema, escalations, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.alarms.lifecycle import (EscalationCandidate, EscalationPolicy, EscalationRunner, clear_cloud_alarm,
                              due_escalations, raise_cloud_alarm)
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud import mqtt_codec as codec
-from cloud.mqtt_codec import ConnAck, Decoder, Disconnect, MqttProtocolError, PingResp, Publish, SubAck
+from wire import mqtt_codec as codec
+from wire.mqtt_codec import ConnAck, Decoder, Disconnect, MqttProtocolError, PingResp, Publish, SubAck
 
 LIMIT = 1 << 20
 topics = st.text(min_size=1, max_size=80).filter(lambda t: len(t.encode()) <= 0xFFFF)

@@ -14,11 +14,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.db import create_schema, make_engine
-from cloud.events_bus import EventBus
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.store.db import create_schema, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 
 ADMIN = "fuzz-admin-token-0123"
 

@@ -13,9 +13,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from careguard.mqtt import make_client
+from wire.mqtt_client import make_client
 from cloud.config import CloudConfig, TokenEntry
-from cloud.db import audit
+from cloud.store.db import audit
 from cloud.main import CloudService
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope

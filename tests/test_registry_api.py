@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from careguard.mqtt import make_client
-from careguard.services import Mosquitto
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.db import create_schema, facilities, gateway_credentials, make_engine
-from cloud.events_bus import EventBus
-from cloud.registry import hash_password, uscc_check_char, uscc_problem, verify_password
+from wire.mqtt_client import make_client
+from testing.services import Mosquitto
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.store.db import create_schema, facilities, gateway_credentials, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.registry.records import hash_password, uscc_check_char, uscc_problem, verify_password
 from helpers import store_url
 
 ADMIN = "admin-token-0123456789"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from contracts.alarms import AlarmKind, Severity
-from edge.cleanup import plan_cleanup, run_cleanup
-from edge.retention import CameraState, audit, audit_index
-from edge.segment_index import SegmentIndex
-from edge.segments import (SegmentPathError, ffmpeg_output_pattern, format_segment_path, parse_segment_path)
+from edge.retention.cleanup import plan_cleanup, run_cleanup
+from edge.retention.audit import CameraState, audit, audit_index
+from edge.retention.index import SegmentIndex
+from edge.retention.segments import (SegmentPathError, ffmpeg_output_pattern, format_segment_path, parse_segment_path)
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -273,7 +273,7 @@ def test_cleanup_refuses_to_delete_younger_footage(tmp_path):
 
 
 def test_cleanup_plan_is_oldest_first_and_bounded():
-    from edge.segment_index import SegmentRef
+    from edge.retention.index import SegmentRef
     refs = [SegmentRef("b", 20, "mp4", 5, 30.0), SegmentRef("a", 10, "mp4", 5, 20.0), SegmentRef("a", 30, "mp4", 5, 40.0)]
     plan = plan_cleanup(refs, free_bytes=3, min_free_bytes=12)
     assert [r.start for r in plan.delete] == [10, 20] and plan.shortfall_bytes == 0

@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.db import alarms, audit, create_schema, envelopes, make_engine
-from cloud.events_bus import EventBus
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.store.db import alarms, audit, create_schema, envelopes, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 
 NOW = datetime.now(timezone.utc)
 TOKENS = {"police": "t-police-0123456789", "health": "t-health-0123456789", "supervisor": "t-super-0123456789",

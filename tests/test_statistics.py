@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 import pytest
 from fastapi.testclient import TestClient
 
-from cloud.app import create_app
-from cloud.auth import TokenGrant, TokenTable
-from cloud.db import create_schema, make_engine
-from cloud.events_bus import EventBus
-from cloud.profiles import Requirement
-from cloud.registry import FacilityRegistration, register_facility, uscc_check_char
-from cloud.statistics import target_for
+from cloud.api.app import create_app
+from cloud.api.auth import TokenGrant, TokenTable
+from cloud.store.db import create_schema, make_engine
+from cloud.alarms.events_bus import EventBus
+from cloud.compliance.profiles import Requirement
+from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
+from cloud.registry.statistics import target_for
 
 SUP = "t-super-0123456789"
 HEALTH = "t-health-0123456789"

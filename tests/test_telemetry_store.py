@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 
 import sqlalchemy as sa
 
-from careguard.services import free_port
-from cloud.db import create_schema, envelopes, make_engine, telemetry
-from cloud.telemetry_store import RelationalTelemetryStore, TelemetryRow, to_line_protocol
+from testing.services import free_port
+from cloud.store.db import create_schema, envelopes, make_engine, telemetry
+from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, to_line_protocol
 from contracts.envelope import make_envelope
 from contracts.topics import Stream, up
 from tests.test_cloud_ingest import Publisher, count, start_cloud, wait_until

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy import select
 
-from cloud.api.common import Cursor, Limit, Page, transaction
-from cloud.api.common import decode_cursor, encode_cursor
-from cloud.auth import Principal, require_role
+from cloud.api.auth import Principal, require_role
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.config import Role
-from cloud.db import audit
+from cloud.store.db import audit
+from cloud.store.paging import Page, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 

@@ -11,13 +11,14 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from sqlalchemy import select
 
-from cloud.alarms import record_audit
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.alarms.records import record_audit
+from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.config import Role
-from cloud.db import areas, cameras, envelopes
-from cloud.registry import Area, AreaIn, Camera, CameraIn, add_area, add_camera, camera_rows_to_models
+from cloud.registry.records import Area, AreaIn, Camera, CameraIn, add_area, add_camera, camera_rows_to_models
+from cloud.store.db import areas, cameras, envelopes
+from cloud.store.paging import Page, keyset, trim
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import iso_utc, utcnow
 

@@ -11,18 +11,37 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from cloud.alarms import record_audit
+from cloud.alarms.records import record_audit
+from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import field_error, transaction
-from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
-from cloud.care import (BanEntry, BanEntryIn, CareInputError, CertificateItem, CheckIn, CheckRecord, CheckRecorded,
-                        CheckSummary, Roster, RosterIn, StaffRecord, StaffRecordIn, add_ban_entry, certificate_items,
-                        check_summary, read_checks, read_roster, record_check, record_staff_record, write_roster)
+from cloud.care.health_rules import ClimateMetric, local_day
+from cloud.care.health_runner import active_cluster_alarms, climate_states, current_clusters
+from cloud.care.privacy import PrivacyError, app_cipher
+from cloud.care.records import (
+    BanEntry,
+    BanEntryIn,
+    CareInputError,
+    CertificateItem,
+    CheckIn,
+    CheckRecord,
+    CheckRecorded,
+    CheckSummary,
+    Roster,
+    RosterIn,
+    StaffRecord,
+    StaffRecordIn,
+    add_ban_entry,
+    certificate_items,
+    check_summary,
+    read_checks,
+    read_roster,
+    record_check,
+    record_staff_record,
+    write_roster,
+)
+from cloud.compliance.profiles import NATIONAL, profile_for
 from cloud.config import Role
-from cloud.db import alarms, facilities, telemetry
-from cloud.health_rules import ClimateMetric, local_day
-from cloud.health_runner import active_cluster_alarms, climate_states, current_clusters
-from cloud.privacy import PrivacyError, app_cipher
-from cloud.profiles import NATIONAL, profile_for
+from cloud.store.db import alarms, facilities, telemetry
 from contracts.alarms import AlarmKind
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow

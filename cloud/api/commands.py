@@ -6,20 +6,19 @@ latched panic zone once they have dealt with it; the admin may do all of it."""
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
-from cloud.alarms import record_audit
+from cloud.alarms.records import record_audit
+from cloud.api.auth import Principal, forbid_other_facility, require_role
 from cloud.api.common import transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, forbid_other_facility, require_role
 from cloud.config import Role
-from cloud.registry import require_facility
-from contracts.envelope import make_envelope
+from cloud.registry.records import require_facility
+from contracts.envelope import ArmSetBody, DownType, ZoneAction, make_envelope
 from contracts.ids import DEVICE_ID_RE
 from contracts.timefmt import utcnow
 from contracts.topics import DownKind, down
@@ -28,13 +27,6 @@ router = APIRouter(prefix="/api/facilities/{facility_id}", tags=["commands"])
 
 ZoneId = Annotated[str, Field(pattern=DEVICE_ID_RE, description="a zone of the gateway's configuration")]
 ZonePath = Annotated[str, Path(pattern=DEVICE_ID_RE)]
-
-
-class ZoneAction(str, Enum):
-    TEST = "test"
-    RESET = "reset"
-    ARM = "arm"
-    DISARM = "disarm"
 
 
 class DrillRequest(BaseModel):
@@ -55,8 +47,8 @@ class CommandResult(BaseModel):
 def send_zone_command(request: Request, who: Principal, facility_id: str, zone: str,
                       action: ZoneAction) -> CommandResult:
     forbid_other_facility(who, facility_id)
-    env = make_envelope(facility_id, "arm.set", {"action": action.value, "zone": zone, "by": who.user},
-                        source="cloud")
+    body = ArmSetBody(action=action, zone=zone, by=who.user)
+    env = make_envelope(facility_id, DownType.ARM_SET.value, body.model_dump(mode="json"), source="cloud")
     with transaction(request) as conn:
         require_facility(conn, facility_id)
         record_audit(conn, at=utcnow(), actor=who.user, role=who.role.value, action=f"zone.{action.value}",

@@ -8,13 +8,14 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import select
 
-from cloud.api.common import Cursor, Page, keyset, transaction, trim
+from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.common import Cursor, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
-from cloud.compliance import ComplianceReport, Status, facility_compliance
+from cloud.compliance.profiles import Profile, all_profiles
+from cloud.compliance.rules import ComplianceReport, Status, facility_compliance
 from cloud.config import Role
-from cloud.db import facilities
-from cloud.profiles import Profile, all_profiles
+from cloud.store.db import facilities
+from cloud.store.paging import Page, keyset, trim
 from contracts.timefmt import utcnow
 
 router = APIRouter(prefix="/api/compliance", tags=["compliance"])

@@ -1,188 +1,34 @@
-"""Server-side aggregation for the dashboards: what a page would otherwise assemble from many
-requests or from whole tables. Every list is paginated or bounded, so a page stays fast with
-ten thousand facilities.
-
-What is read from uplink envelopes (the newest of each type per facility):
-- `heartbeat`: `police_paths` {"host:port": up} and `latched` {zone: alarm kind};
-- `camera.health`: `cameras` [{camera_id, state, fault, camera_fps, last_frame_age_s, connection_quality}]
-  (or one camera's fields at the top level);
-- `retention.report`: `required_days`, `cameras` [{camera_id, achieved_days, compliant, projected_breach}];
-- `event.arming` / `event.latch_reset`: the arming history."""
+"""Routes under /api/dashboard: what the police, facility and supervision pages show, read by
+cloud/status/reports.py."""
 
 from __future__ import annotations
 
-import threading
-import time
-from datetime import datetime, timedelta
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select
-from sqlalchemy.engine import Connection
 
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, forbid_other_facility, require_role
-from cloud.compliance import facility_compliance
 from cloud.config import Role
-from cloud.db import alarms, camera_areas, cameras, devices, envelopes, facilities, gateways, staff
-from cloud.lifecycle import ResponseTimes, response_times
-from cloud.registry import StaffRole, require_facility
-from contracts.alarms import AlarmKind, AlarmState
+from cloud.status.reports import (
+    FacilityStatus,
+    OverviewCache,
+    PoliceCard,
+    PolicePaths,
+    SupervisionOverview,
+    facility_status,
+    police_card,
+    police_paths_page,
+    supervision_overview,
+)
+from cloud.store.paging import Page
+from contracts.ids import DEVICE_ID_RE
 from contracts.timefmt import utcnow
 
 router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
 
-# The supervision overview evaluates compliance for every facility of the city; it is kept this
-# long so that a room of supervisors reloading the page does not re-evaluate it each time.
-OVERVIEW_TTL_S = 60.0
-ARMING_EVENTS = 50
-ARMING_TYPES = ("event.arming", "event.latch_reset")
 
-
-# --- models -------------------------------------------------------------------------------------
-class PolicePaths(BaseModel):
-    facility: str
-    name: str
-    city: str
-    district: str
-    heartbeat_at: Optional[datetime] = Field(description="origin time of the newest heartbeat")
-    paths: dict[str, bool] = Field(description="police receiver (host:port) -> path up, from the heartbeat")
-    link_down_alarms: int = Field(description="active police_link_down alarms")
-
-
-class PoliceCard(BaseModel):
-    facility: str
-    guards: list[str] = Field(description="names of the facility's security staff (保安)")
-    zone: Optional[str]
-    zone_cameras: list[str] = Field(description="cameras covering the zone's areas (the zone itself as an area too)")
-
-
-class CameraState(BaseModel):
-    camera_id: str
-    name: str
-    reported_at: Optional[datetime] = None
-    state: Optional[str] = None
-    fault: Optional[str] = None
-    online: Optional[bool] = Field(default=None, description="streaming without a fault; null: never reported")
-    camera_fps: Optional[float] = None
-    last_frame_age_s: Optional[float] = None
-    connection_quality: Optional[float] = None
-    achieved_days: Optional[float] = None
-    retention_compliant: Optional[bool] = None
-    projected_breach: Optional[Any] = None
-
-
-class DeviceState(BaseModel):
-    device_id: str
-    kind: str
-    name: str
-    zone: Optional[str]
-    active_alarms: int
-
-
-class ArmingEvent(BaseModel):
-    ts: datetime
-    type: str
-    zone: Optional[str]
-    armed: Optional[bool] = None
-    mode: Optional[str] = None
-    by: Optional[str] = None
-    refused: Optional[str] = None
-
-
-class ZoneState(BaseModel):
-    zone: str
-    latched: Optional[str] = Field(default=None, description="the alarm kind the zone is latched on")
-    armed: Optional[bool] = Field(default=None, description="from the newest arming event; null: none seen")
-    mode: Optional[str] = None
-
-
-class Retention(BaseModel):
-    reported_at: Optional[datetime] = None
-    required_days: Optional[float] = None
-    cameras: int = 0
-    compliant: int = 0
-
-
-class FacilityStatus(BaseModel):
-    facility: str
-    name: str
-    gateway_last_seen_at: Optional[datetime]
-    gateway_online: bool = Field(description="heard from and no active gateway_offline alarm")
-    heartbeat_at: Optional[datetime]
-    police_paths: dict[str, bool]
-    active_alarms: int
-    zones: list[ZoneState]
-    devices: list[DeviceState]
-    cameras: list[CameraState]
-    retention: Retention
-    arming_events: list[ArmingEvent] = Field(description=f"newest first, at most {ARMING_EVENTS}")
-
-
-class DistrictCompliance(BaseModel):
-    province: str
-    city: str
-    district: str
-    facilities: int
-    compliant: int
-    warning: int
-    non_compliant: int
-
-
-class Ratio(BaseModel):
-    total: int
-    good: int
-    ratio: Optional[float] = Field(description="good / total, null without data")
-
-
-class SupervisionOverview(BaseModel):
-    computed_at: datetime
-    districts: list[DistrictCompliance]
-    cameras_online: Ratio = Field(description="cameras whose newest health report says streaming without fault")
-    retention_compliant: Ratio = Field(description="cameras whose newest retention report says compliant")
-    response_times: list[ResponseTimes] = Field(description="the last 30 days, drills excluded")
-
-
-# --- reading envelopes --------------------------------------------------------------------------
-def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of its newest envelope of `type_`, for `facility_ids` or all."""
-    e = envelopes.c
-    newest = select(e.facility, func.max(e.ts).label("ts")).where(e.type == type_)
-    if facility_ids is not None:
-        newest = newest.where(e.facility.in_(facility_ids))
-    newest = newest.group_by(e.facility).subquery()
-    rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.ts == newest.c.ts))
-                        .where(e.type == type_))
-    return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
-
-
-def camera_items(body: dict) -> list[dict]:
-    """The per-camera entries of a camera.health or retention.report body."""
-    items = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
-    return [i for i in items if isinstance(i, dict) and isinstance(i.get("camera_id"), str)]
-
-
-def _number(value) -> Optional[float]:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _paths(body: dict) -> dict[str, bool]:
-    paths = body.get("police_paths")
-    return {str(k): bool(v) for k, v in paths.items()} if isinstance(paths, dict) else {}
-
-
-def _active_alarms(conn: Connection, facility_ids: list[str], kind: Optional[AlarmKind] = None) -> dict[str, int]:
-    a = alarms.c
-    q = select(a.facility, func.count()).where(a.facility.in_(facility_ids), a.state == AlarmState.ACTIVE.value)
-    if kind is not None:
-        q = q.where(a.kind == kind.value)
-    return dict(conn.execute(q.group_by(a.facility)).all())
-
-
-# --- police -------------------------------------------------------------------------------------
 @router.get("/police-paths", response_model=Page[PolicePaths])
 def police_paths(request: Request,
                  _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
@@ -191,168 +37,27 @@ def police_paths(request: Request,
                  district: Annotated[Optional[str], Query(max_length=32)] = None) -> Page[PolicePaths]:
     """Each facility's DC-09 paths as its gateway last reported them, with its open
     police_link_down alarms; a page of facilities by facility_id."""
-    f = facilities.c
-    q = select(f.facility_id, f.name, f.city, f.district)
-    if city is not None:
-        q = q.where(f.city == city)
-    if district is not None:
-        q = q.where(f.district == district)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
-        ids = [r.facility_id for r in rows]
-        beats = latest_bodies(conn, "heartbeat", ids)
-        down = _active_alarms(conn, ids, AlarmKind.POLICE_LINK_DOWN)
-    items = []
-    for r in rows:
-        ts, body = beats.get(r.facility_id, (None, {}))
-        items.append(PolicePaths(facility=r.facility_id, name=r.name, city=r.city, district=r.district,
-                                 heartbeat_at=ts, paths=_paths(body), link_down_alarms=down.get(r.facility_id, 0)))
-    return Page[PolicePaths](items=items, next_cursor=nxt)
+        return police_paths_page(conn, limit, cursor, city, district)
 
 
 @router.get("/police-card/{facility_id}", response_model=PoliceCard)
-def police_card(request: Request, facility_id: FacilityPath,
-                _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.ADMIN))],
-                zone: Annotated[Optional[str], Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None) -> PoliceCard:
+def get_police_card(request: Request, facility_id: FacilityPath,
+                    _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.ADMIN))],
+                    zone: Annotated[Optional[str], Query(pattern=DEVICE_ID_RE)] = None) -> PoliceCard:
     """What the facility card needs beyond GET /api/facilities/{id}, which the police may not
     read elsewhere: the guards, and which cameras look at the alarm's zone."""
-    s, d, ca = staff.c, devices.c, camera_areas.c
     with transaction(request) as conn:
-        require_facility(conn, facility_id)
-        guards = conn.execute(select(s.name).where(s.facility == facility_id, s.role == StaffRole.SECURITY.value)
-                              .order_by(s.staff_id)).scalars().all()
-        zone_cameras: list[str] = []
-        if zone is not None:
-            area_ids = set(conn.execute(select(d.area_id).where(d.facility == facility_id, d.zone == zone,
-                                                                d.area_id.is_not(None))).scalars()) | {zone}
-            zone_cameras = list(conn.execute(select(ca.camera_id).distinct()
-                                             .where(ca.facility == facility_id, ca.area_id.in_(area_ids))
-                                             .order_by(ca.camera_id)).scalars())
-    return PoliceCard(facility=facility_id, guards=list(guards), zone=zone, zone_cameras=zone_cameras)
-
-
-# --- facility -----------------------------------------------------------------------------------
-def _cameras(conn: Connection, facility_id: str, retention: Retention) -> list[CameraState]:
-    c = cameras.c
-    out = {r.camera_id: CameraState(camera_id=r.camera_id, name=r.name)
-           for r in conn.execute(select(c.camera_id, c.name).where(c.facility == facility_id).order_by(c.camera_id))}
-    health = latest_bodies(conn, "camera.health", [facility_id]).get(facility_id)
-    if health is not None:
-        ts, body = health
-        for item in camera_items(body):
-            cam = out.setdefault(item["camera_id"], CameraState(camera_id=item["camera_id"], name=item["camera_id"]))
-            state, fault = item.get("state"), item.get("fault")
-            cam.reported_at, cam.state, cam.fault = ts, state if isinstance(state, str) else None, \
-                str(fault) if fault else None
-            cam.online = state == "streaming" and not fault
-            cam.camera_fps = _number(item.get("camera_fps"))
-            cam.last_frame_age_s = _number(item.get("last_frame_age_s"))
-            cam.connection_quality = _number(item.get("connection_quality"))
-    report = latest_bodies(conn, "retention.report", [facility_id]).get(facility_id)
-    if report is not None:
-        ts, body = report
-        retention.reported_at, retention.required_days = ts, _number(body.get("required_days"))
-        for item in camera_items(body):
-            cam = out.setdefault(item["camera_id"], CameraState(camera_id=item["camera_id"], name=item["camera_id"]))
-            cam.achieved_days = _number(item.get("achieved_days"))
-            cam.retention_compliant = bool(item.get("compliant"))
-            cam.projected_breach = item.get("projected_breach")
-            retention.cameras += 1
-            retention.compliant += cam.retention_compliant
-    return list(out.values())
+        return police_card(conn, facility_id, zone)
 
 
 @router.get("/facility/{facility_id}", response_model=FacilityStatus)
-def facility_status(request: Request, facility_id: FacilityPath,
-                    who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.SUPERVISOR, Role.ADMIN))]
-                    ) -> FacilityStatus:
+def get_facility_status(request: Request, facility_id: FacilityPath,
+                        who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.SUPERVISOR, Role.ADMIN))]
+                        ) -> FacilityStatus:
     forbid_other_facility(who, facility_id)
-    e, d, a, g = envelopes.c, devices.c, alarms.c, gateways.c
     with transaction(request) as conn:
-        require_facility(conn, facility_id)
-        name = conn.execute(select(facilities.c.name).where(facilities.c.facility_id == facility_id)).scalar_one()
-        last_seen = conn.execute(select(g.last_seen_at).where(g.facility == facility_id)).scalar()
-        offline = _active_alarms(conn, [facility_id], AlarmKind.GATEWAY_OFFLINE).get(facility_id, 0)
-        beat_ts, beat = latest_bodies(conn, "heartbeat", [facility_id]).get(facility_id, (None, {}))
-        per_device = dict(conn.execute(select(a.device_id, func.count())
-                                       .where(a.facility == facility_id, a.state == AlarmState.ACTIVE.value,
-                                              a.device_id.is_not(None)).group_by(a.device_id)).all())
-        device_list = [DeviceState(device_id=r.device_id, kind=r.kind, name=r.name, zone=r.zone,
-                                   active_alarms=per_device.get(r.device_id, 0))
-                       for r in conn.execute(select(devices).where(d.facility == facility_id).order_by(d.device_id))]
-        retention = Retention()
-        camera_list = _cameras(conn, facility_id, retention)
-        events = [ArmingEvent(ts=r.ts, type=r.type, zone=r.body.get("zone"),
-                              armed=r.body.get("armed") if isinstance(r.body.get("armed"), bool) else None,
-                              mode=r.body.get("mode"), by=r.body.get("by"), refused=r.body.get("refused"))
-                  for r in conn.execute(select(e.ts, e.type, e.body)
-                                        .where(e.facility == facility_id, e.type.in_(ARMING_TYPES))
-                                        .order_by(e.ts.desc()).limit(ARMING_EVENTS))]
-        active = _active_alarms(conn, [facility_id]).get(facility_id, 0)
-    latched = beat.get("latched") if isinstance(beat.get("latched"), dict) else {}
-    zones: dict[str, ZoneState] = {z: ZoneState(zone=z) for z in sorted({x.zone for x in device_list if x.zone})}
-    for z, kind in latched.items():
-        zones.setdefault(str(z), ZoneState(zone=str(z))).latched = str(kind)
-    for ev in reversed(events):  # oldest first, so the newest event decides
-        if ev.zone and ev.type == "event.arming" and ev.armed is not None:
-            zs = zones.setdefault(ev.zone, ZoneState(zone=ev.zone))
-            zs.armed, zs.mode = ev.armed, ev.mode or zs.mode
-    return FacilityStatus(facility=facility_id, name=name, gateway_last_seen_at=last_seen,
-                          gateway_online=last_seen is not None and not offline, heartbeat_at=beat_ts,
-                          police_paths=_paths(beat), active_alarms=active, zones=list(zones.values()),
-                          devices=device_list, cameras=camera_list, retention=retention, arming_events=events)
-
-
-# --- supervision --------------------------------------------------------------------------------
-class _OverviewCache:
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._entries: dict[Optional[str], tuple[float, SupervisionOverview]] = {}
-
-    def get(self, key: Optional[str]) -> Optional[SupervisionOverview]:
-        with self._lock:
-            hit = self._entries.get(key)
-        return hit[1] if hit is not None and time.monotonic() - hit[0] < OVERVIEW_TTL_S else None
-
-    def put(self, key: Optional[str], value: SupervisionOverview) -> None:
-        with self._lock:
-            self._entries[key] = (time.monotonic(), value)
-
-
-def _ratio(total: int, good: int) -> Ratio:
-    return Ratio(total=total, good=good, ratio=round(good / total, 4) if total else None)
-
-
-def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -> SupervisionOverview:
-    f = facilities.c
-    q = select(f.facility_id, f.province, f.city, f.district)
-    if city is not None:
-        q = q.where(f.city == city)
-    rows = conn.execute(q.order_by(f.facility_id)).all()
-    districts: dict[tuple[str, str, str], DistrictCompliance] = {}
-    for r in rows:
-        key = (r.province, r.city, r.district)
-        dc = districts.setdefault(key, DistrictCompliance(province=r.province, city=r.city, district=r.district,
-                                                          facilities=0, compliant=0, warning=0, non_compliant=0))
-        dc.facilities += 1
-        status = facility_compliance(conn, r.facility_id, now).status
-        setattr(dc, status.value, getattr(dc, status.value) + 1)
-    ids = [r.facility_id for r in rows] if city is not None else None
-    cams_total = cams_online = 0
-    for _ts, body in latest_bodies(conn, "camera.health", ids).values():
-        for item in camera_items(body):
-            cams_total += 1
-            cams_online += item.get("state") == "streaming" and not item.get("fault")
-    ret_total = ret_ok = 0
-    for _ts, body in latest_bodies(conn, "retention.report", ids).values():
-        for item in camera_items(body):
-            ret_total += 1
-            ret_ok += bool(item.get("compliant"))
-    return SupervisionOverview(computed_at=now, districts=[districts[k] for k in sorted(districts)],
-                               cameras_online=_ratio(cams_total, cams_online),
-                               retention_compliant=_ratio(ret_total, ret_ok),
-                               response_times=response_times(conn, since=now - timedelta(days=30), until=now,
-                                                             city=city))
+        return facility_status(conn, facility_id)
 
 
 @router.get("/supervision", response_model=SupervisionOverview)
@@ -365,7 +70,7 @@ def supervision(request: Request,
     online, retention compliance and response times."""
     cache = getattr(request.app.state, "supervision_cache", None)
     if cache is None:
-        cache = request.app.state.supervision_cache = _OverviewCache()
+        cache = request.app.state.supervision_cache = OverviewCache()
     if not fresh and (hit := cache.get(city)) is not None:
         return hit
     with transaction(request) as conn:

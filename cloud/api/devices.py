@@ -7,12 +7,14 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy import select
 
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.auth import Principal, require_role, scope_facility
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, require_role, scope_facility
 from cloud.config import Role
-from cloud.db import devices
-from cloud.registry import Device, DeviceIn, DeviceKind, add_device
+from cloud.registry.records import Device, DeviceIn, add_device
+from cloud.store.db import devices
+from cloud.store.paging import Page, keyset, trim
+from contracts.device import DeviceKind
 from contracts.ids import FACILITY_ID_RE
 
 router = APIRouter(tags=["devices"])

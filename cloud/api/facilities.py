@@ -8,13 +8,23 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from sqlalchemy import select
 
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
-from cloud.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.config import Role
-from cloud.db import facilities
-from cloud.registry import (Facility, FacilityIn, FacilityKind, FacilityRegistration, FilingStatus,
-                            RegistrationResult, facility_rows_to_models, get_facility, register_facility,
-                            update_facility)
+from cloud.registry.records import (
+    Facility,
+    FacilityIn,
+    FacilityKind,
+    FacilityRegistration,
+    FilingStatus,
+    RegistrationResult,
+    facility_rows_to_models,
+    get_facility,
+    register_facility,
+    update_facility,
+)
+from cloud.store.db import facilities
+from cloud.store.paging import Page, keyset, trim
 from contracts.ids import FACILITY_ID_RE
 from contracts.timefmt import utcnow
 

@@ -7,12 +7,21 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.auth import Principal, require_role, scope_facility
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, require_role, scope_facility
 from cloud.config import Role
-from cloud.db import gateway_credentials
-from cloud.registry import Gateway, GatewayCredentials, GatewayIn, gateway_query, gateway_rows, issue_gateway, rotate_gateway
+from cloud.registry.records import (
+    Gateway,
+    GatewayCredentials,
+    GatewayIn,
+    gateway_query,
+    gateway_rows,
+    issue_gateway,
+    rotate_gateway,
+)
+from cloud.store.db import gateway_credentials
+from cloud.store.paging import Page, keyset, trim
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
 

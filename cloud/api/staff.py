@@ -8,14 +8,15 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import Field
 from sqlalchemy import select
 
-from cloud.api.common import Cursor, Limit, Page, keyset, transaction, trim
+from cloud.api.auth import Principal, require_role, scope_facility
+from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
-from cloud.auth import Principal, require_role, scope_facility
-from cloud.care import check_hiring
+from cloud.care.privacy import app_cipher
+from cloud.care.records import check_hiring
 from cloud.config import Role
-from cloud.db import staff
-from cloud.privacy import app_cipher
-from cloud.registry import StaffIn, StaffMember, StaffRole, add_staff
+from cloud.registry.records import StaffIn, StaffMember, StaffRole, add_staff
+from cloud.store.db import staff
+from cloud.store.paging import Page, keyset, trim
 from contracts.ids import FACILITY_ID_RE
 
 router = APIRouter(tags=["staff"])

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
-from cloud.alarms import record_audit
+from cloud.alarms.records import record_audit
+from cloud.api.auth import Principal, require_role
 from cloud.api.common import field_error, transaction
-from cloud.auth import Principal, require_role
 from cloud.config import Role
-from cloud.statistics import DistrictPopulation, PlacesItem, PopulationIn, places_by_district, set_population
+from cloud.registry.statistics import DistrictPopulation, PlacesItem, PopulationIn, places_by_district, set_population
 from contracts.timefmt import utcnow
 
 router = APIRouter(prefix="/api/statistics", tags=["statistics"])

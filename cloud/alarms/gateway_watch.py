@@ -1,0 +1,140 @@
+"""Gateway offline: a facility gateway not heard for `gateway_offline_s` (30 s by default; GB/T
+28181 allows 180 s, ThingsBoard 600 s), or whose retained status says offline (its MQTT last
+will), gets a `gateway_offline` alarm; hearing it again, with its status online, clears it.
+
+`decide` is the pure rule; `GatewayWatch` is the thread that feeds it from the store and applies
+what it decides through the alarm store, as alarm envelopes with source "cloud". It reads the
+`gateways` table that every ingest worker updates, so it sees all of them, in any process.
+
+An alarm's id is derived from the facility and the last time it was heard, so two clouds
+watching the same store, or one restarted, raise the same alarm rather than two."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Optional
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from cloud.alarms.records import AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.periodic import PeriodicTask
+from cloud.store.db import alarms, gateways
+from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
+from contracts.envelope import make_envelope
+from contracts.timefmt import iso_utc, utcnow
+
+log = logging.getLogger("careguard.cloud.gateway_watch")
+
+_ALARM_NS = uuid.UUID("6f1d3c2e-5b7a-4f0e-9c1d-2a3b4c5d6e7f")
+ALARM_SOURCE = "gateway"
+
+
+@dataclass(frozen=True)
+class GatewaySeen:
+    """What the store knows of one gateway: when the cloud last received anything from it (cloud
+    clock, so a gateway's wrong clock cannot hide it) and the state in its newest status.gateway."""
+    facility: str
+    last_received_at: datetime
+    status_state: Optional[str]
+
+
+@dataclass(frozen=True)
+class Change:
+    facility: str
+    alarm_id: uuid.UUID
+    raise_: bool
+    reason: str
+
+
+def offline_alarm_id(facility: str, last_received_at: datetime) -> uuid.UUID:
+    return uuid.uuid5(_ALARM_NS, f"{facility}/gateway_offline/{iso_utc(last_received_at)}")
+
+
+def decide(seen: list[GatewaySeen], active: dict[str, uuid.UUID], now: datetime, threshold_s: float,
+           listening_since: datetime) -> list[Change]:
+    """Alarms to raise and clear. `active` maps a facility to its active gateway_offline alarm.
+    Silence is counted from `listening_since` at the earliest: while the cloud itself was not
+    listening, a gateway's silence says nothing about the gateway."""
+    limit = timedelta(seconds=threshold_s)
+    changes = []
+    for g in seen:
+        heard = max(g.last_received_at, listening_since)
+        if g.status_state == "offline":
+            reason = "its last will says offline (connection to the broker lost)"
+        elif now - heard > limit:
+            reason = f"nothing received for {(now - g.last_received_at).total_seconds():.0f} s (limit {threshold_s:g} s)"
+        else:
+            reason = ""
+        if reason and g.facility not in active:
+            changes.append(Change(g.facility, offline_alarm_id(g.facility, g.last_received_at), True, reason))
+        elif not reason and g.facility in active:
+            changes.append(Change(g.facility, active[g.facility], False, "heard again"))
+    return changes
+
+
+def read_state(engine: Engine) -> tuple[list[GatewaySeen], dict[str, uuid.UUID]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(gateways.c.facility, gateways.c.last_received_at, gateways.c.status)).all()
+        open_alarms = conn.execute(select(alarms.c.facility, alarms.c.alarm_id).where(
+            alarms.c.kind == AlarmKind.GATEWAY_OFFLINE.value, alarms.c.source == ALARM_SOURCE,
+            alarms.c.state == AlarmState.ACTIVE.value)).all()
+    seen = [GatewaySeen(r.facility, r.last_received_at,
+                        r.status.get("state") if isinstance(r.status, dict) else None) for r in rows]
+    return seen, {r.facility: uuid.UUID(r.alarm_id) for r in open_alarms}
+
+
+def apply_change(engine: Engine, change: Change, now: datetime) -> list[AlarmRecord]:
+    """Write one decision as the alarm envelope the cloud would have received for it."""
+    kind = AlarmKind.GATEWAY_OFFLINE
+    body = AlarmBody(alarm_id=change.alarm_id, kind=kind, severity=DEFAULT_SEVERITY[kind], source=ALARM_SOURCE,
+                     state=AlarmState.ACTIVE if change.raise_ else AlarmState.CLEARED,
+                     detail={"reason": change.reason})
+    env = make_envelope(change.facility, "alarm.raised" if change.raise_ else "alarm.cleared", body,
+                        source="cloud", ts=now)
+    with engine.begin() as conn:
+        alarm_id = apply_alarm_envelope(conn, env, body, None, now)
+        return get_alarms(conn, [alarm_id])
+
+
+class GatewayWatch:
+    """Checks every `check_s`; `on_alarms` gets the alarm rows it raised or cleared (for SSE)."""
+
+    def __init__(self, engine: Engine, *, threshold_s: float = 30.0, check_s: float = 1.0,
+                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None):
+        self.engine = engine
+        self.threshold_s = threshold_s
+        self.check_s = check_s
+        self.on_alarms = on_alarms
+        self.raised = 0
+        self.cleared = 0
+        self._task = PeriodicTask("cloud-gateway-watch", check_s, self.check, logger=log, what="gateway check")
+        self._since = utcnow()
+
+    def start(self) -> "GatewayWatch":
+        self._since = utcnow()
+        self._task.start()
+        return self
+
+    def stop(self) -> None:
+        self._task.stop()
+
+    def check(self) -> list[Change]:
+        """One pass: read, decide, apply. Returns what it changed."""
+        now = utcnow()
+        seen, active = read_state(self.engine)
+        changes = decide(seen, active, now, self.threshold_s, self._since)
+        for change in changes:
+            rows = apply_change(self.engine, change, now)
+            log.warning("gateway %s %s: %s", change.facility, "offline" if change.raise_ else "back online",
+                        change.reason)
+            if change.raise_:
+                self.raised += 1
+            else:
+                self.cleared += 1
+            if self.on_alarms is not None:
+                self.on_alarms(rows)
+        return changes

@@ -1,0 +1,91 @@
+"""The FastAPI application: API routers per resource, the dashboards and their static files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable, Optional
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from sqlalchemy.engine import Engine
+
+from cloud.alarms.downlink import Downlink
+from cloud.alarms.events_bus import EventBus
+from cloud.api import (
+    alarms,
+    audit,
+    cameras,
+    care,
+    commands,
+    compliance,
+    dashboard,
+    devices,
+    facilities,
+    gateways,
+    staff,
+    statistics,
+)
+from cloud.api.auth import Principal, TokenTable, require_role
+from cloud.api.common import ERROR_RESPONSES
+from cloud.config import Role
+from cloud.store.paging import BadCursor
+from dashboards import PAGES, STATIC_DIR, render_page
+
+
+class Health(BaseModel):
+    status: str
+
+
+class IngestStats(BaseModel):
+    received: int
+    stored: int
+    duplicates: int
+    rejected: int
+    store_errors: int
+    batches: int
+    alarm_updates: int
+    telemetry_points: int
+    rejected_by_reason: dict[str, int]
+
+
+def _page(name: str) -> Callable[[], HTMLResponse]:
+    def serve() -> HTMLResponse:
+        return HTMLResponse(render_page(name), headers={"Cache-Control": "no-store"})
+    return serve
+
+
+def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
+               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
+    app = FastAPI(title="CareGuard cloud", version="1")
+
+    @app.exception_handler(BadCursor)
+    def _bad_cursor(_request, exc: BadCursor) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": [{"loc": ["query", "cursor"], "msg": str(exc),
+                                                                  "type": "value_error"}]})
+    app.state.engine = engine
+    app.state.bus = bus
+    app.state.tokens = tokens
+    app.state.downlink = downlink
+    for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
+                   compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/police")
+
+    for page in PAGES:
+        app.add_api_route(f"/{page}", _page(page), include_in_schema=False)
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get("/api/ingest/stats", response_model=IngestStats, responses=ERROR_RESPONSES)
+    def ingest_stats(_who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> IngestStats:
+        return IngestStats.model_validate(ingest_counters() if ingest_counters else
+                                          {k: 0 for k in IngestStats.model_fields} | {"rejected_by_reason": {}})
+
+    return app

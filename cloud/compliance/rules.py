@@ -1,0 +1,468 @@
+"""The compliance rules engine: per facility, a status, a score and findings, each naming its
+rule, the source text of the requirement and the evidence.
+
+`gather_facts` reads the store; the rules are pure functions of those facts, the profile and
+`now`. What the rules read from uplink envelopes (the latest of each type per facility):
+- `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
+- `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
+  a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
+- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- drills: alarms of kind `test` with a police delivery time (delivered_at);
+- care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
+  documents, and the drill ledger per one-button alarm and month."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from enum import Enum
+from typing import Any, Callable, Optional
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from cloud.care.health_rules import (
+    FACILITY_KEY,
+    CertificateStatus,
+    certificate_status,
+    day_to_judge,
+    drill_ledger,
+    missing_drills,
+    months_to_judge,
+    morning_check_missing,
+)
+from cloud.care.records import StaffRecordKind, care_rosters, first_morning_checks, roster_counts, staff_documents
+from cloud.compliance.profiles import Profile, profile_for
+from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
+from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, staff
+from contracts.alarms import AlarmKind
+from contracts.device import DeviceKind
+
+
+class Status(str, Enum):
+    COMPLIANT = "compliant"
+    WARNING = "warning"
+    NON_COMPLIANT = "non_compliant"
+
+
+class Level(str, Enum):
+    WARNING = "warning"   # not yet a breach (a licence about to expire)
+    BREACH = "breach"
+
+
+class Finding(BaseModel):
+    rule: str
+    level: Level
+    message: str
+    source: str = Field(description="the requirement's text and where it comes from")
+    evidence: dict[str, Any]
+
+
+class RuleResult(BaseModel):
+    rule: str
+    passed: bool
+    source: str
+    evidence: dict[str, Any]
+
+
+class ComplianceReport(BaseModel):
+    facility: str
+    profile: str
+    checked_at: datetime
+    status: Status
+    score: float = Field(description="share of rules passed without a breach, 0-100")
+    findings: list[Finding]
+    rules: list[RuleResult]
+
+
+class CameraStatus(BaseModel):
+    ts: datetime
+    online: bool
+    state: Optional[str]
+    fault: Optional[str]
+
+
+class ClassCare(BaseModel):
+    children: int = Field(description="children on the roster")
+    carers_on_duty: int
+    first_morning_check: Optional[datetime] = None
+
+
+class StaffDocument(BaseModel):
+    staff_id: str
+    role: str
+    kind: str
+    expires_on: Optional[date]
+
+
+class CareFacts(BaseModel):
+    """What the care rules read; absent (None) on facts built without the care records."""
+    classes: dict[str, ClassCare] = Field(default_factory=dict, description="rostered classes")
+    check_day: Optional[date] = Field(default=None, description="the care day whose morning deadline is judged")
+    staff_ids: list[str] = Field(default_factory=list)
+    documents: list[StaffDocument] = Field(default_factory=list)
+    drill_ledger: dict[str, dict[str, int]] = Field(default_factory=dict, description="button -> month -> drills")
+
+
+class FacilityFacts(BaseModel):
+    facility: Facility
+    panic_buttons: list[str]
+    children_areas: dict[str, list[str]] = Field(description="children's area -> cameras covering it")
+    camera_ids: list[str]
+    retention_report_ts: Optional[datetime] = None
+    retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
+    camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
+    last_heartbeat: Optional[datetime] = None
+    last_drill_delivered: Optional[datetime] = None
+    care: Optional[CareFacts] = None
+
+
+# --- reading the store ------------------------------------------------------------------------
+def _latest_envelope(conn: Connection, facility: str, type_: str):
+    e = envelopes.c
+    return conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == type_)
+                        .order_by(e.ts.desc()).limit(1)).first()
+
+
+def _camera_health(conn: Connection, facility: str, since: datetime) -> dict[str, CameraStatus]:
+    e = envelopes.c
+    out: dict[str, CameraStatus] = {}
+    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health", e.ts >= since)
+                        .order_by(e.ts))
+    for ts, body in rows:
+        entries = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
+        for item in entries:
+            if not isinstance(item, dict) or not isinstance(item.get("camera_id"), str):
+                continue
+            state, fault = item.get("state"), item.get("fault")
+            out[item["camera_id"]] = CameraStatus(ts=ts, online=state == "streaming" and not fault,
+                                                  state=state if isinstance(state, str) else None,
+                                                  fault=str(fault) if fault else None)
+    return out
+
+
+def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: datetime) -> FacilityFacts:
+    facility = get_facility(conn, facility_id)
+    d = devices.c
+    buttons = conn.execute(select(d.device_id).where(d.facility == facility_id, d.kind == DeviceKind.PANIC_BUTTON.value)
+                           .order_by(d.device_id)).scalars().all()
+    children = {a: [] for a in conn.execute(select(areas.c.area_id).where(areas.c.facility == facility_id,
+                                                                           areas.c.children_area.is_(True))
+                                            .order_by(areas.c.area_id)).scalars()}
+    for cam, area in conn.execute(select(camera_areas.c.camera_id, camera_areas.c.area_id)
+                                  .where(camera_areas.c.facility == facility_id).order_by(camera_areas.c.camera_id)):
+        if area in children:
+            children[area].append(cam)
+    cams = conn.execute(select(cameras.c.camera_id).where(cameras.c.facility == facility_id)
+                        .order_by(cameras.c.camera_id)).scalars().all()
+    facts = FacilityFacts(facility=facility, panic_buttons=list(buttons), children_areas=children, camera_ids=list(cams))
+    report = _latest_envelope(conn, facility_id, "retention.report")
+    if report is not None:
+        facts.retention_report_ts = report.ts
+        for cam in report.body.get("cameras") or []:
+            if isinstance(cam, dict) and isinstance(cam.get("camera_id"), str) \
+                    and isinstance(cam.get("achieved_days"), (int, float)):
+                facts.retention_days[cam["camera_id"]] = float(cam["achieved_days"])
+    facts.camera_health = _camera_health(conn, facility_id,
+                                         now - timedelta(seconds=profile.children_areas_covered.value))
+    heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
+    facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    a = alarms.c
+    facts.last_drill_delivered = conn.execute(
+        select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
+    facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
+    return facts
+
+
+def gather_care_facts(conn: Connection, facility: Facility, buttons: list[str], profile: Profile,
+                      now: datetime) -> CareFacts:
+    fid = facility.facility_id
+    care = CareFacts(check_day=day_to_judge(now, profile.care))
+    counts = roster_counts(conn, fid)
+    first = first_morning_checks(conn, care.check_day, fid) if care.check_day else {}
+    for class_id, carers in conn.execute(select(care_rosters.c.class_id, care_rosters.c.carers_on_duty)
+                                         .where(care_rosters.c.facility == fid)):
+        care.classes[class_id] = ClassCare(children=counts.get((fid, class_id), 0), carers_on_duty=len(carers or []),
+                                           first_morning_check=first.get((fid, class_id)))
+    care.staff_ids = list(conn.execute(select(staff.c.staff_id).where(staff.c.facility == fid)
+                                       .order_by(staff.c.staff_id)).scalars())
+    care.documents = [StaffDocument(staff_id=s, role=role, kind=kind, expires_on=exp)
+                      for _, s, role, kind, exp in staff_documents(conn, fid)]
+    months = months_to_judge(facility.created_at, now, profile.care.timezone)
+    if months:
+        a = alarms.c
+        drills = conn.execute(select(a.delivered_at, func.coalesce(a.device_id, a.source))
+                              .where(a.facility == fid, a.kind == AlarmKind.TEST.value, a.delivered_at.is_not(None),
+                                     a.delivered_at >= now - timedelta(days=400))).all()
+        keys = buttons or [FACILITY_KEY]
+        care.drill_ledger = drill_ledger(keys, [(ts, key) for ts, key in drills], months, profile.care.timezone)
+    return care
+
+
+# --- rules ------------------------------------------------------------------------------------
+Rule = Callable[[FacilityFacts, Profile, datetime], tuple[list[Finding], dict, str]]
+
+
+def _breach(rule: str, message: str, source: str, **evidence) -> Finding:
+    return Finding(rule=rule, level=Level.BREACH, message=message, source=source, evidence=evidence)
+
+
+def rule_retention(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.retention_days
+    evidence = {"required_days": req.value, "report_ts": f.retention_report_ts, "achieved_days": f.retention_days}
+    if f.retention_report_ts is None:
+        return [_breach("retention", "no retention report received", req.source, **evidence)], evidence, req.source
+    findings = [_breach("retention", f"camera {cam}: {days:.1f} days of footage, {req.value:g} required",
+                        req.source, camera_id=cam, achieved_days=days, required_days=req.value,
+                        report_ts=f.retention_report_ts)
+                for cam, days in sorted(f.retention_days.items()) if days < req.value]
+    missing = sorted(set(f.camera_ids) - set(f.retention_days))
+    if missing:
+        findings.append(_breach("retention", f"cameras absent from the retention report: {', '.join(missing)}",
+                                req.source, cameras=missing, report_ts=f.retention_report_ts))
+    return findings, evidence, req.source
+
+
+def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.arming_24h
+    age = (now - f.last_heartbeat).total_seconds() if f.last_heartbeat else None
+    evidence = {"panic_buttons": f.panic_buttons, "last_heartbeat": f.last_heartbeat, "heartbeat_age_s": age,
+                "max_age_s": req.value}
+    findings = []
+    if not f.panic_buttons:
+        findings.append(_breach("arming_24h", "no one-button alarm (panic_button) registered", req.source, **evidence))
+    if age is None or age > req.value:
+        findings.append(_breach("arming_24h", "the gateway watching the 24-hour zones has not reported "
+                                + ("ever" if age is None else f"for {age:.0f} s (at most {req.value:g} s)"),
+                                req.source, **evidence))
+    return findings, evidence, req.source
+
+
+def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.children_areas_covered
+    evidence = {"children_areas": f.children_areas,
+                "camera_health": {k: v.model_dump(mode="json") for k, v in f.camera_health.items()},
+                "health_max_age_s": req.value}
+    findings = []
+    if not f.children_areas:
+        findings.append(_breach("children_areas_covered", "no children's area registered", req.source, **evidence))
+    for area, cams in f.children_areas.items():
+        online = [c for c in cams if c in f.camera_health and f.camera_health[c].online]
+        if not online:
+            states = {c: (f.camera_health[c].fault or f.camera_health[c].state) if c in f.camera_health
+                      else "no recent health report" for c in cams}
+            findings.append(_breach("children_areas_covered",
+                                    f"children's area {area}: " + ("no camera covers it" if not cams
+                                                                   else "no covering camera online"),
+                                    req.source, area_id=area, cameras=states))
+    return findings, evidence, req.source
+
+
+def rule_monthly_drill(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.drill_interval_days
+    evidence = {"last_drill_delivered": f.last_drill_delivered, "max_days": req.value}
+    if f.last_drill_delivered is None:
+        return [_breach("monthly_drill", "no alarm drill has reached the police", req.source, **evidence)], evidence, req.source
+    days = (now - f.last_drill_delivered).total_seconds() / 86400
+    evidence["days_since"] = round(days, 3)
+    if days > req.value:
+        return [_breach("monthly_drill", f"last drill delivered {days:.1f} days ago (at most {req.value:g})",
+                        req.source, **evidence)], evidence, req.source
+    return [], evidence, req.source
+
+
+def rule_class_size(f: FacilityFacts, p: Profile, now: datetime):
+    findings = []
+    for c in f.facility.classes:
+        cap = p.class_size[c.class_type]
+        if c.enrolled > cap.value:
+            findings.append(_breach("class_size", f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
+                                    f"children, at most {cap.value:g}", cap.source, class_id=c.class_id,
+                                    class_type=c.class_type.value, enrolled=c.enrolled, cap=cap.value))
+    caps = {t.value: r.value for t, r in p.class_size.items()}
+    return findings, {"caps": caps}, next(iter(p.class_size.values())).source
+
+
+def rule_carer_ratio(f: FacilityFacts, p: Profile, now: datetime):
+    findings = []
+    for c in f.facility.classes:
+        ratio = p.carer_ratio[c.class_type]
+        if c.enrolled > c.carers * ratio.value:
+            findings.append(_breach("carer_ratio", f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
+                                    f"children for {c.carers} carer(s), at most 1:{ratio.value:g}", ratio.source,
+                                    class_id=c.class_id, enrolled=c.enrolled, carers=c.carers, ratio=ratio.value))
+    ratios = {t.value: r.value for t, r in p.carer_ratio.items()}
+    return findings, {"children_per_carer": ratios}, next(iter(p.carer_ratio.values())).source
+
+
+def rule_enrolment_within_capacity(f: FacilityFacts, p: Profile, now: datetime):
+    source = p.filing.source + "（收托人数不超过备案托位）"
+    findings = [_breach("enrolment_within_capacity", f"class {c.class_id}: {c.enrolled} enrolled, {c.places} places filed",
+                        source, class_id=c.class_id, enrolled=c.enrolled, places=c.places)
+                for c in f.facility.classes if c.enrolled > c.places]
+    return findings, {"capacity": {k.value: v for k, v in f.facility.capacity.items()}}, source
+
+
+def rule_licences(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.licence_warning_days
+    today = now.date()
+    held = {lic.kind: lic for lic in f.facility.licences}
+    findings = []
+    for kind in LicenceKind:
+        lic = held.get(kind)
+        if lic is None:
+            findings.append(_breach("licences", f"no {kind.value} licence on file", req.source, kind=kind.value))
+        elif lic.expires_on < today:
+            findings.append(_breach("licences", f"{kind.value} licence {lic.number} expired on {lic.expires_on}",
+                                    req.source, kind=kind.value, expires_on=lic.expires_on))
+        elif (lic.expires_on - today).days <= req.value:
+            findings.append(Finding(rule="licences", level=Level.WARNING, source=req.source,
+                                    message=f"{kind.value} licence {lic.number} expires on {lic.expires_on}",
+                                    evidence={"kind": kind.value, "expires_on": lic.expires_on,
+                                              "days_left": (lic.expires_on - today).days}))
+    return findings, {"licences": {k.value: str(v.expires_on) for k, v in held.items()}}, req.source
+
+
+def rule_filing(f: FacilityFacts, p: Profile, now: datetime):
+    req = p.filing
+    evidence = {"filing_status": f.facility.filing_status.value, "filing_number": f.facility.filing_number}
+    if f.facility.filing_status is not FilingStatus.FILED:
+        return [_breach("filing", f"filing status is {f.facility.filing_status.value}", req.source, **evidence)], \
+            evidence, req.source
+    return [], evidence, req.source
+
+
+def _care_rule(rule):
+    """A care rule finds nothing on facts built without care records."""
+    def wrapped(f: FacilityFacts, p: Profile, now: datetime):
+        if f.care is None:
+            source = rule(CareFacts(), f, p, now)[2]
+            return [], {"care_records": "not gathered"}, source
+        return rule(f.care, f, p, now)
+    return wrapped
+
+
+def _rostered_classes(c: CareFacts, f: FacilityFacts):
+    """(class id, its roster facts, its filed class) for each class with both, in id order."""
+    by_id = {cl.class_id: cl for cl in f.facility.classes}
+    return [(class_id, care, by_id[class_id]) for class_id, care in sorted(c.classes.items()) if class_id in by_id]
+
+
+def rule_roster_class_size(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    """Size caps and filed places against the children actually on the class roster."""
+    findings = []
+    for class_id, care, cl in _rostered_classes(c, f):
+        cap = p.class_size[cl.class_type]
+        if care.children > cap.value:
+            findings.append(_breach("roster_class_size", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+                                    f"{care.children} children on the roster, at most {cap.value:g}", cap.source,
+                                    class_id=class_id, on_roster=care.children, cap=cap.value))
+        if care.children > cl.places:
+            findings.append(_breach("roster_class_size", f"class {class_id}: {care.children} children on the roster, "
+                                    f"{cl.places} places filed", p.filing.source + "（收托人数不超过备案托位）",
+                                    class_id=class_id, on_roster=care.children, places=cl.places))
+    source = next(iter(p.class_size.values())).source
+    return findings, {"on_roster": {k: v.children for k, v in c.classes.items()}}, source
+
+
+def rule_roster_carer_ratio(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    findings = []
+    for class_id, care, cl in _rostered_classes(c, f):
+        ratio = p.carer_ratio[cl.class_type]
+        if care.children > care.carers_on_duty * ratio.value:
+            findings.append(_breach("roster_carer_ratio", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+                                    f"{care.children} children for {care.carers_on_duty} carer(s) on duty, "
+                                    f"at most 1:{ratio.value:g}", ratio.source, class_id=class_id,
+                                    on_roster=care.children, carers_on_duty=care.carers_on_duty, ratio=ratio.value))
+    return findings, {"carers_on_duty": {k: v.carers_on_duty for k, v in c.classes.items()}}, \
+        next(iter(p.carer_ratio.values())).source
+
+
+def rule_morning_checks(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.care.morning_check_source
+    evidence = {"day": c.check_day, "deadline": p.care.morning_check_by}
+    if c.check_day is None:
+        return [], evidence, source
+    findings = [_breach("morning_checks", f"class {class_id}: no morning check by {evidence['deadline']} on {c.check_day}",
+                        source, class_id=class_id, day=c.check_day, children=care.children,
+                        first_morning_check=care.first_morning_check)
+                for class_id, care in sorted(c.classes.items())
+                if morning_check_missing(care.children, care.first_morning_check, c.check_day, now, p.care)]
+    return findings, evidence, source
+
+
+def rule_staff_health(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.care.certificate_source
+    today = now.astimezone(ZoneInfo(p.care.timezone)).date()
+    findings = []
+    health = StaffRecordKind.HEALTH_CERTIFICATE.value
+    holders = {d.staff_id for d in c.documents if d.kind == health and d.expires_on is not None}
+    for staff_id in c.staff_ids:
+        if staff_id not in holders:
+            findings.append(_breach("staff_health", f"staff {staff_id}: no health certificate on file", source,
+                                    staff_id=staff_id))
+    for d in c.documents:
+        if d.expires_on is None:
+            continue
+        status = certificate_status(d.expires_on, today, p.care.certificate_warning_days)
+        evidence = dict(staff_id=d.staff_id, role=d.role, kind=d.kind, expires_on=d.expires_on,
+                        days_left=(d.expires_on - today).days)
+        if status is CertificateStatus.EXPIRED:
+            findings.append(_breach("staff_health", f"staff {d.staff_id}: {d.kind} expired on {d.expires_on}", source,
+                                    **evidence))
+        elif status is CertificateStatus.EXPIRING:
+            findings.append(Finding(rule="staff_health", level=Level.WARNING, source=source, evidence=evidence,
+                                    message=f"staff {d.staff_id}: {d.kind} expires on {d.expires_on}"))
+    return findings, {"staff": len(c.staff_ids), "warning_days": p.care.certificate_warning_days}, source
+
+
+def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
+    source = p.drill_interval_days.source
+    findings = [_breach("drill_ledger", f"{'the facility' if key == FACILITY_KEY else 'button ' + key}: no alarm drill "
+                        f"reached the police in {month}", source, button=key, month=month)
+                for key, month in missing_drills(c.drill_ledger)]
+    return findings, {"ledger": c.drill_ledger}, source
+
+
+RULES: dict[str, Rule] = {
+    "retention": rule_retention,
+    "arming_24h": rule_arming_24h,
+    "children_areas_covered": rule_children_areas_covered,
+    "monthly_drill": rule_monthly_drill,
+    "class_size": rule_class_size,
+    "carer_ratio": rule_carer_ratio,
+    "enrolment_within_capacity": rule_enrolment_within_capacity,
+    "licences": rule_licences,
+    "filing": rule_filing,
+    "roster_class_size": _care_rule(rule_roster_class_size),
+    "roster_carer_ratio": _care_rule(rule_roster_carer_ratio),
+    "morning_checks": _care_rule(rule_morning_checks),
+    "staff_health": _care_rule(rule_staff_health),
+    "drill_ledger": _care_rule(rule_drill_ledger),
+}
+
+
+def evaluate(facts: FacilityFacts, profile: Profile, now: datetime) -> ComplianceReport:
+    findings: list[Finding] = []
+    results = []
+    for name, rule in RULES.items():
+        found, evidence, source = rule(facts, profile, now)
+        findings += found
+        results.append(RuleResult(rule=name, passed=not any(x.level is Level.BREACH for x in found), source=source,
+                                  evidence=evidence))
+    passed = sum(r.passed for r in results)
+    if any(x.level is Level.BREACH for x in findings):
+        status = Status.NON_COMPLIANT
+    elif findings:
+        status = Status.WARNING
+    else:
+        status = Status.COMPLIANT
+    return ComplianceReport(facility=facts.facility.facility_id, profile=profile.name, checked_at=now, status=status,
+                            score=round(100 * passed / len(results), 1), findings=findings, rules=results)
+
+
+def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> ComplianceReport:
+    facility = get_facility(conn, facility_id)
+    profile = profile_for(facility.district.city)
+    return evaluate(gather_facts(conn, facility_id, profile, now), profile, now)
