@@ -300,7 +300,7 @@ def _draw_people(img: np.ndarray, scene: Scene, t: float) -> None:
         cv2.circle(img, _pt(x, feet - body_h * 0.95 + bob, sx, sy), max(1, int(16 * depth * sx)), (150, 170, 210), -1)
 
 
-def _close_passes(scene: Scene, hour_index: int) -> list[tuple[float, float, float, tuple[float, ...], int]]:
+def close_passes(scene: Scene, hour_index: int) -> list[tuple[float, float, float, tuple[float, ...], int]]:
     """Someone passing right in front of the lens in this hour: (start s, duration s, size,
     colour, direction) each, from the plan's rate while the room is open."""
     plan = scene.day
@@ -319,7 +319,7 @@ def _close_passes(scene: Scene, hour_index: int) -> list[tuple[float, float, flo
 def _draw_close_pass(img: np.ndarray, scene: Scene, t: float) -> None:
     """A torso a hand's breadth from the lens: large, dark, out of focus, crossing in seconds."""
     hour = int(t // HOUR)
-    for start, duration, size, colour, direction in _close_passes(scene, hour) + _close_passes(scene, hour - 1):
+    for start, duration, size, colour, direction in close_passes(scene, hour) + close_passes(scene, hour - 1):
         u = (t - start) / duration
         if not 0 <= u < 1:
             continue
