@@ -8,7 +8,10 @@ HTTP interface (what cheap IP cameras offer, plus fault control for tests and dr
     POST /fault?kind=covered[&cover=cloth][&duration=S]   inject (other Fault fields as query)
     POST /fault?kind=none        clear all faults
 An `offline` fault stops the camera serving: streams end and new requests are refused
-until it is cleared (over HTTP is then impossible, so give `duration`)."""
+until it is cleared (over HTTP is then impossible, so give `duration`). `stall` keeps the
+connections and sends nothing, `drops` ends every stream every `every_s` seconds and
+`resolution` changes the picture's size. `--rtsp h264|h265` serves the same scene over RTSP
+(camera_rtsp.py)."""
 
 from __future__ import annotations
 
@@ -353,6 +356,10 @@ def add_camera_commands(subparsers) -> None:
     cam.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360, a sub-stream)")
     cam.add_argument("--fault", action="append", default=[], help=fault_help)
     cam.add_argument("--duration", type=float, help="stop after S seconds (default: run until stopped)")
+    cam.add_argument("--rtsp", choices=("h264", "h265"),
+                     help="serve RTSP (streams /main and /sub at half size) instead of MJPEG over HTTP")
+    cam.add_argument("--user", default="", help="RTSP: user name clients must give (default: none)")
+    cam.add_argument("--password", default="", help="RTSP: password for --user")
     cam.set_defaults(camera_command="camera")
 
     clip = subparsers.add_parser("clip", help="write a labelled video clip of a simulated camera")
@@ -389,17 +396,30 @@ def run_camera_command(args: argparse.Namespace) -> int:
                                 faults=faults, codec=codec)
             print(json.dumps({"out": args.out, "labels": [lb.model_dump() for lb in labels]}))
             return 0
-        camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width, height=height,
-                                 faults=faults)
+        if args.rtsp:
+            from firmware_sim.camera_rtsp import RtspCamera  # it builds on SceneCamera, defined here
+            camera = RtspCamera(scene, codec=args.rtsp, host=args.host, port=args.port, fps=args.fps, width=width,
+                                height=height, user=args.user, password=args.password, faults=faults)
+        else:
+            camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width,
+                                     height=height, faults=faults)
     except (ValueError, OSError) as exc:
         print(f"careguard sim {args.camera_command}: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with camera:
-        log.info("camera %s serving %s", args.scene, camera.url)
+    try:
+        camera.start()
+    except RuntimeError as exc:  # the RTSP server could not start
+        print(f"careguard sim camera: {exc}", file=sys.stderr)
+        return 2
+    try:
+        urls = [camera.url(s.name, with_credentials=False) for s in camera.streams] if args.rtsp else [camera.url]
+        log.info("camera %s serving %s", args.scene, " ".join(urls))
         try:
             stop.wait(args.duration)
         except KeyboardInterrupt:
             pass
+    finally:
+        camera.stop()
     return 0

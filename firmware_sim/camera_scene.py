@@ -304,10 +304,10 @@ def close_passes(scene: Scene, hour_index: int) -> list[tuple[float, float, floa
     """Someone passing right in front of the lens in this hour: (start s, duration s, size,
     colour, direction) each, from the plan's rate while the room is open."""
     plan = scene.day
-    rng = np.random.default_rng([scene.seed & 0xFFFFFFFF, hour_index, 29])
     h = hour_index % 24
-    if plan is None or not plan.opens_h <= h < plan.closes_h:
+    if plan is None or hour_index < 0 or not plan.opens_h <= h < plan.closes_h:
         return []
+    rng = np.random.default_rng([scene.seed & 0xFFFFFFFF, hour_index, 29])
     passes = []
     for _ in range(int(rng.poisson(plan.close_passes_per_hour))):
         start = hour_index * HOUR + float(rng.uniform(0, HOUR))
