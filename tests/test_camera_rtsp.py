@@ -153,3 +153,25 @@ def test_camera_check_reads_an_rtsp_stream():
     found = [json.loads(line) for line in run.stdout.splitlines()]
     assert [f["kind"] for f in found] == ["covered"], found
     assert PASSWORD not in run.stderr
+
+
+def test_sim_camera_command_serves_rtsp():
+    proc = subprocess.Popen([sys.executable, "-m", "careguard", "sim", "camera", "--rtsp", "h265", "--port", "0",
+                             "--size", "320x180", "--fps", "5", "--duration", "60", "--user", "viewer",
+                             "--password", PASSWORD], stderr=subprocess.PIPE, text=True)
+    try:
+        urls: list[str] = []
+        for _ in range(50):
+            line = proc.stderr.readline()
+            if not line or "serving" in line:
+                urls = line.split("serving", 1)[-1].split()
+                break
+        assert [u.rsplit("/", 1)[1] for u in urls] == ["main", "sub"] and PASSWORD not in line
+        sub = urls[1].replace("rtsp://", f"rtsp://viewer:{PASSWORD}@")
+        probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of",
+                                "csv=p=0", sub], capture_output=True, text=True, timeout=30)
+        assert probe.stdout.strip() == "hevc,160,90", probe.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
