@@ -23,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Sequence
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.errors import describe_validation_error
 from firmware_sim.camera_scene import DELIVERY_KINDS, SCENES, Fault, FaultKind, Scene, frame_at, scene_by_name
+from firmware_sim.osd import stamp
 
 log = logging.getLogger("careguard.sim.camera")
 BOUNDARY = "careguardframe"
@@ -66,14 +68,16 @@ class SceneCamera:
     every `every_s` seconds for the subclass to close its connections."""
 
     def __init__(self, scene: Scene, *, fps: float = 10.0, width: int = 640, height: int = 360,
-                 faults: Sequence[Fault] = ()):
+                 faults: Sequence[Fault] = (), osd: bool = False):
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.scene, self.fps, self.width, self.height = scene, fps, width, height
+        self.osd = osd  # the time burnt into each frame, as real cameras do (firmware_sim/osd.py)
         self._faults: list[Fault] = list(faults)
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._t0 = 0.0
+        self._t0_wall = 0.0
         self._render_thread: Optional[threading.Thread] = None
         self._last_drop = 0.0
         self.drop_epoch = 0
@@ -137,13 +141,20 @@ class SceneCamera:
                 self._deliver(None)
             elif FaultKind.STALL not in active:
                 width, height = self._picture_size(active)
-                self._deliver(frame_at(self.scene, t, width, height, faults))
+                frame = frame_at(self.scene, t, width, height, faults)
+                if self.osd:
+                    # A frozen camera repeats one frame, its clock included.
+                    frozen = active.get(FaultKind.FROZEN)
+                    shown = frozen.start_s if frozen is not None else t
+                    frame = stamp(frame.copy(), datetime.fromtimestamp(self._t0_wall + shown, timezone.utc))
+                self._deliver(frame)
                 self.frames_rendered += 1
             next_at = max(next_at + self._interval(active), time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def start_rendering(self) -> None:
         self._t0 = time.monotonic()
+        self._t0_wall = time.time()
         self._stop.clear()
         self._render_thread = threading.Thread(target=self._render_loop, name="simcam-render", daemon=True)
         self._render_thread.start()
@@ -160,8 +171,8 @@ class SimulatedCamera(SceneCamera):
     """The scene as MJPEG over HTTP: the latest JPEG to every client."""
 
     def __init__(self, scene: Scene, *, host: str = "127.0.0.1", port: int = 0, fps: float = 10.0,
-                 width: int = 640, height: int = 360, faults: Sequence[Fault] = ()):
-        super().__init__(scene, fps=fps, width=width, height=height, faults=faults)
+                 width: int = 640, height: int = 360, faults: Sequence[Fault] = (), osd: bool = False):
+        super().__init__(scene, fps=fps, width=width, height=height, faults=faults, osd=osd)
         self._jpeg: Optional[bytes] = None
         self._frame_no = 0
         self._serve_thread: Optional[threading.Thread] = None
@@ -356,6 +367,7 @@ def add_camera_commands(subparsers) -> None:
     cam.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360, a sub-stream)")
     cam.add_argument("--fault", action="append", default=[], help=fault_help)
     cam.add_argument("--duration", type=float, help="stop after S seconds (default: run until stopped)")
+    cam.add_argument("--osd", action="store_true", help="burn the time into each frame, as real cameras do")
     cam.add_argument("--rtsp", choices=("h264", "h265"),
                      help="serve RTSP (streams /main and /sub at half size) instead of MJPEG over HTTP")
     cam.add_argument("--user", default="", help="RTSP: user name clients must give (default: none)")
@@ -399,10 +411,10 @@ def run_camera_command(args: argparse.Namespace) -> int:
         if args.rtsp:
             from firmware_sim.camera_rtsp import RtspCamera  # it builds on SceneCamera, defined here
             camera = RtspCamera(scene, codec=args.rtsp, host=args.host, port=args.port, fps=args.fps, width=width,
-                                height=height, user=args.user, password=args.password, faults=faults)
+                                height=height, user=args.user, password=args.password, faults=faults, osd=args.osd)
         else:
             camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width,
-                                     height=height, faults=faults)
+                                     height=height, faults=faults, osd=args.osd)
     except (ValueError, OSError) as exc:
         print(f"careguard sim {args.camera_command}: {exc}", file=sys.stderr)
         return 2

@@ -64,10 +64,10 @@ class RtspCamera(SceneCamera):
     def __init__(self, scene: Scene, *, codec: Literal["h264", "h265"] = "h264", host: str = "127.0.0.1",
                  port: int = 0, fps: float = 10.0, width: int = 640, height: int = 360,
                  streams: Optional[Sequence[RtspStream]] = None, user: str = "", password: str = "",
-                 faults: Sequence[Fault] = ()):
+                 faults: Sequence[Fault] = (), osd: bool = False):
         if codec not in ("h264", "h265"):
             raise ValueError(f"codec must be h264 or h265, got {codec!r}")
-        super().__init__(scene, fps=fps, width=width, height=height, faults=faults)
+        super().__init__(scene, fps=fps, width=width, height=height, faults=faults, osd=osd)
         self.codec, self.host, self.port = codec, host, port
         self.streams = list(streams) if streams is not None else default_streams(width, height)
         self.user, self.password = user, password

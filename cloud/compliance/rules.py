@@ -6,7 +6,8 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive) and `police_encrypted`
+  (whether its DC-09 path to the police runs with AES);
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -35,7 +36,8 @@ from cloud.care.health_rules import (
 from cloud.care.records import StaffRecordKind, care_rosters, first_morning_checks, roster_counts, staff_documents
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
-from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, staff
+from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
+from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
 
@@ -114,6 +116,7 @@ class FacilityFacts(BaseModel):
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
+    police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
 
@@ -168,6 +171,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
+    facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
@@ -237,6 +242,18 @@ def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
                                 + ("ever" if age is None else f"for {age:.0f} s (at most {req.value:g} s)"),
                                 req.source, **evidence))
     return findings, evidence, req.source
+
+
+POLICE_PATH_ENCRYPTED_SOURCE = ("CareGuard platform rule: 与公安机关联网的报警通道应加密，防止报警信息被伪造、重放或压制"
+                                "（SIA DC-09 AES; EN 50136-1 substitution and information security）")
+
+
+def rule_police_path_encrypted(f: FacilityFacts, p: Profile, now: datetime):
+    evidence = {"police_encrypted": f.police_encrypted, "last_heartbeat": f.last_heartbeat}
+    if f.police_encrypted is False:
+        return [_breach("police_path_encrypted", "police path not encrypted: alarms to the police can be forged "
+                        "and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, POLICE_PATH_ENCRYPTED_SOURCE
+    return [], evidence, POLICE_PATH_ENCRYPTED_SOURCE
 
 
 def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
@@ -428,6 +445,7 @@ def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
+    "police_path_encrypted": rule_police_path_encrypted,
     "children_areas_covered": rule_children_areas_covered,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
@@ -466,3 +484,21 @@ def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> Co
     facility = get_facility(conn, facility_id)
     profile = profile_for(facility.district.city)
     return evaluate(gather_facts(conn, facility_id, profile, now), profile, now)
+
+
+def compliance_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
+                    city: Optional[str] = None, district: Optional[str] = None,
+                    status: Optional[Status] = None) -> Page[ComplianceReport]:
+    """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
+    page may hold fewer than `limit` items while `next_cursor` still continues."""
+    f = facilities.c
+    q = select(f.facility_id)
+    if own is not None:
+        q = q.where(f.facility_id == own)
+    if city is not None:
+        q = q.where(f.city == city)
+    if district is not None:
+        q = q.where(f.district == district)
+    rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
+    reports = [facility_compliance(conn, r.facility_id, now) for r in rows]
+    return Page[ComplianceReport](items=[r for r in reports if status is None or r.status is status], next_cursor=nxt)

@@ -28,7 +28,7 @@ window.CG = (function () {
       resolvedAs: "已结案", drill: "演练", drillNoDispatch: "演练报警，不派警", details: "详情",
       filterCity: "城市", filterDistrict: "区县", applyFilter: "筛选", clearFilter: "清除", loadMore: "加载更多",
       cardTitle: "机构信息", address: "地址", coordinates: "坐标", contact: "联系人", enrolled: "在托幼儿",
-      guards: "保安", snapshots: "区域摄像机最新画面", noSnapshot: "无画面", pathsTitle: "公安联网链路状态",
+      guards: "保安", snapshots: "区域摄像机最新画面", sceneTitle: "报警录像与实时画面", noSnapshot: "无画面", pathsTitle: "公安联网链路状态",
       heartbeat: "最近心跳", paths: "链路", linkDown: "链路中断报警", pathUp: "正常", pathDown: "中断",
       soundHint: "点击或按键后启用报警提示音",
       // health
@@ -82,7 +82,7 @@ window.CG = (function () {
       filterCity: "City", filterDistrict: "District", applyFilter: "Filter", clearFilter: "Clear",
       loadMore: "Load more", cardTitle: "Facility", address: "Address", coordinates: "Coordinates",
       contact: "Contact", enrolled: "Children enrolled", guards: "Guards", snapshots: "Latest pictures of the zone",
-      noSnapshot: "No picture", pathsTitle: "Police link state", heartbeat: "Last heartbeat", paths: "Paths",
+      sceneTitle: "Alarm clips and live view", noSnapshot: "No picture", pathsTitle: "Police link state", heartbeat: "Last heartbeat", paths: "Paths",
       linkDown: "Link-down alarms", pathUp: "up", pathDown: "down", soundHint: "Click or press a key to enable the alarm sound",
       roomsTitle: "Room climate (GB/T 18883)", device: "Device", metric: "Metric", latest: "Latest", limits: "Limits",
       inRange: "In range", breachSince: "Out of range since", chart: "Chart", chartTitle: "Chart", h24: "24 hours",

@@ -29,8 +29,8 @@ log = logging.getLogger("careguard.edge.recorder")
 
 SEGMENT_EXT = "mkv"  # holds any codec ffmpeg copies (H.264, H.265, MJPEG)
 BACKOFF_MAX_S = 30.0
-READ_TIMEOUT_S = 10.0
-ERROR_LINES_KEPT = 20  # a camera silent this long ends ffmpeg, which is then restarted
+READ_TIMEOUT_S = 10.0  # a camera silent this long ends ffmpeg, which is then restarted
+ERROR_LINES_KEPT = 20
 
 
 def ffmpeg_command(ffmpeg: str, source: str, root: Path, camera_id: str, segment_s: int,

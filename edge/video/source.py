@@ -63,5 +63,8 @@ def ffmpeg_input_args(source: str, *, transport: Transport = "tcp", read_timeout
     if is_rtsp(source):
         return ["-rtsp_transport", transport, "-timeout", str(int(read_timeout_s * 1_000_000)), "-i", source]
     if is_url(source):
-        return ["-rw_timeout", str(int(read_timeout_s * 1_000_000)), "-i", source]
+        # An MJPEG stream over HTTP carries no timestamps; ffmpeg would assume 25 fps, so footage of a
+        # 5 fps camera would last a fifth of its real time. The arrival time is the frame's time.
+        return ["-use_wallclock_as_timestamps", "1", "-rw_timeout", str(int(read_timeout_s * 1_000_000)),
+                "-i", source]
     return ["-i", source]
