@@ -12,6 +12,7 @@ import asyncio
 import base64
 import logging
 import signal
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -93,6 +94,7 @@ class EdgeAgent:
         self.security = SecurityReports(self._emit_security)
         self.live: Optional[LiveStreamer] = None
         self.clips_sent = 0
+        self._stopping = threading.Event()  # ends a clip being cut; its job stays for the next start
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
@@ -151,6 +153,7 @@ class EdgeAgent:
                  sum(len(z.devices) for z in self.cfg.zones), ", ".join(r.name for r in self.cfg.police.receivers))
 
     async def stop(self) -> None:
+        self._stopping.set()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -359,8 +362,11 @@ class EdgeAgent:
             else:
                 segments = []
             plan = clip_cutter.plan_clip(segments, start, end)
-            clip = await asyncio.to_thread(clip_cutter.cut_clip, plan, max_bytes=v.clip_max_bytes)
+            clip = await asyncio.to_thread(clip_cutter.cut_clip, plan, max_bytes=v.clip_max_bytes,
+                                           cancel=self._stopping)
         except clip_cutter.ClipError as exc:
+            if self._stopping.is_set():
+                return
             log.error("clip of %s for alarm %s failed: %s", job["camera_id"], job["alarm_id"], exc)
             clip = clip_cutter.Clip(clip_cutter.plan_clip([], start, end), b"", transcoded=False)
         self._enqueue_clip(job, clip)

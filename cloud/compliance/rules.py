@@ -38,6 +38,8 @@ from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
 from cloud.store.paging import Page, keyset, trim
+from cloud.supervision.fees import FeeReport, fee_report
+from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
 
@@ -119,6 +121,8 @@ class FacilityFacts(BaseModel):
     police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
+    overdue_rectifications: list[Overdue] = Field(default_factory=list, description="open findings past deadline")
+    fees: Optional[FeeReport] = Field(default=None, description="fee standards against the profile's 普惠 caps")
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -177,6 +181,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
     facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
+    facts.overdue_rectifications = overdue_findings(conn, now, facility_id)
+    facts.fees = fee_report(conn, facility_id)
     return facts
 
 
@@ -442,6 +448,25 @@ def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
     return findings, {"ledger": c.drill_ledger}, source
 
 
+def rule_rectification_overdue(f: FacilityFacts, p: Profile, now: datetime):
+    findings = [_breach("rectification_overdue", f"finding {o.finding_id} ({o.item_id}, {o.severity}): not rectified "
+                        f"by {o.deadline}", RECTIFICATION_SOURCE, finding_id=o.finding_id, item_id=o.item_id,
+                        deadline=o.deadline, escalated=o.escalated)
+                for o in f.overdue_rectifications]
+    return findings, {"overdue": len(f.overdue_rectifications)}, RECTIFICATION_SOURCE
+
+
+def rule_fee_cap(f: FacilityFacts, p: Profile, now: datetime):
+    source = next(iter(p.fee_caps.monthly_yuan.values())).source if p.fee_caps else "（本地未设普惠收费上限）"
+    if f.fees is None:
+        return [], {"fees": "not gathered"}, source
+    findings = [_breach("fee_cap", f"{fee.class_type.value} {fee.service_type.value}: {fee.amount_yuan} {fee.unit}, "
+                        f"普惠 cap {fee.cap_yuan}", fee.cap_source, class_type=fee.class_type.value,
+                        service_type=fee.service_type.value, amount_yuan=fee.amount_yuan, cap_yuan=fee.cap_yuan)
+                for fee in f.fees.fees if fee.within_cap is False]
+    return findings, {"caps_apply": f.fees.caps_apply, "puhui": f.fees.puhui}, source
+
+
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
@@ -458,6 +483,8 @@ RULES: dict[str, Rule] = {
     "morning_checks": _care_rule(rule_morning_checks),
     "staff_health": _care_rule(rule_staff_health),
     "drill_ledger": _care_rule(rule_drill_ledger),
+    "rectification_overdue": rule_rectification_overdue,
+    "fee_cap": rule_fee_cap,
 }
 
 

@@ -174,10 +174,12 @@ window.CG = (function () {
     constructor(status, message) { super(message); this.status = status; }
   }
 
+  // A Blob (a file from an <input type=file>) goes as the raw body with its own type; anything else as JSON.
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${token()}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const raw = body instanceof Blob;
+    if (body !== undefined) headers["Content-Type"] = raw ? (body.type || "application/octet-stream") : "application/json";
+    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : (raw ? body : JSON.stringify(body)) });
     if (resp.status === 401) { showLogin(t("badToken")); throw new ApiError(401, "unauthorized"); }
     if (!resp.ok) {
       let detail = await resp.text();
@@ -240,6 +242,14 @@ window.CG = (function () {
     page.start();
   }
 
+  function wireLanguage() {
+    $("lang-toggle").addEventListener("click", () => {
+      lang = lang === "zh" ? "en" : "zh";
+      localStorage.setItem(LANG_KEY, lang);
+      applyLanguage();
+    });
+  }
+
   // Wires the login form, the language switch and sign-out; `spec` is {title, start, stop}.
   function init(spec) {
     page = spec;
@@ -251,13 +261,24 @@ window.CG = (function () {
       begin();
     });
     $("logout").addEventListener("click", () => showLogin(""));
-    $("lang-toggle").addEventListener("click", () => {
-      lang = lang === "zh" ? "en" : "zh";
-      localStorage.setItem(LANG_KEY, lang);
-      applyLanguage();
-    });
+    wireLanguage();
     applyLanguage();
     if (token()) begin(); else showLogin("");
+  }
+
+  // A page's own words, merged into the shared ones: {zh: {...}, en: {...}}.
+  function addText(words) {
+    for (const l of Object.keys(TEXT)) Object.assign(TEXT[l], words[l] || {});
+  }
+
+  // A page anyone may read (no token): the language switch only, then `spec.start()`.
+  function initPublic(spec) {
+    page = spec;
+    $("link-state").hidden = true;
+    wireLanguage();
+    applyLanguage();
+    $("app").hidden = false;
+    spec.start();
   }
 
   // EventSource cannot send headers, so the stream alone takes the token in its URL.
@@ -448,7 +469,7 @@ window.CG = (function () {
   }
 
   return {
-    $, t, kindName, el, button, api, qs, init, stream, poller, refreshSeconds, setLinkState, announce,
+    $, t, kindName, el, button, api, qs, init, initPublic, addText, stream, poller, refreshSeconds, setLinkState, announce,
     showError, errorText, formatTime, fmtNumber, fmtPercent, downloadCsv, Table, barChart, lineChart,
     onLanguage: (fn) => langListeners.push(fn), lang: () => lang,
   };

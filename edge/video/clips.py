@@ -14,6 +14,8 @@ import hashlib
 import json
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -71,8 +73,10 @@ class Clip:
 
 
 def plan_clip(segments: list[Segment], window_start: datetime, window_end: datetime,
-              min_gap: timedelta = timedelta(seconds=1)) -> ClipPlan:
-    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`."""
+              min_gap: timedelta = timedelta(seconds=2)) -> ClipPlan:
+    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`
+    (a segment is named to the second and may start a frame or two after its name, and a busy
+    recorder delivers frames late: shorter gaps are seams between segments, not missing footage)."""
     plan = ClipPlan(window_start, window_end)
     cursor = window_start
     for seg in sorted(segments, key=lambda s: s.start):
@@ -152,17 +156,31 @@ def _concat_list(plan: ClipPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ffmpeg(args: list[str]) -> None:
+def _ffmpeg(args: list[str], cancel: Optional[threading.Event]) -> None:
+    """Run ffmpeg to the end, or until `cancel` is set (the agent stopping: the clip job stays in the
+    journal and is cut again on the next start)."""
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + FFMPEG_TIMEOUT_S
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise ClipError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f} s") from None
+        while True:
+            try:
+                _, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise ClipError("cancelled: the agent is stopping") from None
+                if time.monotonic() > deadline:
+                    raise ClipError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     if proc.returncode != 0:
-        raise ClipError("ffmpeg failed: " + proc.stderr.decode("utf-8", "replace").strip()[-400:])
+        raise ClipError("ffmpeg failed: " + err.decode("utf-8", "replace").strip()[-400:])
 
 
 def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe: str = "ffprobe",
-             max_width: int = 1280) -> Clip:
+             max_width: int = 1280, cancel: Optional[threading.Event] = None) -> Clip:
     """The plan's footage as one MP4 (faststart). A clip over `max_bytes` is made again smaller
     (lower resolution and quality); failing that, it is marked truncated and holds the window's
     middle third around the alarm."""
@@ -185,7 +203,7 @@ def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe:
                 args += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-crf", str(crf),
                          "-pix_fmt", "yuv420p", "-vf", f"scale='min({width},iw)':-2", "-threads", "1"]
             args += ["-movflags", "+faststart", str(out)]
-            _ffmpeg(args)
+            _ffmpeg(args, cancel)
             data = out.read_bytes()
             if len(data) <= max_bytes:
                 return Clip(plan, data, transcoded=how != "copy")
@@ -196,7 +214,7 @@ def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe:
     shorter = plan_clip(known, plan.window_start + middle, plan.window_end - middle)
     clip = Clip(shorter, b"", transcoded=True)
     if shorter.parts:
-        smaller = cut_clip(shorter, max_bytes=2**62, ffmpeg=ffmpeg, ffprobe=ffprobe, max_width=480)
+        smaller = cut_clip(shorter, max_bytes=2**62, ffmpeg=ffmpeg, ffprobe=ffprobe, max_width=480, cancel=cancel)
         if len(smaller.data) <= max_bytes:
             clip = smaller
     clip.truncated = True
