@@ -72,7 +72,7 @@ def test_rtsp_stream_health_under_cover_resolution_change_stall_and_drops(codec,
 
             # Connected but silent: a stall, counted, then a reconnect once it sends again.
             stalls = mon.health().stalls
-            camera.inject("stall", duration_s=4)
+            camera.inject("stall", duration_s=8)
             assert sync_until(lambda: mon.health().stalls > stalls, 15)
             assert sync_until(lambda: mon.health().state == "streaming" and mon.health().reconnects >= 1, 20)
 
