@@ -4,7 +4,7 @@ Pure and single-threaded: `CameraHealthAnalyser.check(small_grey, t)` takes a sm
 frame (160x90 by default: a 640x360 sub-stream JPEG decoded at a quarter of its size,
 which costs a fraction of a full decode) and the time in seconds, and returns the fault
 events that check decided. `no_frame(t)` tells it a check found no new frame. Capture,
-threads and alarms are elsewhere (camera_capture.py); the same analyser serves the live
+threads and alarms are elsewhere (capture.py); the same analyser serves the live
 gateway, `careguard camera-check` and the benchmark.
 
 Per check it measures (brightness and edges on the frame halved again by area averaging,
