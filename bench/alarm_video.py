@@ -219,7 +219,7 @@ def main() -> None:
             busy = [v for z, v in latency.items() if pressed_at[z] >= first_window_end + 2]
             alarms = {}
             for rec in list_alarms(cloud.engine, limit=500, facility="BENCH"):
-                if rec.kind.value == "panic" and rec.zone and rec.zone.startswith("z"):
+                if rec.kind == "panic" and rec.zone and rec.zone.startswith("z"):
                     zone = int(rec.zone[1:])
                     alarms[zone] = (str(rec.alarm_id), pressed_at[zone])
             ready = clip_times(cloud, alarms, time.time() + AFTER_S + 120)
@@ -251,7 +251,11 @@ def main() -> None:
         finally:
             if edge is not None:
                 edge.terminate()
-                edge.wait(20)
+                try:
+                    edge.wait(20)
+                except subprocess.TimeoutExpired:
+                    edge.kill()
+                    edge.wait()
             arc.stop()
             cloud.stop()
             for c in cams:

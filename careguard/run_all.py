@@ -140,7 +140,8 @@ def main(args: argparse.Namespace) -> int:
     runtime.start()
     fleets = [SensorFleet(local[f[0]].url, device_specs(f[0], i, auth[f[0]])).start() for i, f in enumerate(FACILITIES)]
 
-    pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility"))
+    pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility", "inspections",
+                                                  "facility-supervision", "public"))
     token_lines = "\n".join(f"    {t.role.value:10} {t.token}" + (f"   ({t.facility_id})" if t.facility_id else "")
                             for t in tokens)
     print(f"""

@@ -23,6 +23,7 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     FACILITY = "facility"
     ADMIN = "admin"
+    REGISTRAR = "registrar"  # the registration body's system (登记机关), pushing registrations
 
 
 class _Strict(BaseModel):
@@ -34,6 +35,9 @@ class TokenEntry(_Strict):
     user: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     role: Role
     facility_id: Optional[FacilityId] = Field(default=None, description="required for, and only for, role facility")
+    jurisdiction: Optional[str] = Field(
+        default=None, pattern=r"^[^/]{1,32}/[^/]{1,32}(/[^/]{1,32})?$",
+        description="province/city or province/city/district an authority's token is limited to; none: everywhere")
 
     @model_validator(mode="after")
     def _facility_scope(self) -> "TokenEntry":

@@ -32,6 +32,7 @@ from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, wit
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.periodic import PeriodicTask
 from cloud.store.db import create_schema, make_engine
+from cloud.supervision.inspections import RectificationWatch
 from cloud.video.clips import prune_clips
 from cloud.video.live import LiveHub, request_live_view
 from contracts.timefmt import utcnow
@@ -63,8 +64,11 @@ class CloudService:
                             lambda f, c, until: request_live_view(self.downlink, f, c, until))
         self.clip_retention = PeriodicTask("clip-retention", 3600.0, self._prune_clips, logger=log,
                                            what="clip retention")
+        self.notice_bus = EventBus()
+        self.rectification = RectificationWatch(self.engine, self.notice_bus, interval_s=60.0)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=lambda: self.counters, live_hub=self.live)
+                              downlink=self.downlink, ingest_counters=lambda: self.counters, live_hub=self.live,
+                              notice_bus=self.notice_bus)
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -105,6 +109,7 @@ class CloudService:
         self.gateway_watch.start()
         self.escalation.start()
         self.health.start()
+        self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,7 +145,9 @@ class CloudService:
         self.live.stop()
         self.escalation.stop()
         self.health.stop()
+        self.rectification.stop()
         self.bus.close()
+        self.notice_bus.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
