@@ -49,6 +49,7 @@ from contracts.envelope import (
 )
 from contracts.errors import describe_validation_error
 from contracts.timefmt import iso_utc, utcnow
+from contracts.video_platform import VideoPlatformStatus
 from wire import mqtt_codec as codec
 from wire.mqtt_client import BrokerAddress, parse_broker_url
 
@@ -175,6 +176,11 @@ class SimGateway:
         self.ever_connected = False
         self.backoff = 0.5
         self.active_alarms: dict[str, AlarmBody] = {}
+        # Registered with the police video platform (GB/T 28181), every camera a channel.
+        self.video_platform = VideoPlatformStatus(
+            registered=True, platform="10.0.0.1:5060", platform_id="37080000002000000001",
+            device_id=f"3708000000118{index:07d}", transport="udp", since=iso_utc(utcnow()), reason="registered",
+            cameras=[f"cam-{k}" for k in range(1, cfg.cameras + 1)], streams=0).model_dump(mode="json")
 
     # --- envelopes, as the edge agent builds them ----------------------------------------------
     def envelope(self, type_: str, body: dict | BaseModel, ts: Optional[datetime] = None) -> Envelope:
@@ -317,7 +323,8 @@ class SimGateway:
         if not self.connected:
             return  # state, not a fact: never buffered
         body = {"uptime_s": round(time.monotonic() - self.started, 1), "outbox": len(self.outbox),
-                "police_paths": {"arc-primary": True, "arc-backup": True}, "devices_rejected": {}, "latched": {}}
+                "police_paths": {"arc-primary": True, "arc-backup": True}, "police_encrypted": True,
+                "devices_rejected": {}, "latched": {}, "gb28181": self.video_platform}
         env = self.envelope("heartbeat", body)
         self.link.write(codec.encode_publish(topics.up(self.facility, topics.Stream.HEARTBEAT), env.to_bytes(),
                                              v5=self.fleet.config.v5))

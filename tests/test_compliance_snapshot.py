@@ -69,8 +69,12 @@ def health(fac: str, ts: datetime, fault: str | None = None) -> tuple[str, bytes
     return up(fac, "camera"), make_envelope(fac, "camera.health", body, ts=ts).to_bytes()
 
 
-def beat(fac: str, ts: datetime) -> tuple[str, bytes]:
-    return up(fac, "heartbeat"), make_envelope(fac, "heartbeat", {"uptime_s": 1.0}, ts=ts).to_bytes()
+def beat(fac: str, ts: datetime, registered: bool = True) -> tuple[str, bytes]:
+    body = {"uptime_s": 1.0, "police_encrypted": True, "gb28181": {
+        "registered": registered, "platform": "10.0.0.1:5060", "platform_id": "37080000002000000001",
+        "device_id": "37080000001180000001", "transport": "udp", "since": ts.isoformat(),
+        "reason": "registered" if registered else "no answer", "cameras": ["cam1", "cam2"], "streams": 0}}
+    return up(fac, "heartbeat"), make_envelope(fac, "heartbeat", body, ts=ts).to_bytes()
 
 
 def retention(fac: str, ts: datetime, days: float) -> tuple[str, bytes]:
@@ -196,6 +200,13 @@ def test_deadlines_settled_by_newer_reports_without_evaluating(engine):
     back = silent + timedelta(seconds=1)
     ingest(engine, beat("D1", back))
     assert refresh(engine, back).evaluated == 1 and stored_status(engine, "D1") == "compliant"
+    # A fresh heartbeat telling another state (the video platform dropped it) marks it too.
+    later = back + timedelta(seconds=1)
+    before = marked(engine, "D1")[0]
+    ingest(engine, beat("D1", later, registered=False))
+    assert marked(engine, "D1")[0] == before + 1 and refresh(engine, later).evaluated == 1
+    with engine.connect() as conn:
+        assert [f.rule for f in read_snapshot(conn, "D1", later).findings] == ["video_networked"]
 
 
 def test_a_mark_during_evaluation_keeps_the_snapshot_out_of_date(engine):

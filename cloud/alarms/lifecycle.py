@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.alarms.events_bus import EventBus
 from cloud.alarms.records import AlarmRecord, UtcTime, get_alarms, record_audit, record_step
 from cloud.periodic import PeriodicTask
-from cloud.store.db import alarms, escalations, facilities, upsert_insert
+from cloud.store.db import alarms, escalations, facilities, inserted, upsert_insert
 from contracts.alarms import DEFAULT_SEVERITY, AlarmKind, AlarmState, Severity
 from contracts.timefmt import utcnow
 
@@ -97,23 +97,28 @@ def resolve(conn: Connection, alarm_id: UUID, outcome: Outcome, *, user: str, ro
 
 # --- alarms the cloud raises itself -------------------------------------------------------------
 def raise_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime,
-                      severity: Optional[Severity] = None, detail: Optional[dict] = None) -> tuple[str, bool]:
+                      severity: Optional[Severity] = None, detail: Optional[dict] = None,
+                      alarm_id: Optional[str] = None) -> tuple[str, bool]:
     """Raise `kind` about `source` unless one is active already (one active alarm per (source,
-    kind), as ThingsBoard keeps it). Returns the alarm_id and whether it is new."""
+    kind), as ThingsBoard keeps it). Returns the alarm_id and whether it is new. An `alarm_id`
+    derived from the cause makes two cloud processes deciding the same thing raise one alarm."""
     c = alarms.c
     active = conn.execute(select(c.alarm_id).where(c.facility == facility, c.source == source, c.kind == kind.value,
                                                    c.state == AlarmState.ACTIVE.value)).first()
     if active is not None:
         return active[0], False
-    alarm_id = str(uuid.uuid4())
-    conn.execute(alarms.insert().values(
-        alarm_id=alarm_id, facility=facility, kind=kind.value, severity=(severity or DEFAULT_SEVERITY[kind]).value,
-        source=source, state=AlarmState.ACTIVE.value, detail=detail or {}, sort_ts=ts, raised_at=ts, updated_at=utcnow()))
+    alarm_id = alarm_id or str(uuid.uuid4())
+    if not inserted(conn, upsert_insert(conn.dialect.name, alarms).values(
+            alarm_id=alarm_id, facility=facility, kind=kind.value, severity=(severity or DEFAULT_SEVERITY[kind]).value,
+            source=source, state=AlarmState.ACTIVE.value, detail=detail or {}, sort_ts=ts, raised_at=ts,
+            updated_at=utcnow()).on_conflict_do_nothing(index_elements=["alarm_id"]), c.alarm_id):
+        return alarm_id, False
     record_step(conn, alarm_id=alarm_id, facility=facility, step="raised", at=ts, actor="cloud", detail=detail)
     return alarm_id, True
 
 
-def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime) -> Optional[str]:
+def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime,
+                      detail: Optional[dict] = None) -> Optional[str]:
     """Clear the active `kind` alarm about `source`, if any; returns its alarm_id."""
     c = alarms.c
     active = conn.execute(select(c.alarm_id).where(c.facility == facility, c.source == source, c.kind == kind.value,
@@ -122,7 +127,7 @@ def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, sourc
         return None
     conn.execute(update(alarms).where(c.alarm_id == active[0])
                  .values(state=AlarmState.CLEARED.value, cleared_at=ts, updated_at=utcnow()))
-    record_step(conn, alarm_id=active[0], facility=facility, step="cleared", at=ts, actor="cloud")
+    record_step(conn, alarm_id=active[0], facility=facility, step="cleared", at=ts, actor="cloud", detail=detail)
     return active[0]
 
 
@@ -199,7 +204,7 @@ def apply_escalation(conn: Connection, due: EscalationDue, policy: EscalationPol
     ins = upsert_insert(conn.dialect.name, escalations).values(
         alarm_id=due.alarm_id, facility=due.facility, n=due.n, at=now, notified_role=policy.notify_role,
         unacked_s=due.unacked_s).on_conflict_do_nothing(index_elements=["alarm_id", "n"])
-    if conn.execute(ins).rowcount != 1:
+    if not inserted(conn, ins, escalations.c.id):
         return False
     record_step(conn, alarm_id=due.alarm_id, facility=due.facility, step="escalated" if due.n == 0 else "renotified",
                 n=due.n, at=now, actor="cloud",

@@ -6,13 +6,16 @@ import it without importing the rules.
 Facts that arrive all the time are compared, not just marked: a camera.health report marks its
 facility only when it tells a different story (which cameras, which online) than the snapshot
 holds, a retention report only when another camera reaches or misses the required days, and a
-heartbeat only when the snapshot counted none fresh. That a fresh heartbeat or camera report
+heartbeat only when the snapshot counted none fresh or it reports another state (encryption of
+the police path, registration with the police video platform). That a fresh heartbeat or camera report
 grows old is a deadline in the snapshot row, which its refresher checks."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
+
+import orjson
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
@@ -20,6 +23,7 @@ from sqlalchemy.engine import Connection
 from cloud.store.db import compliance_snapshots
 from contracts.alarms import AlarmKind
 from contracts.envelope import Envelope
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 _S = compliance_snapshots.c
 _BUMP = compliance_snapshots.update().values(marked=_S.marked + 1)
@@ -46,6 +50,20 @@ def camera_digest(online: Mapping[str, bool]) -> str:
 
 def body_digest(body: Mapping) -> str:
     return camera_digest({i["camera_id"]: camera_online(i) for i in camera_items(body)})
+
+
+def heartbeat_state_digest(police_encrypted: Optional[bool], platform: Optional[VideoPlatformStatus]) -> str:
+    """What the rules read of a heartbeat beyond its time: the police path's encryption and the
+    video platform registration (not its live stream count, which no rule reads)."""
+    state = [police_encrypted, None if platform is None else
+             [platform.registered, platform.platform, platform.reason, sorted(platform.cameras)]]
+    return hashlib.blake2b(orjson.dumps(state), digest_size=16).hexdigest()
+
+
+def heartbeat_digest(body: Mapping) -> str:
+    encrypted = body.get("police_encrypted")
+    return heartbeat_state_digest(encrypted if isinstance(encrypted, bool) else None,
+                                  read_video_platform(dict(body)))
 
 
 def achieved_days(body: Mapping) -> dict[str, float]:
@@ -84,8 +102,12 @@ def _retention_changed(conn: Connection, reports: dict[str, Envelope]) -> set[st
     return changed
 
 
-_BY_DIGEST = (update(compliance_snapshots).values(marked=_S.marked + 1)
-              .where(_S.facility == bindparam("f"), _S.camera_digest != bindparam("d")))
+_BY_CAMERAS = (update(compliance_snapshots).values(marked=_S.marked + 1)
+               .where(_S.facility == bindparam("f"), _S.camera_digest != bindparam("d")))
+# A heartbeat matters where the snapshot counted none fresh, or where it reports another state.
+_BY_HEARTBEAT = (update(compliance_snapshots).values(marked=_S.marked + 1)
+                 .where(_S.facility == bindparam("f"),
+                        _S.heartbeat_until.is_(None) | (_S.heartbeat_digest != bindparam("d"))))
 
 
 def mark_for_envelopes(conn: Connection, envelopes: Sequence[Envelope]) -> None:
@@ -93,13 +115,13 @@ def mark_for_envelopes(conn: Connection, envelopes: Sequence[Envelope]) -> None:
     report that tells another story, a heartbeat where none was fresh. Facilities in key order, as
     the ingest writes its other rows, so that workers sharing facilities do not deadlock."""
     always: set[str] = set()
-    heartbeats: set[str] = set()
+    heartbeats: dict[str, Envelope] = {}
     cameras: dict[str, Envelope] = {}
     retention: dict[str, Envelope] = {}
     for env in envelopes:
         t = env.type
         if t == "heartbeat":
-            heartbeats.add(env.facility)
+            _keep_newest(heartbeats, env)
         elif t == "camera.health":
             _keep_newest(cameras, env)
         elif t == "retention.report":
@@ -111,7 +133,7 @@ def mark_for_envelopes(conn: Connection, envelopes: Sequence[Envelope]) -> None:
     if always:
         mark_facilities(conn, always)
     if cameras:
-        conn.execute(_BY_DIGEST, [{"f": f, "d": body_digest(cameras[f].body)} for f in sorted(cameras)])
-    hb = sorted(heartbeats - always)
-    for i in range(0, len(hb), _IN_CHUNK):
-        conn.execute(_BUMP.where(_S.facility.in_(hb[i:i + _IN_CHUNK]), _S.heartbeat_until.is_(None)))
+        conn.execute(_BY_CAMERAS, [{"f": f, "d": body_digest(cameras[f].body)} for f in sorted(cameras)])
+    beats = [{"f": f, "d": heartbeat_digest(heartbeats[f].body)} for f in sorted(set(heartbeats) - always)]
+    if beats:
+        conn.execute(_BY_HEARTBEAT, beats)

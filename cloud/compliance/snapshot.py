@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cloud.compliance.marks import body_digest, camera_digest, retention_digest
+from cloud.compliance.marks import body_digest, camera_digest, heartbeat_state_digest, retention_digest
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.compliance.rules import ComplianceReport, FacilityFacts, Status, evaluate, gather_facts
 from cloud.periodic import PeriodicTask
@@ -82,6 +82,7 @@ def evaluate_snapshots(conn: Connection, facility_ids: Sequence[str], now: datet
             status=report.status.value, score=report.score, report=report.model_dump(mode="json"), computed_at=now,
             recheck_at=_recheck_at(facts, profile, now), heartbeat_at=beat,
             heartbeat_until=beat + max_age if beat is not None and now - beat <= max_age else None,
+            heartbeat_digest=heartbeat_state_digest(facts.police_encrypted, facts.video_platform),
             camera_digest=camera_digest({cam: c.online for cam, c in facts.camera_health.items()}),
             cameras_until=min(online) + window if online else None,
             cameras=len(set(facts.camera_ids) | set(facts.camera_health)), cameras_online=len(online),

@@ -256,6 +256,7 @@ compliance_snapshots = Table(
            doc="when the passing of time alone may change the report (a day, a deadline, a drill falling due)"),
     Column("heartbeat_at", UTCDateTime, doc="the newest heartbeat the report counted"),
     Column("heartbeat_until", UTCDateTime, doc="when that heartbeat grows too old; null: none fresh"),
+    Column("heartbeat_digest", String(64), nullable=False, doc="what the rules read of it beyond its time"),
     Column("camera_digest", String(64), nullable=False, doc="cameras reported and whether each is online"),
     Column("cameras_until", UTCDateTime, doc="when the oldest report of an online camera grows too old"),
     Column("retention_required_days", Float, nullable=False, doc="the profile's requirement the report applied"),
@@ -358,3 +359,9 @@ def upsert_insert(engine_or_dialect_name, table: Table):
     if name == "sqlite":
         return sqlite.insert(table)
     raise ValueError(f"no upsert for dialect {name!r}")
+
+
+def inserted(conn, stmt, key_column) -> bool:
+    """Whether an INSERT ... ON CONFLICT DO NOTHING wrote its row. Asked with RETURNING: on
+    PostgreSQL (psycopg 3 under SQLAlchemy 2.1) the row count of such an insert is -1 either way."""
+    return conn.execute(stmt.returning(key_column)).first() is not None

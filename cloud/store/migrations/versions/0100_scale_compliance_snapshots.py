@@ -2,14 +2,14 @@
 marks from ingest and the registry and by deadlines, for the supervision pages.
 
 Revision ID: 0100_scale_compliance_snapshots
-Revises: 0002
+Revises: 0100_supervision_loop
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0100_scale_compliance_snapshots'
-down_revision = '0002'
+down_revision = '0100_supervision_loop'
 branch_labels = None
 depends_on = None
 
@@ -26,6 +26,7 @@ def upgrade() -> None:
     sa.Column('recheck_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('heartbeat_until', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('heartbeat_digest', sa.String(length=64), nullable=False),
     sa.Column('camera_digest', sa.String(length=64), nullable=False),
     sa.Column('cameras_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('retention_required_days', sa.Float(), nullable=False),
