@@ -84,9 +84,14 @@ class FleetConfig(BaseModel):
     outage_s: float = Field(default=60.0, gt=0)
     connect_per_s: float = Field(default=1000.0, gt=0, description="pace of the first connections")
     keepalive_s: int = Field(default=60, ge=5, le=3600)
+    reconnect_min_s: float = Field(default=0.5, gt=0, le=60,
+                                   description="first wait before connecting again (jittered ±50 %, doubling to 10 s)")
+    connack_timeout_s: float = Field(default=10.0, gt=0, description="give up on a connection not accepted by then")
     in_flight: int = Field(default=20, ge=1, le=1000, description="QoS 1 messages awaiting PUBACK, per gateway")
     outbox_cap: int = Field(default=20_000, ge=10, description="facts kept per gateway while disconnected")
     v5: bool = Field(default=False, description="MQTT 5 instead of 3.1.1 (the edge agent's default)")
+    clean_session: bool = Field(default=False, description="a new session on every connection (the edge agent "
+                                                           "keeps its own, for the downlink it subscribes to)")
     record_ids: bool = Field(default=False, description="remember every fact's envelope id, and those the broker "
                                                         "acknowledged (for loss checks)")
     seed: int = 0
@@ -174,7 +179,7 @@ class SimGateway:
         self.started = time.monotonic()
         self.first_attempt = self.started  # set by Fleet.start to the gateway's turn in the ramp
         self.ever_connected = False
-        self.backoff = 0.5
+        self.backoff = self.fleet.config.reconnect_min_s
         self.active_alarms: dict[str, AlarmBody] = {}
         # Registered with the police video platform (GB/T 28181), every camera a channel.
         self.video_platform = VideoPlatformStatus(
@@ -222,9 +227,12 @@ class SimGateway:
                     self.link = None
                     self.retry()
                 return
+            loop.call_later(self.fleet.config.connack_timeout_s, give_up, link)
+
+        def give_up(link: _Link) -> None:
             # No CONNACK in time: the broker is not answering; try the next one.
-            loop.call_later(10, lambda: link.transport.abort() if (self.link is link and not self.connected
-                                                                   and link.transport) else None)
+            if self.link is link and not self.connected and link.transport is not None:
+                link.transport.abort()
 
         self.fleet.spawn(open_())
 
@@ -232,8 +240,10 @@ class SimGateway:
         cfg = self.fleet.config
         user, password = self.fleet.credentials(self.facility) if self.fleet.credentials else (None, None)
         # A fresh will for each connection: the cloud is idempotent on envelope id.
-        link.write(codec.encode_connect(f"edge-{self.facility}", v5=cfg.v5, keepalive_s=cfg.keepalive_s, clean=False,
-                                        session_expiry_s=7 * 24 * 3600 if cfg.v5 else 0, username=user,
+        link.write(codec.encode_connect(f"edge-{self.facility}", v5=cfg.v5, keepalive_s=cfg.keepalive_s,
+                                        clean=cfg.clean_session,
+                                        session_expiry_s=0 if cfg.clean_session or not cfg.v5 else 7 * 24 * 3600,
+                                        username=user,
                                         password=password, will_topic=topics.up(self.facility, topics.Stream.STATUS),
                                         will_payload=self.status(False), will_qos=1, will_retain=True))
 
@@ -257,7 +267,7 @@ class SimGateway:
                 link.transport.abort()
                 return
             self.connected = True
-            self.backoff = 0.5
+            self.backoff = self.fleet.config.reconnect_min_s
             stats.connects += 1
             stats.connected += 1
             if not self.ever_connected:
@@ -406,7 +416,7 @@ class SimGateway:
 
     def end_outage(self) -> None:
         self.in_outage = False
-        self.backoff = 0.5
+        self.backoff = self.fleet.config.reconnect_min_s
         self.connect()
 
     def kill(self, silent: bool = False) -> None:
