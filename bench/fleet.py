@@ -231,7 +231,7 @@ def start_cloud(workdir: Path, broker_port: int, db_url: str, vm_url: str) -> tu
     tokens = "".join(f'[[tokens]]\ntoken = "{t}"\nuser = "{r}"\nrole = "{r}"\n\n' for r, t in TOKENS.items())
     conf.write_text(f'broker_url = "mqtt://{CLOUD_USER}:{CLOUD_PASSWORD}@127.0.0.1:{broker_port}"\n'
                     f'db_url = "{db_url}"\nport = {port}\nshared_subscription = true\ningest_workers = 2\n'
-                    f'telemetry_url = "{vm_url}"\ncompliance_refresher = "process"\n'
+                    f'telemetry_url = "{vm_url}"\nbackground_work = "process"\n'
                     f'client_id = "cloud-{uuid.uuid4().hex[:6]}"\n\n{tokens}')
     log = open(workdir / "cloud.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "careguard.cli", "cloud", "--config", str(conf)],

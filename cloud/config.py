@@ -81,9 +81,11 @@ class CloudConfig(_Strict):
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
-    compliance_refresher: Literal["thread", "process", "off"] = Field(
-        default="thread", description="where compliance snapshots are kept current: a thread of this process, a "
-                                      "process of its own (for thousands of facilities), or off (another host does it)")
+    background_work: Literal["thread", "process", "off"] = Field(
+        default="thread", description="the compliance refresher and the health runner: threads of this process, a "
+                                      "process of their own (thousands of facilities), or off (another host runs them)")
+    health_check_s: float = Field(default=60.0, gt=0, le=3600,
+                                  description="how often room climate and symptom clusters are evaluated")
     compliance_refresh_s: float = Field(default=2.0, gt=0, le=60,
                                         description="how often out-of-date compliance snapshots are evaluated again")
     compliance_full_every_s: float = Field(default=3600.0, gt=0,

@@ -27,8 +27,7 @@ from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
-from cloud.care.health_runner import HealthRunner
-from cloud.compliance.snapshot import ComplianceRefresher, RefresherProcess
+from cloud.background import BackgroundProcess, make_health_runner, make_refresher
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.periodic import PeriodicTask
@@ -40,16 +39,6 @@ from cloud.video.live import LiveHub, request_live_view
 from contracts.timefmt import utcnow
 
 log = logging.getLogger("careguard.cloud")
-
-
-def make_refresher(config: CloudConfig, engine) -> ComplianceRefresher | RefresherProcess | None:
-    if config.compliance_refresher == "thread":
-        return ComplianceRefresher(engine, interval_s=config.compliance_refresh_s,
-                                   full_every_s=config.compliance_full_every_s)
-    if config.compliance_refresher == "process":
-        return RefresherProcess(config.db_url, interval_s=config.compliance_refresh_s,
-                                full_every_s=config.compliance_full_every_s)
-    return None
 
 
 class CloudService:
@@ -65,7 +54,9 @@ class CloudService:
         self.ingest = (make_ingest(config, self.engine, client_id=config.client_id, on_alarms=self._fan_out)
                        if config.ingest_workers == 1 else None)
         self.workers = IngestWorkers(config) if config.ingest_workers > 1 else None
-        self.follower = AlarmFollower(self.engine, self._fan_out) if self.workers else None
+        # Other processes write alarms too: the live stream follows them in the store.
+        self.follower = (AlarmFollower(self.engine, self._fan_out)
+                         if self.workers or config.background_work == "process" else None)
         self.gateway_watch = GatewayWatch(self.engine, threshold_s=config.gateway_offline_s,
                                           check_s=config.gateway_check_s, on_alarms=self._fan_out)
         self.escalation = EscalationRunner(self.engine, self.bus, EscalationPolicy(
@@ -75,9 +66,11 @@ class CloudService:
         self.telemetry = make_telemetry_store(config.telemetry_url, token=config.telemetry_token,
                                               org=config.telemetry_org, bucket=config.telemetry_bucket,
                                               query_url=config.telemetry_query_url)
-        self.compliance = make_refresher(config, self.engine)
-        self.health = HealthRunner(self.engine, telemetry_store=self.telemetry, interval_s=60.0,
-                                   on_alarms=self._fan_out)
+        in_threads = config.background_work == "thread"
+        self.compliance = make_refresher(config, self.engine) if in_threads else None
+        self.health = (make_health_runner(config, self.engine, self.telemetry, on_alarms=self._fan_out)
+                       if in_threads else None)
+        self.background = BackgroundProcess(config) if config.background_work == "process" else None
         self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
                             lambda f, c, until: request_live_view(self.downlink, f, c, until))
         self.clip_retention = PeriodicTask("clip-retention", 3600.0, self._prune_clips, logger=log,
@@ -125,12 +118,13 @@ class CloudService:
             self.ingest.start()
         else:
             self.workers.start()
+        if self.follower is not None:
             self.follower.start()
         self.gateway_watch.start()
         self.escalation.start()
-        self.health.start()
-        if self.compliance is not None:
-            self.compliance.start()
+        for background in (self.health, self.compliance, self.background):
+            if background is not None:
+                background.start()
         self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
@@ -166,9 +160,9 @@ class CloudService:
         self.clip_retention.stop()
         self.live.stop()
         self.escalation.stop()
-        self.health.stop()
-        if self.compliance is not None:
-            self.compliance.stop()
+        for background in (self.health, self.compliance, self.background):
+            if background is not None:
+                background.stop()
         self.rectification.stop()
         self.bus.close()
         self.notice_bus.close()
@@ -181,10 +175,11 @@ class CloudService:
             self._sock.close()
             self._sock = None
         self.gateway_watch.stop()
+        if self.follower is not None:
+            self.follower.stop()
         if self.ingest is not None:
             self.ingest.stop()
         else:
-            self.follower.stop()
             self.workers.stop()
         self.downlink.stop()
         self.telemetry.close()

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from cloud.background import BackgroundProcess
 from cloud.compliance.rules import Status, facility_compliance
+from cloud.config import CloudConfig
 from cloud.compliance.snapshot import (
     ComplianceRefresher,
-    RefresherProcess,
     read_snapshot,
     refresh,
     snapshot_page,
@@ -244,7 +245,8 @@ def test_the_refresher_thread_and_its_full_pass(engine):
 def test_the_refresher_in_a_process_of_its_own(engine):
     now = ms_now()
     good_facility(engine, "P1", 6, now)
-    proc = RefresherProcess(engine.url.render_as_string(hide_password=False), interval_s=0.1, full_every_s=3600)
+    proc = BackgroundProcess(CloudConfig(db_url=engine.url.render_as_string(hide_password=False),
+                                         background_work="process", compliance_refresh_s=0.1))
     proc.start()
     try:
         assert sync_until(lambda: marked_or_none(engine, "P1") is not None, timeout=30), "no snapshot from the process"

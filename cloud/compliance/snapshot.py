@@ -17,7 +17,6 @@ are as of its `checked_at`."""
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time as monotime
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
@@ -257,42 +256,6 @@ class ComplianceRefresher:
 
     def stop(self) -> None:
         self._task.stop()
-
-
-class RefresherProcess:
-    """The refresher in a process of its own, so that evaluating thousands of facilities (the
-    first pass, the hourly one) does not take the API process's interpreter from its requests."""
-
-    def __init__(self, db_url: str, *, interval_s: float, full_every_s: float):
-        ctx = mp.get_context("spawn")
-        self._stop = ctx.Event()
-        self._proc = ctx.Process(target=_refresher_main, args=(db_url, interval_s, full_every_s, self._stop),
-                                 name="cloud-compliance", daemon=True)
-
-    def start(self) -> "RefresherProcess":
-        self._proc.start()
-        return self
-
-    def stop(self, timeout: float = 15.0) -> None:
-        self._stop.set()
-        self._proc.join(timeout)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-
-
-def _refresher_main(db_url: str, interval_s: float, full_every_s: float, stop) -> None:
-    from cloud.store.db import make_engine
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s compliance %(name)s: %(message)s")
-    engine = make_engine(db_url)
-    refresher = ComplianceRefresher(engine, interval_s=interval_s, full_every_s=full_every_s)
-    while not stop.wait(interval_s):
-        try:
-            refresher.run_once()
-        except Exception:
-            log.exception("compliance snapshot refresh failed; trying again in %g s", interval_s)
-    engine.dispose()
 
 
 # --- reading ------------------------------------------------------------------------------------
