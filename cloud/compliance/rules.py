@@ -123,6 +123,7 @@ class FacilityFacts(BaseModel):
     area_names: dict[str, str] = Field(default_factory=dict)
     staff_names: dict[str, str] = Field(default_factory=dict)
     device_names: dict[str, str] = Field(default_factory=dict)
+    camera_names: dict[str, str] = Field(default_factory=dict)
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -171,6 +172,7 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
     facts.area_names = _names(conn, areas, "area_id", facility_id)
     facts.staff_names = _names(conn, staff, "staff_id", facility_id)
     facts.device_names = _names(conn, devices, "device_id", facility_id)
+    facts.camera_names = _names(conn, cameras, "camera_id", facility_id)
     report = _latest_envelope(conn, facility_id, "retention.report")
     if report is not None:
         facts.retention_report_ts = report.ts
@@ -237,14 +239,15 @@ def rule_retention(f: FacilityFacts, p: Profile, now: datetime):
     if f.retention_report_ts is None:
         return [_breach("retention.no_report", {}, "no retention report received", req.source, **evidence)], \
             evidence, req.source
-    findings = [_breach("retention.short", {"camera": cam, "days": round(days, 1), "required": req.value},
+    names = f.camera_names
+    findings = [_breach("retention.short", {"camera": names.get(cam, cam), "days": round(days, 1), "required": req.value},
                         f"camera {cam}: {days:.1f} days of footage, {req.value:g} required",
                         req.source, camera_id=cam, achieved_days=days, required_days=req.value,
                         report_ts=f.retention_report_ts)
                 for cam, days in sorted(f.retention_days.items()) if days < req.value]
     missing = sorted(set(f.camera_ids) - set(f.retention_days))
     if missing:
-        findings.append(_breach("retention.cameras_absent", {"cameras": missing},
+        findings.append(_breach("retention.cameras_absent", {"cameras": [names.get(c, c) for c in missing]},
                                 f"cameras absent from the retention report: {', '.join(missing)}",
                                 req.source, cameras=missing, report_ts=f.retention_report_ts))
     return findings, evidence, req.source
@@ -285,8 +288,8 @@ def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
             states = {c: (f.camera_health[c].fault or f.camera_health[c].state) if c in f.camera_health
                       else "no recent health report" for c in cams}
             case = "no_camera" if not cams else "none_online"
-            findings.append(_breach(f"children_areas_covered.{case}", {"area": names.get(area, area),
-                                                                        "cameras": states},
+            findings.append(_breach(f"children_areas_covered.{case}",
+                                    {"area": names.get(area, area), "cameras": [f.camera_names.get(c, c) for c in cams]},
                                     f"children's area {area}: " + ("no camera covers it" if not cams
                                                                    else "no covering camera online"),
                                     req.source, area_id=area, cameras=states))
