@@ -62,7 +62,7 @@ MAX_PLACES = 100
 
 @router.get("/places", response_model=dict[str, Place])
 def get_places(request: Request,
-               who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY))],
+               who: Annotated[Principal, Depends(require_role(*Role))],
                facility: Annotated[list[str], Query(max_length=MAX_PLACES)] = []) -> dict[str, Place]:
     """Names, address, phone and time zone of the facilities an alarm pushed live names, with the
     names of their zones, devices and cameras. A facility token reads its own facility only."""

@@ -49,6 +49,16 @@ class Place(BaseModel):
     zones: dict[str, str] = Field(description="zone or area id -> its name")
     devices: dict[str, DevicePlace] = Field(description="device id -> its name and kind")
     cameras: dict[str, str] = Field(description="camera id -> its name")
+    classes: dict[str, str] = Field(description="class id -> its name")
+    staff: dict[str, str] = Field(description="staff id -> the person's name")
+
+
+def _names_by_facility(conn: Connection, table, id_column: str, ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for fid, item, name in conn.execute(select(table.c.facility, table.c[id_column], table.c.name)
+                                        .where(table.c.facility.in_(ids))):
+        out.setdefault(fid, {})[item] = name
+    return out
 
 
 class PolicePaths(BaseModel):
@@ -202,10 +212,8 @@ def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
     ids = sorted(set(facility_ids))
     if not ids:
         return {}
-    f, ar, d, c = facilities.c, areas.c, devices.c, cameras.c
-    area_names: dict[str, dict[str, str]] = {}
-    for r in conn.execute(select(ar.facility, ar.area_id, ar.name).where(ar.facility.in_(ids))):
-        area_names.setdefault(r.facility, {})[r.area_id] = r.name
+    f, d = facilities.c, devices.c
+    area_names = _names_by_facility(conn, areas, "area_id", ids)
     zones: dict[str, dict[str, str]] = {fid: dict(names) for fid, names in area_names.items()}
     device_places: dict[str, dict[str, DevicePlace]] = {}
     for r in conn.execute(select(d.facility, d.device_id, d.name, d.kind, d.zone, d.area_id).where(d.facility.in_(ids))):
@@ -214,16 +222,17 @@ def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
             # A zone not filed as an area is named after the area its device sits in.
             zones.setdefault(r.facility, {}).setdefault(
                 r.zone, area_names.get(r.facility, {}).get(r.area_id or "", r.name))
-    camera_names: dict[str, dict[str, str]] = {}
-    for r in conn.execute(select(c.facility, c.camera_id, c.name).where(c.facility.in_(ids))):
-        camera_names.setdefault(r.facility, {})[r.camera_id] = r.name
+    camera_names = _names_by_facility(conn, cameras, "camera_id", ids)
+    class_names = _names_by_facility(conn, classes, "class_id", ids)
+    staff_names = _names_by_facility(conn, staff, "staff_id", ids)
     out = {}
     for r in conn.execute(select(facilities).where(f.facility_id.in_(ids))):
         out[r.facility_id] = Place(
             facility=r.facility_id, name=r.name, province=r.province, city=r.city, district=r.district,
             street=r.street, address=r.address, contact=r.contact_name, phone=r.contact_phone,
             timezone=profile_for(r.city).care.timezone, zones=zones.get(r.facility_id, {}),
-            devices=device_places.get(r.facility_id, {}), cameras=camera_names.get(r.facility_id, {}))
+            devices=device_places.get(r.facility_id, {}), cameras=camera_names.get(r.facility_id, {}),
+            classes=class_names.get(r.facility_id, {}), staff=staff_names.get(r.facility_id, {}))
     return out
 
 

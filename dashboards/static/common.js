@@ -672,7 +672,7 @@ window.CG = (function () {
     render() {
       const cols = this.opts.columns;
       this.caption.textContent = t(this.opts.label || "noData");
-      this.thead.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col", text: t(c.label) }))));
+      this.thead.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col", text: c.head ? c.head() : t(c.label) }))));
       this.tbody.replaceChildren(...this.items.map((r) => {
         const tr = el("tr", this.opts.rowAttrs ? this.opts.rowAttrs(r) : {});
         for (const c of cols) {
