@@ -369,7 +369,15 @@ window.CG = (function () {
 
   // --- places: names first, ids second ------------------------------------------------------
   const places = new Map();
-  function rememberPlaces(map) { for (const [fid, p] of Object.entries(map || {})) places.set(fid, p); }
+  let placesVersion = 0;  // bumped when a name may have changed, so cached renderings redraw
+  function rememberPlaces(map) {
+    for (const [fid, p] of Object.entries(map || {})) {
+      const before = places.get(fid);
+      if (before && JSON.stringify(before) === JSON.stringify(p)) continue;
+      places.set(fid, p);
+      placesVersion += 1;
+    }
+  }
   async function loadPlaces(ids) {
     const missing = [...new Set(ids)].filter((id) => id && !places.has(id));
     if (!missing.length) return;
@@ -774,6 +782,6 @@ window.CG = (function () {
     setLinkState, announce, showError, reportError, errorText, shown, formatTime, zoneName, withZone, todayIn,
     fmtNumber, fmtPercent, withUnit, limitText, downloadCsv, scrollBox, Table, barChart, lineChart, openDialog,
     rememberPlaces, loadPlaces, placeOf, facilityName, zoneLabel, districtText, districtPathText, named,
-    onLanguage: (fn) => langListeners.push(fn), lang: () => lang, me: () => whoAmI, DEFAULT_ZONE,
+    onLanguage: (fn) => langListeners.push(fn), lang: () => lang, placesVersion: () => placesVersion, me: () => whoAmI, DEFAULT_ZONE,
   };
 })();

@@ -12,13 +12,14 @@
   const PAGE_SIZE = 100;
   const alarms = new Map();
   const freshIds = new Set();
-  const rows = new Map();           // alarm_id -> {rec, lang, node}
+  const rows = new Map();           // alarm_id -> {rec, lang (and names version), node}
   const outcomeChoice = new Map();  // alarm_id -> outcome chosen, until the alarm is resolved
   const noteDraft = new Map();      // alarm_id -> dispatch note being typed
   // Ids pushed live while a list load is on its way, one set per load in flight: such rows are
   // newer than that list, and the reload that follows every reconnect must not wipe them.
   const liveDuringLoads = new Set();
-  let listGeneration = 0;
+  let listGeneration = 0;   // full list loads started
+  let listApplied = 0;      // the newest of them whose answer is on the board
   let source = null;
   let nextBefore = null;
   let filter = { city: "", district: "" };
@@ -173,7 +174,7 @@
     const focusRow = active && active.closest ? active.closest("tr[data-alarm-id]") : null;
     const focus = focusRow ? { id: focusRow.dataset.alarmId, action: active.dataset.action,
       caret: active.selectionStart } : null;
-    const lang = CG.lang();
+    const lang = `${CG.lang()}/${CG.placesVersion()}`;
     const sorted = [...alarms.values()].sort(newestFirst);
     const keep = new Set(sorted.map((a) => a.alarm_id));
     for (const [id, r] of rows) if (!keep.has(id)) { r.node.remove(); rows.delete(id); }
@@ -219,7 +220,8 @@
 
   function upsert(a, live) {
     const before = alarms.get(a.alarm_id);
-    if (before && before.updated_at > a.updated_at) return;  // an older copy arriving late
+    // An older copy arriving late, or the same one again (a list reload): the row stays as it is.
+    if (before && before.updated_at >= a.updated_at) return;
     // With a district filter the stream (unfiltered) only refreshes rows already listed.
     if (live && !before && !matchesFilter()) return;
     alarms.set(a.alarm_id, a);
@@ -239,8 +241,10 @@
     try {
       const page = await api("GET", "/api/alarms" + qs({ limit: PAGE_SIZE, city: filter.city, district: filter.district,
         before: more ? nextBefore : null }));
-      // A newer load started after this one: its answer is the fresher, this one is dropped.
-      if (generation !== listGeneration) return;
+      // Answers are applied as they come, unless a newer list is already on the board: under a
+      // stream that keeps reconnecting, waiting for the newest would show nothing at all.
+      if (generation < listApplied) return;
+      listApplied = generation;
       CG.rememberPlaces(page.places);
       if (!more) for (const id of [...alarms.keys()]) if (!liveIds.has(id)) alarms.delete(id);
       for (const a of page.items) upsert(a, false);
