@@ -3,7 +3,10 @@
 One process: an in-process MQTT broker (amqtt), the cloud (ingest, SQLite, API, police
 page), the police alarm centre's DC-09 receiver, and three simulated facilities, each
 with its edge agent, a one-button alarm per class and a few sensors. Nothing to install
-beyond the Python packages; state lives under `var/`."""
+beyond the Python packages; state lives under `var/`.
+
+Each facility's local broker takes only its provisioned logins (edge/broker_auth.py), as on
+site: the devices and the agent log in with the credentials under `var/broker-<facility>/`."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from arc.store import ArcStore
 from cloud.config import CloudConfig
 from cloud.main import CloudService
 from edge.agent import EdgeAgent
+from edge.broker_auth import SECRETS_FILE, Provisioned, provision
 from edge.config import parse_config
 from contracts.device import ANALOGUE_KINDS
 from firmware_sim import SensorFleet
@@ -48,15 +52,16 @@ def facility_config(fid: str, account: str, local_url: str, broker_port: int, ar
         "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10},
         "police": {"account": account, "receivers": [{"host": LOOPBACK, "port": arc_port}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
+        "device_auth": {"dir": str(var / f"broker-{fid}")},
         "zones": [{"id": z, "number": n, "name": name, "kind": kind, "devices": [f"{fid}-{d}" for d, _ in devs],
                    **({"schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]} if kind == "intrusion" else {})}
                   for z, n, name, kind, devs in ZONES],
     }
 
 
-def device_specs(fid: str, seed: int) -> list[dict]:
+def device_specs(fid: str, seed: int, auth: Provisioned) -> list[dict]:
     return [{"device_id": f"{fid}-{d}", "kind": k.value, "seed": seed,
-             "interval_s": 5 if k in ANALOGUE_KINDS else 30}
+             "interval_s": 5 if k in ANALOGUE_KINDS else 30, "password": auth.passwords[f"{fid}-{d}"]}
             for _, _, _, _, devs in ZONES for d, k in devs]
 
 
@@ -104,9 +109,14 @@ def main(args: argparse.Namespace) -> int:
     var = Path(args.var)
     var.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(_port_or_free(args.broker_port)).start()
-    # Each facility's gateway has its own local broker for its devices, as on site.
-    local = {f[0]: EmbeddedBroker().start() for f in FACILITIES}
     arc_port = _port_or_free(args.arc_port)
+    # Each facility's gateway has its own local broker for its devices, as on site, taking only
+    # the logins provisioned for its configuration (the same on every start, unless rotated).
+    ports = {f[0]: free_port() for f in FACILITIES}
+    configs = {fid: facility_config(fid, account, f"mqtt://{LOOPBACK}:{ports[fid]}", broker.port, arc_port, var)
+               for fid, account, *_ in FACILITIES}
+    auth = {fid: provision(parse_config(cfg, f"facility {fid}")) for fid, cfg in configs.items()}
+    local = {fid: EmbeddedBroker(ports[fid], auth=auth[fid]).start() for fid in configs}
     arc = ArcReceiver({f[1]: ArcAccount(facility=f[0]) for f in FACILITIES}, port=arc_port,
                       store=ArcStore(var / "arc.sqlite3"))
     tokens = demo_tokens()
@@ -114,10 +124,9 @@ def main(args: argparse.Namespace) -> int:
         broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
         port=_port_or_free(args.http_port), tokens=tokens)).start()
     seed_registry(cloud.engine)
-    runtime = EdgeRuntime(arc, [facility_config(f[0], f[1], local[f[0]].url, broker.port, arc_port, var)
-                                for f in FACILITIES])
+    runtime = EdgeRuntime(arc, list(configs.values()))
     runtime.start()
-    fleets = [SensorFleet(local[f[0]].url, device_specs(f[0], i)).start() for i, f in enumerate(FACILITIES)]
+    fleets = [SensorFleet(local[f[0]].url, device_specs(f[0], i, auth[f[0]])).start() for i, f in enumerate(FACILITIES)]
 
     pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility"))
     token_lines = "\n".join(f"    {t.role.value:10} {t.token}" + (f"   ({t.facility_id})" if t.facility_id else "")
@@ -134,8 +143,8 @@ CareGuard is running on embedded defaults.
   facilities      {', '.join(f'{f[0]} {f[2]}' for f in FACILITIES)}
   state           {var}/
 
-Press a one-button alarm (in another terminal):
-  .venv/bin/careguard sim press --broker {local['F001'].url} --device-id F001-btn-1
+Press a one-button alarm (in another terminal; the button logs in with its own credentials):
+  .venv/bin/careguard sim press --broker {local['F001'].url} --credentials {auth['F001'].directory / SECRETS_FILE} --device-id F001-btn-1
 
 Ctrl-C stops everything.
 """, flush=True)

@@ -70,6 +70,8 @@ class CloudConfig(_Strict):
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
+    clip_retention_days: int = Field(default=90, ge=1, le=3650,
+                                     description="alarm clips are deleted this long after their alarm (audited)")
 
     @field_validator("broker_url")
     @classmethod

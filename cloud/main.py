@@ -13,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+from datetime import timedelta
 from typing import Optional
 
 import uvicorn
@@ -26,7 +27,11 @@ from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
+from cloud.periodic import PeriodicTask
 from cloud.store.db import create_schema, make_engine
+from cloud.video.clips import prune_clips
+from cloud.video.live import LiveHub, request_live_view
+from contracts.timefmt import utcnow
 
 log = logging.getLogger("careguard.cloud")
 
@@ -50,8 +55,12 @@ class CloudService:
             after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
         self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
+        self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
+                            lambda f, c, until: request_live_view(self.downlink, f, c, until))
+        self.clip_retention = PeriodicTask("clip-retention", 3600.0, self._prune_clips, logger=log,
+                                           what="clip retention")
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=lambda: self.counters)
+                              downlink=self.downlink, ingest_counters=lambda: self.counters, live_hub=self.live)
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -69,9 +78,16 @@ class CloudService:
         for row in rows:
             self.bus.publish(row)
 
+    def _prune_clips(self) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            prune_clips(conn, older_than=now - timedelta(days=self.config.clip_retention_days), now=now)
+
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
         self.downlink.start()
+        self.live.start()
+        self.clip_retention.start()
         if self.ingest is not None:
             self.ingest.start()
         else:
@@ -111,6 +127,8 @@ class CloudService:
         return self.workers.wait_ready(timeout)
 
     def stop(self) -> None:
+        self.clip_retention.stop()
+        self.live.stop()
         self.escalation.stop()
         self.health.stop()
         self.bus.close()

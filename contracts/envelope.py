@@ -9,7 +9,7 @@ from typing import Any, Literal, Optional
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from contracts.alarms import AlarmBody
 from contracts.errors import ContractError, describe_validation_error
@@ -34,6 +34,7 @@ TYPE_STREAM: dict[str, Stream] = {
     "telemetry.batch": Stream.TELEMETRY,
     "camera.health": Stream.CAMERA,
     "camera.snapshot": Stream.CAMERA,
+    "camera.clip": Stream.CAMERA,
     "retention.report": Stream.RETENTION,
     "heartbeat": Stream.HEARTBEAT,
     "status.gateway": Stream.STATUS,
@@ -45,6 +46,7 @@ class DownType(str, Enum):
     ACK_ALARM = "ack.alarm"
     ARM_SET = "arm.set"
     CONFIG_UPDATE = "config.update"
+    LIVE_VIEW = "live.view"
 
 
 DOWN_TYPES = tuple(t.value for t in DownType)
@@ -78,6 +80,70 @@ class ArmSetBody(BaseModel):
     action: ZoneAction
     zone: DeviceId
     by: str = Field(default="cloud", max_length=128)
+
+
+class LiveViewBody(BaseModel):
+    """`live.view`: stream one camera to the cloud until `until` (renewed while someone watches)."""
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: DeviceId
+    until: AwareDatetime
+    fps: float = Field(default=2.0, gt=0, le=10)
+    by: str = Field(default="cloud", max_length=128)
+
+    @field_serializer("until")
+    def _until(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+# A clip travels in chunks small enough for one envelope each (base64 grows them by a third).
+CLIP_CHUNK_BYTES = 256 * 1024
+MAX_CLIP_CHUNKS = 400
+
+
+class MissingSpan(BaseModel):
+    """Part of the clip's window with no footage (the camera was offline, or not recording)."""
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @field_serializer("start", "end")
+    def _ts(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class ClipChunkBody(BaseModel):
+    """`camera.clip`: one chunk of an alarm's video clip (MP4, faststart) of one camera."""
+    model_config = ConfigDict(extra="forbid")
+
+    clip_id: uuid.UUID
+    alarm_id: uuid.UUID
+    camera_id: DeviceId
+    index: int = Field(ge=0, lt=MAX_CLIP_CHUNKS)
+    count: int = Field(ge=1, le=MAX_CLIP_CHUNKS)
+    window_start: AwareDatetime = Field(description="the clip was asked to cover from here")
+    window_end: AwareDatetime
+    start: Optional[AwareDatetime] = Field(default=None, description="first footage in the clip; none: no footage")
+    end: Optional[AwareDatetime] = None
+    missing: list[MissingSpan] = Field(default_factory=list, max_length=100)
+    size: int = Field(ge=0, description="bytes of the whole clip")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the whole clip")
+    transcoded: bool = Field(description="re-encoded to H.264 (the source codec does not play in a browser)")
+    truncated: bool = Field(default=False, description="cut short by the per-alarm size cap")
+    data_b64: str = Field(default="", max_length=CLIP_CHUNK_BYTES * 4 // 3 + 4)
+
+    @field_serializer("window_start", "window_end", "start", "end")
+    def _ts(self, ts: Optional[datetime]) -> Optional[str]:
+        return iso_utc(ts) if ts is not None else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClipChunkBody":
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
 
 
 class TelemetryPoint(BaseModel):
@@ -162,6 +228,7 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "telemetry.batch": TelemetryBatch,
     "camera.health": CameraHealthBody,
     "retention.report": RetentionReportBody,
+    "camera.clip": ClipChunkBody,
 }
 
 

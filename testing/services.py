@@ -57,12 +57,15 @@ def _require(binary: str) -> str:
 class Mosquitto:
     """A Mosquitto broker on loopback, with the settings DESIGN.md asks for (nodelay, deep queues).
 
-    `acl` maps a username to its (password, [ACL lines]); without it, anonymous access."""
+    `acl` maps a username to its (password, [ACL lines]); `auth_files` is a (password file, ACL
+    file) pair written elsewhere (`careguard edge provision`); without either, anonymous access."""
 
     def __init__(self, port: int | None = None, *, acl: dict[str, tuple[str, list[str]]] | None = None,
-                 max_queued: int = 1_000_000, persistence: bool = True, workdir: str | None = None):
+                 auth_files: tuple[Path, Path] | None = None, max_queued: int = 1_000_000, persistence: bool = True,
+                 workdir: str | None = None):
         self.port = port or free_port()
         self.acl = acl
+        self.auth_files = auth_files
         self.max_queued = max_queued
         self.persistence = persistence
         self._own_dir = workdir is None
@@ -91,7 +94,9 @@ class Mosquitto:
             # As root Mosquitto drops to the `mosquitto` user, which cannot write a persistence
             # file into a root-owned temporary folder: sessions would silently not survive a restart.
             lines.append("user root")
-        if self.acl is None:
+        if self.auth_files is not None:
+            lines += ["allow_anonymous false", f"password_file {self.auth_files[0]}", f"acl_file {self.auth_files[1]}"]
+        elif self.acl is None:
             lines.append("allow_anonymous true")
         else:
             pw_file = self.dir / "passwd"

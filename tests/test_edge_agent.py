@@ -4,7 +4,6 @@ simulated buttons, and the agent itself in-process or as a process killed with S
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from edge.config import parse_config
 from edge.devices import DeviceGateway
 from edge.alarms.journal import Journal
 from firmware_sim import connect_button
-from helpers import sync_until, until
+from helpers import police_and_agent, sync_until, until
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "1234"
@@ -52,20 +51,11 @@ def alarms_received(arc_hits, code=None):
     return [a for a in arc_hits if code is None or a.code == code]
 
 
-@asynccontextmanager
-async def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
+def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
     """A police receiver recording into `hits` and an edge agent reporting to it, both stopped after."""
-    arc = ArcReceiver({ACCOUNT: ArcAccount(key=key)}, on_alarm=hits.append)
-    await arc.start()
     police = {"key": key} if key else {}
-    agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, **police)))
-    await agent.start()
-    await agent.devices.connected.wait()
-    try:
-        yield agent
-    finally:
-        await agent.stop()
-        await arc.close()
+    return police_and_agent(lambda port: edge_config(mosquitto.url, uplink_broker.url, [port], tmp_path, **police),
+                            ACCOUNT, key, hits)
 
 
 def test_press_reaches_police_and_cloud_with_one_alarm_id(mosquitto, uplink_broker, collector_factory, tmp_path):

@@ -11,15 +11,15 @@ receiver knows them by that id; alarms the cloud raises itself go through
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 from uuid import UUID
 
 from pydantic import BaseModel, PlainSerializer
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cloud.store.db import alarm_events, alarms, audit, facilities, upsert_insert
-from cloud.store.paging import BadCursor, decode_cursor, encode_cursor
+from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, upsert_insert
+from cloud.store.paging import BadCursor, Page, decode_cursor, encode_cursor, keyset, trim
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState
 from contracts.envelope import Envelope
 from contracts.timefmt import iso_utc
@@ -205,3 +205,77 @@ def acknowledge(engine: Engine, alarm_id: UUID, *, user: str, role: str,
         record_audit(conn, at=now, actor=user, role=role, action="alarm.ack" if first else "alarm.ack_repeated",
                      target=str(alarm_id), detail={"facility": rec.facility, "acked_at": iso_utc(rec.acked_at)})
     return rec, first
+
+
+class AlarmEvent(BaseModel):
+    id: int
+    alarm_id: UUID
+    step: str
+    n: int
+    at: UtcTime
+    actor: str
+    detail: dict
+
+
+class Escalation(BaseModel):
+    id: int
+    alarm_id: UUID
+    facility: str
+    n: int
+    at: UtcTime
+    notified_role: str
+    unacked_s: float
+
+
+def alarm_history(conn: Connection, alarm_id: UUID) -> list[AlarmEvent]:
+    """Every step of the alarm in order of its time at origin."""
+    ev = alarm_events.c
+    rows = conn.execute(select(alarm_events).where(ev.alarm_id == str(alarm_id)).order_by(ev.at, ev.id)).all()
+    return [AlarmEvent.model_validate(dict(r._mapping)) for r in rows]
+
+
+def list_escalations_page(conn: Connection, *, limit: int, cursor: Optional[str],
+                          facility: Optional[str]) -> Page[Escalation]:
+    e = escalations.c
+    q = select(escalations)
+    if facility is not None:
+        q = q.where(e.facility == facility)
+    rows, nxt = trim(conn.execute(keyset(q, [e.id], limit, cursor)).all(), ["id"], limit)
+    return Page[Escalation](items=[Escalation.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+def list_audit_page(conn: Connection, *, limit: int, cursor: Optional[str], actor: Optional[str] = None,
+                    action: Optional[str] = None, target: Optional[str] = None,
+                    since: Optional[datetime] = None) -> Page[AuditEntry]:
+    """Newest first."""
+    a = audit.c
+    q = select(audit)
+    for col, value in ((a.actor, actor), (a.action, action), (a.target, target)):
+        if value is not None:
+            q = q.where(col == value)
+    if since is not None:
+        q = q.where(a.at >= since)
+    if cursor is not None:
+        (before,) = decode_cursor(cursor, 1)
+        q = q.where(a.id < int(before))
+    rows = conn.execute(q.order_by(a.id.desc()).limit(limit + 1)).all()
+    nxt = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
+    return Page[AuditEntry](items=[AuditEntry.model_validate(dict(r._mapping)) for r in rows[:limit]], next_cursor=nxt)
+
+
+def active_alarm_kinds(conn: Connection, facility_id: str) -> set[AlarmKind]:
+    """The kinds of the facility's active alarms."""
+    a = alarms.c
+    kinds = conn.execute(select(a.kind).distinct().where(a.facility == facility_id,
+                                                         a.state == AlarmState.ACTIVE.value)).scalars()
+    return {AlarmKind(k) for k in kinds if k in AlarmKind._value2member_map_}

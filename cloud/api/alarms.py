@@ -12,7 +12,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, Field
-from sqlalchemy import select
 
 from cloud.alarms.events_bus import CLOSED, LAGGED
 from cloud.alarms.lifecycle import (
@@ -26,20 +25,28 @@ from cloud.alarms.lifecycle import (
     response_times,
 )
 from cloud.alarms.records import (
+    AlarmEvent,
     AlarmRecord,
+    Escalation,
     UtcTime,
     acknowledge,
     alarm_cursor,
+    alarm_history,
     decode_alarm_cursor,
     get_alarm,
     list_alarms,
+    list_escalations_page,
 )
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
+<<<<<<< HEAD
 from cloud.status.reports import Place, places
 from cloud.store.db import alarm_events, escalations
 from cloud.store.paging import BadCursor, Page, keyset, trim
+=======
+from cloud.store.paging import BadCursor, Page
+>>>>>>> main
 from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import AlarmAckBody, DownType, make_envelope
 from contracts.ids import FACILITY_ID_RE
@@ -83,26 +90,6 @@ class DispatchRequest(BaseModel):
 class ResolveRequest(BaseModel):
     outcome: Outcome = Field(description="real: an emergency; false: a false alarm; test: a drill (test alarms only)")
     note: Optional[str] = Field(default=None, max_length=500)
-
-
-class AlarmEvent(BaseModel):
-    id: int
-    alarm_id: UUID
-    step: str
-    n: int
-    at: UtcTime
-    actor: str
-    detail: dict
-
-
-class Escalation(BaseModel):
-    id: int
-    alarm_id: UUID
-    facility: str
-    n: int
-    at: UtcTime
-    notified_role: str
-    unacked_s: float
 
 
 @router.get("", response_model=AlarmPage)
@@ -249,18 +236,12 @@ def get_response_times(
 
 
 @router.get("/escalations", response_model=Page[Escalation])
-def list_escalations(request: Request,
+def get_escalations(request: Request,
                      who: Annotated[Principal, Depends(require_role(*READERS))],
                      limit: Limit = 50, cursor: Cursor = None,
                      facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Escalation]:
-    e = escalations.c
-    q = select(escalations)
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(e.facility == facility)
     with request.app.state.engine.connect() as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [e.id], limit, cursor)).all(), ["id"], limit)
-    return Page[Escalation](items=[Escalation.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+        return list_escalations_page(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))
 
 
 @router.get("/{alarm_id}", response_model=AlarmRecord)
@@ -281,7 +262,5 @@ def read_alarm_events(request: Request, alarm_id: UUID,
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
     forbid_other_facility(who, rec.facility)
-    ev = alarm_events.c
     with request.app.state.engine.connect() as conn:
-        rows = conn.execute(select(alarm_events).where(ev.alarm_id == str(alarm_id)).order_by(ev.at, ev.id)).all()
-    return [AlarmEvent.model_validate(dict(r._mapping)) for r in rows]
+        return alarm_history(conn, alarm_id)

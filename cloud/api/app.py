@@ -21,15 +21,18 @@ from cloud.api import (
     compliance,
     dashboard,
     devices,
+    environment,
     facilities,
     gateways,
     staff,
     statistics,
+    video,
 )
 from cloud.api.auth import Principal, TokenTable, require_role
 from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
 from cloud.store.paging import BadCursor
+from cloud.video.live import LiveHub
 from dashboards import PAGES, STATIC_DIR, render_page
 
 
@@ -56,7 +59,7 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
+               ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1")
 
     @app.exception_handler(BadCursor)
@@ -67,8 +70,10 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.bus = bus
     app.state.tokens = tokens
     app.state.downlink = downlink
+    app.state.live_hub = live_hub
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router, care.router, statistics.router, commands.router, dashboard.router):
+                   compliance.router, audit.router, care.router, environment.router, statistics.router,
+                   commands.router, dashboard.router, video.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -9,24 +9,22 @@ from typing import Annotated, Optional
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
-from sqlalchemy import select
 
 from cloud.alarms.records import record_audit
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
-from cloud.registry.records import Area, AreaIn, Camera, CameraIn, add_area, add_camera, camera_rows_to_models
-from cloud.store.db import areas, cameras, envelopes
-from cloud.store.paging import Page, keyset, trim
+from cloud.registry import queries
+from cloud.registry.records import Area, AreaIn, Camera, CameraIn, add_area, add_camera
+from cloud.status.snapshots import latest_snapshot
+from cloud.store.paging import Page
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import iso_utc, utcnow
 
 router = APIRouter(tags=["cameras"])
 READERS = (Role.POLICE, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 SNAPSHOT_READERS = (Role.POLICE, Role.ADMIN, Role.FACILITY)
-# Snapshots are found by scanning the facility's newest ones; this bounds the scan.
-SNAPSHOT_SCAN = 500
 
 
 @router.post("/api/facilities/{facility_id}/areas", response_model=Area, status_code=status.HTTP_201_CREATED)
@@ -41,17 +39,9 @@ def list_areas(request: Request, who: Annotated[Principal, Depends(require_role(
                limit: Limit = 50, cursor: Cursor = None,
                facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                children_area: Optional[bool] = None) -> Page[Area]:
-    a = areas.c
-    q = select(areas)
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(a.facility == facility)
-    if children_area is not None:
-        q = q.where(a.children_area.is_(children_area))
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [a.facility, a.area_id], limit, cursor)).all(),
-                         ["facility", "area_id"], limit)
-    return Page[Area](items=[Area.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+        return queries.list_areas(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility),
+                                  children_area=children_area)
 
 
 @router.post("/api/facilities/{facility_id}/cameras", response_model=Camera, status_code=status.HTTP_201_CREATED)
@@ -65,15 +55,8 @@ def register_camera(request: Request, facility_id: FacilityPath, body: CameraIn,
 def list_cameras(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
                  limit: Limit = 50, cursor: Cursor = None,
                  facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Camera]:
-    c = cameras.c
-    q = select(cameras)
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(c.facility == facility)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [c.facility, c.camera_id], limit, cursor)).all(),
-                         ["facility", "camera_id"], limit)
-        return Page[Camera](items=camera_rows_to_models(conn, rows), next_cursor=nxt)
+        return queries.list_cameras(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))
 
 
 @router.get("/api/facilities/{facility_id}/cameras/{camera_id}/snapshot", response_class=Response,
@@ -86,13 +69,9 @@ def read_snapshot(request: Request, facility_id: FacilityPath,
                   alarm_id: Optional[UUID] = None) -> Response:
     """The newest snapshot of the camera (of one alarm, with `alarm_id`). The read is audited."""
     forbid_other_facility(who, facility_id)
-    e = envelopes.c
     now = utcnow()
     with transaction(request) as conn:
-        rows = conn.execute(select(e.id, e.ts, e.body).where(e.facility == facility_id, e.type == "camera.snapshot")
-                            .order_by(e.ts.desc()).limit(SNAPSHOT_SCAN))
-        found = next((r for r in rows if r.body.get("camera_id") == camera_id
-                      and (alarm_id is None or r.body.get("alarm_id") == str(alarm_id))), None)
+        found = latest_snapshot(conn, facility_id, camera_id, alarm_id)
         record_audit(conn, at=now, actor=who.user, role=who.role.value, action="snapshot.read",
                      target=f"{facility_id}/{camera_id}",
                      detail={"alarm_id": str(alarm_id) if alarm_id else None, "found": found is not None,

@@ -8,14 +8,12 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, Field
-from sqlalchemy import select
+from pydantic import BaseModel
 
 from cloud.alarms.records import record_audit
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
-from cloud.api.common import field_error, transaction
-from cloud.care.health_rules import ClimateMetric, local_day
-from cloud.care.health_runner import active_cluster_alarms, climate_states, current_clusters
+from cloud.api.common import aware, field_error, transaction
+from cloud.care.health_rules import local_day
 from cloud.care.privacy import PrivacyError, app_cipher
 from cloud.care.records import (
     BanEntry,
@@ -39,10 +37,9 @@ from cloud.care.records import (
     record_staff_record,
     write_roster,
 )
-from cloud.compliance.profiles import NATIONAL, profile_for
+from cloud.care.reports import ClusterItem, cluster_items
+from cloud.compliance.profiles import NATIONAL
 from cloud.config import Role
-from cloud.store.db import alarms, facilities, telemetry
-from contracts.alarms import AlarmKind
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
 
@@ -52,22 +49,10 @@ CHILD_READERS = (Role.FACILITY, Role.HEALTH)
 HEALTH_READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 ClassPath = Annotated[str, Path(pattern=DEVICE_ID_RE)]
 FacilityQuery = Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)]
-MAX_SERIES_POINTS = 5000
 
 
 class SummaryList(BaseModel):
     items: list[CheckSummary]
-
-
-class ClusterItem(BaseModel):
-    facility: str
-    class_id: str
-    symptom: str
-    count: int = Field(description="distinct children; who they are is never shown")
-    first_at: datetime
-    last_at: datetime
-    alarm_id: Optional[str]
-    active: bool
 
 
 class ClusterList(BaseModel):
@@ -82,37 +67,6 @@ class CheckList(BaseModel):
     items: list[CheckRecord]
 
 
-class RoomItem(BaseModel):
-    facility: str
-    zone: Optional[str]
-    device_id: str
-    metric: str
-    latest: float
-    latest_ts: datetime
-    limit_low: Optional[float]
-    limit_high: Optional[float]
-    in_range: bool
-    breach_since: Optional[datetime]
-    sustained: bool = Field(description="out of range for at least the profile's duration (raises sensor_range)")
-
-
-class RoomList(BaseModel):
-    items: list[RoomItem]
-
-
-class SeriesPoint(BaseModel):
-    ts: datetime
-    value: float
-
-
-class Series(BaseModel):
-    facility: str
-    device_id: str
-    metric: str
-    step_s: int
-    points: list[SeriesPoint]
-
-
 def _care_errors(exc: Exception) -> HTTPException:
     if isinstance(exc, CareInputError):
         return field_error("body", exc.field, str(exc))
@@ -124,12 +78,6 @@ def _cipher(request: Request):
         return app_cipher(request.app)
     except (RuntimeError, ValueError) as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
-
-
-def _aware(value: Optional[datetime], name: str) -> Optional[datetime]:
-    if value is not None and value.tzinfo is None:
-        raise field_error("query", name, "must carry its UTC offset (e.g. 2026-11-23T08:00:00Z)")
-    return value
 
 
 def _audit(conn, who: Principal, action: str, target: str, **detail) -> None:
@@ -175,9 +123,7 @@ def post_check(request: Request, body: CheckIn, who: Annotated[Principal, Depend
     now = utcnow()
     try:
         with transaction(request) as conn:
-            city = conn.execute(select(facilities.c.city).where(facilities.c.facility_id == who.facility_id)).scalar()
-            return record_check(conn, cipher, who.facility_id, body, user=who.user, now=now,
-                                profile=profile_for(city))
+            return record_check(conn, cipher, who.facility_id, body, user=who.user, now=now)
     except CareInputError as exc:
         raise _care_errors(exc) from None
 
@@ -220,27 +166,9 @@ def list_clusters(request: Request, who: Annotated[Principal, Depends(require_ro
     """Symptom clusters (3+ children of one class, same symptom, 48 h): those active now and the
     alarms raised since `since` (default: 7 days). Counts only."""
     now = utcnow()
-    since = _aware(since, "since") or now - timedelta(days=7)
+    since = aware(since, "since") or now - timedelta(days=7)
     with transaction(request) as conn:
-        active = active_cluster_alarms(conn, facility)
-        items = [ClusterItem(facility=c.facility, class_id=c.class_id, symptom=c.symptom.value, count=c.count,
-                             first_at=c.first_at, last_at=c.last_at, alarm_id=active.get((c.facility, c.source)),
-                             active=True)
-                 for c in current_clusters(conn, now, facility) if c.last_at >= since]
-        shown = {i.alarm_id for i in items}
-        a = alarms.c
-        q = select(a.alarm_id, a.facility, a.detail, a.state).where(a.kind == AlarmKind.SYMPTOM_CLUSTER.value,
-                                                                    a.raised_at >= since)
-        if facility is not None:
-            q = q.where(a.facility == facility)
-        for r in conn.execute(q.order_by(a.raised_at)):
-            d = r.detail or {}
-            if r.alarm_id in shown or not {"class_id", "symptom", "count", "first_at", "last_at"} <= set(d):
-                continue
-            items.append(ClusterItem(facility=r.facility, class_id=d["class_id"], symptom=d["symptom"], count=d["count"],
-                                     first_at=d["first_at"], last_at=d["last_at"], alarm_id=r.alarm_id,
-                                     active=r.state == "active"))
-    return ClusterList(items=items)
+        return ClusterList(items=cluster_items(conn, now, since, facility))
 
 
 # --- staff records, certificates, ban list ----------------------------------------------------
@@ -273,48 +201,3 @@ def post_ban_entry(request: Request, body: BanEntryIn,
         entry = add_ban_entry(conn, cipher, body, user=who.user, now=utcnow())
         _audit(conn, who, "care.ban_list.add", str(entry.id), authority=body.authority)
         return entry
-
-
-# --- room climate -----------------------------------------------------------------------------
-@router.get("/api/environment/rooms", response_model=RoomList)
-def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(*HEALTH_READERS))],
-               facility: FacilityQuery = None, since: Optional[datetime] = None) -> RoomList:
-    """Each climate sensor's latest reading against GB/T 18883, and since when it is out of range."""
-    now = utcnow()
-    since = _aware(since, "since")
-    if since is not None and since > now:
-        raise field_error("query", "since", "is in the future")
-    with transaction(request) as conn:
-        states = climate_states(conn, now, since=since, facility=scope_facility(who, facility))
-    return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,
-                                    latest=st.latest, latest_ts=st.latest_ts, limit_low=st.limit_low,
-                                    limit_high=st.limit_high, in_range=st.in_range, breach_since=st.breach_since,
-                                    sustained=st.sustained) for s, st in states])
-
-
-@router.get("/api/environment/series", response_model=Series)
-def read_series(request: Request, who: Annotated[Principal, Depends(require_role(*HEALTH_READERS))],
-                facility: Annotated[str, Query(pattern=FACILITY_ID_RE)],
-                device_id: Annotated[str, Query(pattern=DEVICE_ID_RE)], metric: ClimateMetric,
-                since: Optional[datetime] = None, until: Optional[datetime] = None,
-                step_s: Annotated[int, Query(ge=10, le=86400)] = 300) -> Series:
-    """One sensor's metric averaged per `step_s` between `since` (default: 24 h ago) and `until` (default: now)."""
-    forbid_other_facility(who, facility)
-    until = _aware(until, "until") or utcnow()
-    since = _aware(since, "since") or until - timedelta(days=1)
-    if since >= until:
-        raise field_error("query", "since", "must be before until")
-    if (until - since).total_seconds() / step_s > MAX_SERIES_POINTS:
-        raise field_error("query", "step_s", f"too small for the span: at most {MAX_SERIES_POINTS} points")
-    t = telemetry.c
-    with transaction(request) as conn:
-        rows = conn.execute(select(t.ts, t.value).where(t.facility == facility, t.device_id == device_id,
-                                                        t.metric == metric.value, t.ts >= since, t.ts < until)
-                            .order_by(t.ts)).all()
-    # Buckets are computed here rather than in SQL so SQLite and PostgreSQL agree exactly.
-    buckets: dict[int, list[float]] = {}
-    for ts, value in rows:
-        buckets.setdefault(int((ts - since).total_seconds() // step_s), []).append(value)
-    points = [SeriesPoint(ts=since + timedelta(seconds=i * step_s), value=round(sum(v) / len(v), 3))
-              for i, v in sorted(buckets.items())]
-    return Series(facility=facility, device_id=device_id, metric=metric.value, step_s=step_s, points=points)

@@ -4,6 +4,7 @@ one transaction per request, and errors shaped like FastAPI's own (422 naming th
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Annotated, Iterator, Optional
 
 from fastapi import HTTPException, Query, Request, status
@@ -34,6 +35,13 @@ def field_error(where: str, field: str, msg: str) -> HTTPException:
     """A 422 in the shape FastAPI gives validation errors, so clients read one format."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                          detail=[{"loc": [where, field], "msg": msg, "type": "value_error"}])
+
+
+def aware(value: Optional[datetime], name: str) -> Optional[datetime]:
+    """`value` of query parameter `name`, refused with a 422 when it carries no UTC offset."""
+    if value is not None and value.tzinfo is None:
+        raise field_error("query", name, "must carry its UTC offset (e.g. 2026-11-23T08:00:00Z)")
+    return value
 
 
 @contextmanager

@@ -6,16 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
 
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.compliance.profiles import Profile, all_profiles
-from cloud.compliance.rules import ComplianceReport, Status, facility_compliance
+from cloud.compliance.rules import ComplianceReport, Status, compliance_page, facility_compliance
 from cloud.config import Role
-from cloud.store.db import facilities
-from cloud.store.paging import Page, keyset, trim
+from cloud.store.paging import Page
 from contracts.timefmt import utcnow
 
 router = APIRouter(prefix="/api/compliance", tags=["compliance"])
@@ -30,20 +28,9 @@ def list_compliance(request: Request, who: Annotated[Principal, Depends(require_
                     status: Optional[Status] = None) -> Page[ComplianceReport]:
     """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
     page may hold fewer than `limit` items while `next_cursor` still continues."""
-    f = facilities.c
-    q = select(f.facility_id)
-    own = scope_facility(who, None)
-    if own is not None:
-        q = q.where(f.facility_id == own)
-    if city is not None:
-        q = q.where(f.city == city)
-    if district is not None:
-        q = q.where(f.district == district)
-    now = utcnow()
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
-        reports = [facility_compliance(conn, r.facility_id, now) for r in rows]
-    return Page[ComplianceReport](items=[r for r in reports if status is None or r.status is status], next_cursor=nxt)
+        return compliance_page(conn, utcnow(), limit=limit, cursor=cursor, own=scope_facility(who, None), city=city,
+                               district=district, status=status)
 
 
 @router.get("/profiles", response_model=list[Profile])

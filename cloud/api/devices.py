@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from sqlalchemy import select
 
 from cloud.api.auth import Principal, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
+from cloud.registry import queries
 from cloud.registry.records import Device, DeviceIn, add_device
-from cloud.store.db import devices
-from cloud.store.paging import Page, keyset, trim
+from cloud.store.paging import Page
 from contracts.device import DeviceKind
 from contracts.ids import FACILITY_ID_RE
 
@@ -34,14 +33,5 @@ def list_devices(request: Request, who: Annotated[Principal, Depends(require_rol
                  limit: Limit = 50, cursor: Cursor = None,
                  facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                  kind: Optional[DeviceKind] = None) -> Page[Device]:
-    d = devices.c
-    q = select(devices)
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(d.facility == facility)
-    if kind is not None:
-        q = q.where(d.kind == kind.value)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [d.facility, d.device_id], limit, cursor)).all(),
-                         ["facility", "device_id"], limit)
-    return Page[Device](items=[Device.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+        return queries.list_devices(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), kind=kind)

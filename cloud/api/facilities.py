@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
-from sqlalchemy import select
 
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.config import Role
+from cloud.registry import queries
 from cloud.registry.records import (
     Facility,
     FacilityIn,
@@ -18,13 +18,11 @@ from cloud.registry.records import (
     FacilityRegistration,
     FilingStatus,
     RegistrationResult,
-    facility_rows_to_models,
     get_facility,
     register_facility,
     update_facility,
 )
-from cloud.store.db import facilities
-from cloud.store.paging import Page, keyset, trim
+from cloud.store.paging import Page
 from contracts.ids import FACILITY_ID_RE
 from contracts.timefmt import utcnow
 
@@ -58,19 +56,10 @@ def list_facilities(
     kind: Optional[FacilityKind] = None,
     filing_status: Optional[FilingStatus] = None,
 ) -> Page[Facility]:
-    f = facilities.c
-    q = select(facilities)
-    own = scope_facility(who, None)
-    if own is not None:
-        q = q.where(f.facility_id == own)
-    for col, value in ((f.province, province), (f.city, city), (f.district, district), (f.street, street),
-                       (f.kind, kind.value if kind else None),
-                       (f.filing_status, filing_status.value if filing_status else None)):
-        if value is not None:
-            q = q.where(col == value)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
-        return Page[Facility](items=facility_rows_to_models(conn, rows), next_cursor=nxt)
+        return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None),
+                                       province=province, city=city, district=district, street=street, kind=kind,
+                                       filing_status=filing_status)
 
 
 @router.get("/{facility_id}", response_model=Facility)

@@ -11,17 +11,15 @@ from cloud.api.auth import Principal, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
+from cloud.registry import queries
 from cloud.registry.records import (
     Gateway,
     GatewayCredentials,
     GatewayIn,
-    gateway_query,
-    gateway_rows,
     issue_gateway,
     rotate_gateway,
 )
-from cloud.store.db import gateway_credentials
-from cloud.store.paging import Page, keyset, trim
+from cloud.store.paging import Page
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
 
@@ -49,11 +47,5 @@ def rotate(request: Request, gateway_id: Annotated[str, Path(pattern=DEVICE_ID_R
 def list_gateways(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
                   limit: Limit = 50, cursor: Cursor = None,
                   facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Gateway]:
-    g = gateway_credentials.c
-    q = gateway_query()
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(g.facility == facility)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [g.gateway_id], limit, cursor)).all(), ["gateway_id"], limit)
-    return Page[Gateway](items=gateway_rows(rows), next_cursor=nxt)
+        return queries.list_gateways(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))

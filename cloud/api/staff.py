@@ -6,7 +6,6 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import Field
-from sqlalchemy import select
 
 from cloud.api.auth import Principal, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
@@ -14,9 +13,9 @@ from cloud.api.facilities import FacilityPath
 from cloud.care.privacy import app_cipher
 from cloud.care.records import check_hiring
 from cloud.config import Role
+from cloud.registry import queries
 from cloud.registry.records import StaffIn, StaffMember, StaffRole, add_staff
-from cloud.store.db import staff
-from cloud.store.paging import Page, keyset, trim
+from cloud.store.paging import Page
 from contracts.ids import FACILITY_ID_RE
 
 router = APIRouter(tags=["staff"])
@@ -42,14 +41,5 @@ def list_staff(request: Request, who: Annotated[Principal, Depends(require_role(
                limit: Limit = 50, cursor: Cursor = None,
                facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                role: Optional[StaffRole] = None) -> Page[StaffMember]:
-    s = staff.c
-    q = select(staff)
-    facility = scope_facility(who, facility)
-    if facility is not None:
-        q = q.where(s.facility == facility)
-    if role is not None:
-        q = q.where(s.role == role.value)
     with transaction(request) as conn:
-        rows, nxt = trim(conn.execute(keyset(q, [s.facility, s.staff_id], limit, cursor)).all(),
-                         ["facility", "staff_id"], limit)
-    return Page[StaffMember](items=[StaffMember.model_validate(dict(r._mapping)) for r in rows], next_cursor=nxt)
+        return queries.list_staff(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), role=role)

@@ -118,6 +118,17 @@ class FieldCipher:
         except (binascii.Error, ValueError, InvalidTag):
             raise PrivacyError(f"cannot decrypt a field of {context}: wrong key or moved value") from None
 
+    def encrypt_bytes(self, plaintext: bytes, context: str) -> bytes:
+        """Media (clips, pictures) at rest: nonce + AES-GCM ciphertext, bound to `context`."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, context.encode())
+
+    def decrypt_bytes(self, sealed: bytes, context: str) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context.encode())
+        except (ValueError, InvalidTag):
+            raise PrivacyError(f"cannot decrypt {context}: wrong key or moved value") from None
+
     def reference(self, *parts: str) -> str:
         """A stable keyed hash of `parts`: equal inputs give equal references, nothing reverses it."""
         msg = "\x1f".join(unicodedata.normalize("NFKC", p).strip().casefold() for p in parts)
@@ -135,6 +146,12 @@ def key_dir_for(engine: Engine) -> Optional[Path]:
 _lock = threading.Lock()
 
 
+def engine_cipher(engine: Engine) -> FieldCipher:
+    """A cipher from the environment's key or the key file beside a SQLite store (for processes
+    without the app, such as ingest workers); raises RuntimeError when there is no key."""
+    return FieldCipher(load_data_key(key_dir_for(engine)))
+
+
 def app_cipher(app) -> FieldCipher:
     """The application's cipher: `app.state.data_cipher` when the caller set one, else made once
     from the environment or the key file beside the SQLite store."""
@@ -143,6 +160,6 @@ def app_cipher(app) -> FieldCipher:
         with _lock:
             cipher = getattr(app.state, "data_cipher", None)
             if cipher is None:
-                cipher = FieldCipher(load_data_key(key_dir_for(app.state.engine)))
+                cipher = engine_cipher(app.state.engine)
                 app.state.data_cipher = cipher
     return cipher

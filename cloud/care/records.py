@@ -42,7 +42,7 @@ from cloud.care.health_rules import (
     symptoms_of,
 )
 from cloud.care.privacy import FieldCipher, identifying_field, looks_like_resident_id
-from cloud.compliance.profiles import Profile, profile_for
+from cloud.compliance.profiles import profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, ClassType, NotFound, RegistryConflict
 from cloud.store.db import UTCDateTime, classes, facilities, metadata, staff
 from contracts.ids import DEVICE_ID_RE
@@ -348,8 +348,10 @@ def read_roster(conn: Connection, cipher: FieldCipher, facility: str, class_id: 
 
 # --- checks -----------------------------------------------------------------------------------
 def record_check(conn: Connection, cipher: FieldCipher, facility: str, body: CheckIn, *, user: str,
-                 now: datetime, profile: Profile) -> CheckRecorded:
+                 now: datetime) -> CheckRecorded:
+    """Record a child's check under the profile of the facility's city (its fever threshold and day)."""
     class_type_of(conn, facility, body.class_id)
+    profile = profile_for(conn.execute(select(facilities.c.city).where(facilities.c.facility_id == facility)).scalar())
     at = body.at or now
     if at > now + timedelta(minutes=5):
         raise CareInputError("at", "is in the future")

@@ -35,7 +35,8 @@ from cloud.care.health_rules import (
 from cloud.care.records import StaffRecordKind, care_rosters, first_morning_checks, roster_counts, staff_documents
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
-from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, staff
+from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
+from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
 
@@ -537,3 +538,21 @@ def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> Co
     facility = get_facility(conn, facility_id)
     profile = profile_for(facility.district.city)
     return evaluate(gather_facts(conn, facility_id, profile, now), profile, now)
+
+
+def compliance_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
+                    city: Optional[str] = None, district: Optional[str] = None,
+                    status: Optional[Status] = None) -> Page[ComplianceReport]:
+    """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
+    page may hold fewer than `limit` items while `next_cursor` still continues."""
+    f = facilities.c
+    q = select(f.facility_id)
+    if own is not None:
+        q = q.where(f.facility_id == own)
+    if city is not None:
+        q = q.where(f.city == city)
+    if district is not None:
+        q = q.where(f.district == district)
+    rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
+    reports = [facility_compliance(conn, r.facility_id, now) for r in rows]
+    return Page[ComplianceReport](items=[r for r in reports if status is None or r.status is status], next_cursor=nxt)

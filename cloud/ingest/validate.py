@@ -3,6 +3,8 @@ turned into an envelope with its typed body, or refused with a reason that names
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from dataclasses import dataclass
@@ -13,7 +15,15 @@ from pydantic import ValidationError
 
 from cloud.store.telemetry import TelemetryRow
 from contracts.alarms import AlarmBody
-from contracts.envelope import MAX_TELEMETRY_POINTS, Envelope, TelemetryBatch, check_envelope, load_envelope_json
+from contracts.envelope import (
+    CLIP_CHUNK_BYTES,
+    MAX_TELEMETRY_POINTS,
+    ClipChunkBody,
+    Envelope,
+    TelemetryBatch,
+    check_envelope,
+    load_envelope_json,
+)
 from contracts.errors import ContractError, describe_validation_error
 from contracts.ids import DEVICE_ID_RE, METRIC_NAME_RE
 from contracts.topics import Stream, parse_up_topic
@@ -49,6 +59,8 @@ class Accepted:
     alarm: Optional[AlarmBody] = None
     delivered_at: Optional[datetime] = None
     points: Optional[list[TelemetryRow]] = None
+    clip: Optional[ClipChunkBody] = None
+    clip_data: bytes = b""
     ack: Optional[Callable[[], None]] = None
 
 
@@ -129,5 +141,22 @@ def validate_message(topic: str, payload: bytes) -> Accepted:
         _alarm(env, item)
     elif env.type == "telemetry.batch":
         item.points = telemetry_rows(facility, env.body)
+    elif env.type == "camera.clip":
+        _clip(item)
     return item
+
+
+def _clip(item: Accepted) -> None:
+    """A clip chunk: its bytes go to the clip store encrypted; the envelope row keeps the rest."""
+    try:
+        body = ClipChunkBody.model_validate(item.env.body)
+        data = base64.b64decode(body.data_b64, validate=True)
+    except ValidationError as exc:
+        raise ContractError(f"invalid camera.clip body: {describe_validation_error(exc)}") from None
+    except (binascii.Error, ValueError):
+        raise ContractError("invalid camera.clip body: data_b64 is not base64") from None
+    if len(data) > CLIP_CHUNK_BYTES or len(data) > body.size:
+        raise ContractError(f"invalid camera.clip body: chunk of {len(data)} bytes is larger than allowed")
+    item.clip, item.clip_data = body.model_copy(update={"data_b64": ""}), data
+    item.env = item.env.model_copy(update={"body": {**item.env.body, "data_b64": ""}})
 

@@ -43,7 +43,7 @@ window.CG = (function () {
       enrolled: "在托幼儿", guards: "保安", snapshots: "区域摄像机最新画面", noSnapshot: "无画面",
       pathsTitle: "公安联网链路状态", heartbeat: "最近心跳", paths: "链路", linkDown: "链路中断报警",
       pathUp: "正常", pathDown: "中断", noPaths: "网关尚未上报链路状态（由机构网关自动上报）",
-      soundHint: "点击或按键后启用报警提示音", device: "设备", history: "处置记录",
+      soundHint: "点击或按键后启用报警提示音", device: "设备", history: "处置记录", sceneTitle: "报警录像与实时画面",
       // health
       roomsTitle: "室内环境（GB/T 18883）", metric: "指标", latest: "最新值", limits: "限值",
       inRange: "达标", breachSince: "超标起始", chart: "曲线", chartTitle: "曲线", h24: "24 小时", d7: "7 天",
@@ -173,6 +173,7 @@ window.CG = (function () {
       heartbeat: "Last heartbeat", paths: "Paths", linkDown: "Link-down alarms", pathUp: "up", pathDown: "down",
       noPaths: "The gateway has not reported its police links yet (it does so by itself)",
       soundHint: "Click or press a key to enable the alarm sound", device: "Device", history: "History",
+      sceneTitle: "Alarm clips and live view",
       roomsTitle: "Room climate (GB/T 18883)", metric: "Metric", latest: "Latest", limits: "Limits",
       inRange: "In range", breachSince: "Out of range since", chart: "Chart", chartTitle: "Chart", h24: "24 hours",
       d7: "7 days", checksTitle: "Today's morning and noon checks", className: "Class", classType: "Class type",

@@ -8,6 +8,8 @@
   let poll = null;
   let tables = null;
   let status = null;
+  let live = null;  // the cameras' live view buttons, kept across status refreshes
+  let liveCameras = "";
 
   const yesNo = (v) => (v === null || v === undefined ? "—" : t(v ? "yes" : "no"));
   const tz = () => { const p = CG.placeOf(facilityId); return p ? p.timezone : CG.DEFAULT_ZONE; };
@@ -83,6 +85,13 @@
     $("paths").textContent = paths.length ? paths.map(([n, up]) => `${n} ${t(up ? "pathUp" : "pathDown")}`).join(" · ") : t("noPaths");
     tables.zones.setItems(s.zones);
     tables.cameras.setItems(s.cameras);
+    const cameras = s.cameras.map((c) => c.camera_id);
+    if (cameras.join("\n") !== liveCameras) {
+      if (live) live.stopAll();
+      liveCameras = cameras.join("\n");
+      live = CGScene.liveButtons($("camera-live"), s.facility, cameras);
+      $("camera-live-buttons").replaceChildren(...live.buttons);
+    }
     tables.devices.setItems(s.devices);
     tables.events.setItems(s.arming_events);
     const select = $("drill-zone");

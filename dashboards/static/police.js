@@ -25,6 +25,7 @@
   let filter = { city: "", district: "" };
   let audio = null;
   let cardAlarm = null;
+  let cardScene = null;  // the open card's clip poller and live views
   let pathsTable = null;
 
   // Browsers allow sound only after a user gesture: the first click or key press unlocks it.
@@ -333,7 +334,7 @@
     $("card-title").textContent = t("cardTitle");
     $("card-fields").replaceChildren();
     $("card-snapshots").replaceChildren();
-    CG.openDialog($("card"), opener, () => { cardAlarm = null; CG.announce(t("cardClosed"), true); });
+    CG.openDialog($("card"), opener, () => { cardAlarm = null; closeScene(); CG.announce(t("cardClosed"), true); });
     $("card-title").focus();
     try {
       const card = await api("GET", `/api/dashboard/police-card/${encodeURIComponent(a.facility)}` + qs({ zone: a.zone }));
@@ -351,10 +352,36 @@
       }));
       if (cardAlarm !== mine) return;
       renderCard();
+      openScene(a, card.zone_cameras, () => cardAlarm === mine);
       CG.announce(t("cardOpened", { name: card.place.name }), true);
     } catch (err) {
       CG.reportError(err);
     }
+  }
+
+  // The zone's alarm clips (polled until every one has arrived) and its cameras live.
+  function openScene(a, cameras, isCurrent) {
+    closeScene();
+    const live = CGScene.liveButtons($("card-live"), a.facility, cameras);
+    $("card-live-buttons").replaceChildren(...live.buttons);
+    let timer = null;
+    const poll = async () => {
+      try {
+        const clips = await CGScene.showClips($("card-clips"), a.alarm_id, isCurrent, a.facility);
+        if (isCurrent() && (!clips.length || clips.some((c) => !c.complete))) timer = setTimeout(poll, 3000);
+      } catch (err) {
+        if (isCurrent() && err.status !== 401) timer = setTimeout(poll, 5000);
+      }
+    };
+    poll();
+    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); } };
+  }
+
+  function closeScene() {
+    if (cardScene) cardScene.stop();
+    cardScene = null;
+    $("card-clips").replaceChildren();
+    $("card-live-buttons").replaceChildren();
   }
 
   // --- police paths ----------------------------------------------------------------------

@@ -85,6 +85,12 @@ class Uplink:
         if self.connected:
             self.client.publish(topics.up(self.facility, env.stream), env.to_bytes(), qos=qos)
 
+    def publish_live(self, camera_id: str, payload: bytes) -> bool:
+        """A live view frame, QoS 0 outside the durable path: dropped, not queued, while disconnected."""
+        if not self.connected:
+            return False
+        return self.client.publish(topics.live(self.facility, camera_id), payload, qos=0).rc == 0
+
     def kick(self) -> None:
         """Hand paho the next rows of the outbox, up to the in-flight window."""
         if not self.connected:
