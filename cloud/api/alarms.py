@@ -40,13 +40,8 @@ from cloud.alarms.records import (
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
-<<<<<<< HEAD
 from cloud.status.reports import Place, places
-from cloud.store.db import alarm_events, escalations
-from cloud.store.paging import BadCursor, Page, keyset, trim
-=======
 from cloud.store.paging import BadCursor, Page
->>>>>>> main
 from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import AlarmAckBody, DownType, make_envelope
 from contracts.ids import FACILITY_ID_RE
