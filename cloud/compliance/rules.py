@@ -116,6 +116,8 @@ class FacilityFacts(BaseModel):
     camera_ids: list[str]
     retention_report_ts: Optional[datetime] = None
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
+    retention_gaps: dict[str, int] = Field(default_factory=dict,
+                                           description="camera -> gaps in its footage, where the report lists them")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
     last_drill_delivered: Optional[datetime] = None
@@ -181,6 +183,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
             if isinstance(cam, dict) and isinstance(cam.get("camera_id"), str) \
                     and isinstance(cam.get("achieved_days"), (int, float)):
                 facts.retention_days[cam["camera_id"]] = float(cam["achieved_days"])
+                if isinstance(cam.get("gaps"), list):
+                    facts.retention_gaps[cam["camera_id"]] = len(cam["gaps"])
     facts.camera_health = _camera_health(conn, facility_id,
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
@@ -241,11 +245,20 @@ def rule_retention(f: FacilityFacts, p: Profile, now: datetime):
         return [_breach("retention.no_report", {}, "no retention report received", req.source, **evidence)], \
             evidence, req.source
     names = f.camera_names
-    findings = [_breach("retention.short", {"camera": names.get(cam, cam), "days": round(days, 1), "required": req.value},
-                        f"camera {cam}: {days:.1f} days of footage, {req.value:g} required",
-                        req.source, camera_id=cam, achieved_days=days, required_days=req.value,
-                        report_ts=f.retention_report_ts)
-                for cam, days in sorted(f.retention_days.items()) if days < req.value]
+    findings = []
+    for cam, days in sorted(f.retention_days.items()):
+        if days >= req.value:
+            continue
+        params = {"camera": names.get(cam, cam), "days": round(days, 1), "required": req.value}
+        evidence = dict(camera_id=cam, achieved_days=days, required_days=req.value, report_ts=f.retention_report_ts)
+        # Footage younger than the requirement with no break in it is still building up (a new
+        # camera or gateway), as the edge judges it too: a warning until it has had the time.
+        if f.retention_gaps.get(cam) == 0:
+            findings.append(_warning("retention.building_up", params, f"camera {cam}: {days:.1f} days of footage "
+                                     f"without a gap, building up to {req.value:g}", req.source, **evidence))
+        else:
+            findings.append(_breach("retention.short", params, f"camera {cam}: {days:.1f} days of footage, "
+                                    f"{req.value:g} required", req.source, **evidence))
     missing = sorted(set(f.camera_ids) - set(f.retention_days))
     if missing:
         findings.append(_breach("retention.cameras_absent", {"cameras": [names.get(c, c) for c in missing]},
