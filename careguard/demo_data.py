@@ -160,7 +160,8 @@ def _local(day: date, hh: int, mm: int) -> datetime:
     return datetime.combine(day, time(hh, mm), ZoneInfo(TIMEZONE)).astimezone(timezone.utc)
 
 
-def _children(fid: str, class_id: str, n: int) -> list[str]:
+def children_of(fid: str, class_id: str, n: int) -> list[str]:
+    """The pseudonyms of the class's children on the demo roster."""
     return [f"{fid.lower()}-{class_id}-k{i + 1:02d}" for i in range(n)]
 
 
@@ -181,7 +182,7 @@ def seed_care(engine: Engine, cipher: FieldCipher, now: datetime | None = None) 
             for class_id, _, _, _, enrolled in CLASSES:
                 write_roster(conn, cipher, fid, class_id, RosterIn(
                     children=[ChildIn(child_id=k, birth_month=f"{today.year - 2}-0{1 + i % 9}")
-                              for i, k in enumerate(_children(fid, class_id, enrolled))],
+                              for i, k in enumerate(children_of(fid, class_id, enrolled))],
                     carers_on_duty=list(CARERS[class_id])), user=DEMO_USER, now=now)
             _seed_certificates(conn, f, today, now)
             for day in sorted({d for d in (judged, today) if d is not None}):
@@ -212,7 +213,7 @@ def _seed_checks(conn, cipher: FieldCipher, f: DemoFacility, day: date, now: dat
     for class_id, _, _, _, enrolled in CLASSES:
         if class_id in f.unchecked_classes:
             continue
-        kids = _children(fid, class_id, enrolled)
+        kids = children_of(fid, class_id, enrolled)
         # Today's checks are in progress: most children of the morning, a few at noon once it is noon.
         morning_kids = kids if judged_day else kids[:max(1, enrolled - 2)]
         for i, k in enumerate(morning_kids):

@@ -36,8 +36,8 @@ from sqlalchemy import func, select
 
 from arc.receiver import ArcAccount, ArcReceiver
 from arc.store import ArcStore
-from careguard.demo_data import (CAMERAS, FACILITIES, REQUIRED_DAYS, ZONE_CAMERAS, ZONES, DemoFacility, camera_id,
-                                 demo_tokens, seed_care, seed_footage, seed_registry)
+from careguard.demo_data import (CAMERAS, CLASSES, FACILITIES, REQUIRED_DAYS, ZONE_CAMERAS, ZONES, DemoFacility, camera_id,
+                                 children_of, demo_tokens, seed_care, seed_footage, seed_registry)
 from careguard.embedded_broker import EmbeddedBroker
 from cloud.care.privacy import app_cipher
 from cloud.config import CloudConfig
@@ -314,6 +314,7 @@ def main(args: argparse.Namespace) -> int:
         "facilities": {f.facility_id: {
             "name": f.name, "story": f.story, "local_broker": local[f.facility_id].url,
             "credentials": str(auth[f.facility_id].directory / SECRETS_FILE),
+            "classes": {c: children_of(f.facility_id, c, enrolled) for c, _, _, _, enrolled in CLASSES},
             "cameras": {cid: {"stream": cam.url, "fault": cam.url.rsplit("/", 1)[0] + "/fault"}
                         for cid, cam in cameras[f.facility_id].items()},
         } for f in FACILITIES},

@@ -25,7 +25,7 @@ window.CG = (function () {
       // police
       boardTitle: "实时报警", unacked: "待确认", empty: "暂无报警。新报警会自动出现在此，并有提示音。",
       colAlarm: "报警", colPlace: "地点与联系", colTimes: "时间", colStatus: "状态", colActions: "处置",
-      colFacility: "机构", colZone: "区域", colKind: "类型", colRaised: "报警时间（现场）",
+      colFacility: "机构", colZone: "区域", colKind: "类型", colRaised: "报警时间",
       colDelivered: "送达公安时间", colDeliveryMs: "送达耗时 (ms)", colState: "状态", colWorkflow: "处置",
       raisedAt: "报警", deliveredAt: "送达公安", deliveredVia: "经 {receiver}，{ms} ms", notDelivered: "尚未送达公安",
       ack: "确认", ackedBy: "已确认", active: "报警中", cleared: "已消除", onSite: "现场：{state}",
@@ -154,7 +154,7 @@ window.CG = (function () {
       scrollRegion: "{name} (scrolls sideways)",
       boardTitle: "Live alarms", unacked: "Unacknowledged", empty: "No alarms. New alarms appear here by themselves, with a sound.",
       colAlarm: "Alarm", colPlace: "Place and contact", colTimes: "Times", colStatus: "Status", colActions: "Response",
-      colFacility: "Facility", colZone: "Zone", colKind: "Kind", colRaised: "Raised (on site)",
+      colFacility: "Facility", colZone: "Zone", colKind: "Kind", colRaised: "Raised",
       colDelivered: "Delivered to police", colDeliveryMs: "Delivery (ms)", colState: "State", colWorkflow: "Response",
       raisedAt: "Raised", deliveredAt: "At police", deliveredVia: "via {receiver}, {ms} ms", notDelivered: "Not yet at the police",
       ack: "Acknowledge", ackedBy: "Acknowledged", active: "Active", cleared: "Cleared", onSite: "On site: {state}",
