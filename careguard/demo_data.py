@@ -8,8 +8,9 @@ hands out, so that every page has something true to show on a first try:
   police, one class without its morning check, and three children of a class with fever.
 
 Each facility's device and camera sources are chosen here (`devices`, `cameras`): CareGuard's own
-simulated devices and MJPEG cameras today; Zigbee2MQTT devices and RTSP cameras are the
-alternatives issue 15 asks one facility to run on, switched on here once `make run` wires them."""
+simulated devices, or off-the-shelf Zigbee devices behind a simulated Zigbee2MQTT bridge (彩虹宝贝托育
+runs on those, as issue 15 asks of one facility); MJPEG cameras, with RTSP the alternative to
+switch on once an RTSP camera simulator is there."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ class DemoFacility:
     devices: DeviceSource = "native"
     cameras: CameraSource = "mjpeg"
 
+    def device_list(self) -> list[tuple[str, str, DeviceKind, str]]:
+        """(zone, device id, registry kind, name) of each of its devices, from its device source."""
+        if self.devices == "zigbee2mqtt":
+            return [(z, f"{self.facility_id}-{d}", k, name) for _, _, d, _, k, name, z in Z2M_DEVICES]
+        return [(z, f"{self.facility_id}-{d}", k, name) for z, _, _, _, devs in ZONES for d, k, name in devs]
+
 
 FACILITIES = [
     DemoFacility("F001", "1001", "阳光托育园", "任城区", FacilityKind.INCLUSIVE, 35.405, 116.587, "compliant",
@@ -84,7 +91,7 @@ FACILITIES = [
                  Footage(days=12), drilled=True, expiring_certificate=True),
     DemoFacility("F003", "1003", "彩虹宝贝托育", "任城区", FacilityKind.PUBLIC, 35.414, 116.575, "non_compliant",
                  Footage(days=40, gap=(11, 9)), drilled=False, expiring_certificate=False,
-                 unchecked_classes=("c2",), fever_class="c1"),
+                 unchecked_classes=("c2",), fever_class="c1", devices="zigbee2mqtt"),
 ]
 
 # Edge zones (id, number, zone name, kind, [(device suffix, registry kind, device name)]); the
@@ -99,6 +106,15 @@ ZONES = [
       ("co2-1", DeviceKind.CO2, "午睡室二氧化碳")]),
 ]
 CHILDREN_AREAS = {"class-1", "class-2", "nap-room"}
+# The same zones on Zigbee devices behind Zigbee2MQTT: (friendly name, bridge kind, device suffix,
+# edge profile, registry kind, name, zone). The climate sensor reports temperature, humidity and CO2.
+Z2M_DEVICES = [
+    ("class-1/sos", "sos", "zb-sos-1", "button", DeviceKind.PANIC_BUTTON, "托小班紧急按钮（Zigbee）", "class-1"),
+    ("class-2/button", "button", "zb-btn-2", "button", DeviceKind.PANIC_BUTTON, "托大班一键报警（Zigbee）", "class-2"),
+    ("gate/door", "contact", "zb-door-1", "contact", DeviceKind.DOOR, "大门门磁（Zigbee）", "gate"),
+    ("kitchen/smoke", "smoke", "zb-smoke-1", "smoke", DeviceKind.SMOKE, "厨房烟感（Zigbee）", "kitchen"),
+    ("nap-room/air", "climate", "zb-air-1", "climate", DeviceKind.TEMPERATURE, "午睡室空气质量（Zigbee）", "nap-room"),
+]
 # Two cameras per facility (suffix, name, areas covered, scene of the simulator); each covers the
 # zone of a panic button, so a press brings the police that zone's picture.
 CAMERAS = [
@@ -135,8 +151,7 @@ def registration(index: int, f: DemoFacility) -> FacilityRegistration:
                  for c, name, ct, places, enrolled in CLASSES],
         areas=[AreaIn(area_id=z, name=zname, children_area=z in CHILDREN_AREAS) for z, _, zname, _, _ in ZONES],
         cameras=[CameraIn(camera_id=camera_id(fid, c), name=name, areas=list(areas)) for c, name, areas, _ in CAMERAS],
-        devices=[DeviceIn(device_id=f"{fid}-{d}", kind=k, name=dname, zone=z, area_id=z)
-                 for z, _, _, _, devs in ZONES for d, k, dname in devs],
+        devices=[DeviceIn(device_id=d, kind=k, name=dname, zone=z, area_id=z) for z, d, k, dname in f.device_list()],
         staff=[StaffIn(staff_id="guard-1", name="保安 王师傅", role=StaffRole.SECURITY),
                StaffIn(staff_id="director", name="园长", role=StaffRole.DIRECTOR)]
         + [StaffIn(staff_id=s, name=CARER_NAMES[i], role=StaffRole.CARER)

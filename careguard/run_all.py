@@ -36,7 +36,8 @@ from sqlalchemy import func, select
 
 from arc.receiver import ArcAccount, ArcReceiver
 from arc.store import ArcStore
-from careguard.demo_data import (CAMERAS, CLASSES, FACILITIES, REQUIRED_DAYS, ZONE_CAMERAS, ZONES, DemoFacility, camera_id,
+from careguard.demo_data import (CAMERAS, CLASSES, FACILITIES, REQUIRED_DAYS, Z2M_DEVICES, ZONE_CAMERAS, ZONES,
+                                 DemoFacility, camera_id,
                                  children_of, demo_tokens, seed_care, seed_footage, seed_registry)
 from careguard.embedded_broker import EmbeddedBroker
 from cloud.care.privacy import app_cipher
@@ -49,7 +50,7 @@ from contracts.timefmt import utcnow
 from edge.agent import EdgeAgent
 from edge.broker_auth import SECRETS_FILE, Provisioned, provision
 from edge.config import parse_config
-from firmware_sim import SensorFleet
+from firmware_sim import SensorFleet, Zigbee2MqttBridge
 from firmware_sim.camera import SimulatedCamera
 from firmware_sim.camera_scene import scene_by_name
 from testing.services import LOOPBACK, free_port
@@ -64,6 +65,7 @@ CAMERA_SIZE = (320, 180)
 ANALYSIS_FPS = 0.5
 DRILL_EVERY_DAYS = 25
 MAX_OFFLINE_S = 600
+Z2M_LOGIN = "zigbee2mqtt"  # the bridge's login on the facility broker (edge config's default bridge_username)
 
 
 def _port_or_free(preferred: int) -> int:
@@ -80,6 +82,7 @@ def _port_or_free(preferred: int) -> int:
 def facility_config(f: DemoFacility, local_url: str, broker_port: int, arc_port: int, var: Path,
                     camera_urls: dict[str, str]) -> dict:
     fid = f.facility_id
+    zigbee = f.devices == "zigbee2mqtt"
     return {
         "facility_id": fid,
         "local_broker": local_url,
@@ -91,10 +94,14 @@ def facility_config(f: DemoFacility, local_url: str, broker_port: int, arc_port:
         "cameras": [{"id": cid, "source": url, "analysis_fps": ANALYSIS_FPS} for cid, url in camera_urls.items()],
         "video": {"recordings_root": str(recordings_root(var, fid)), "index_path": str(segment_index(var, fid)),
                   "required_days": REQUIRED_DAYS, "segment_s": 60},
-        "zones": [{"id": z, "number": n, "name": name, "kind": kind, "devices": [f"{fid}-{d}" for d, *_ in devs],
+        # Zigbee devices name their zone themselves (below); CareGuard's own are listed by zone.
+        "zones": [{"id": z, "number": n, "name": name, "kind": kind,
+                   "devices": [] if zigbee else [f"{fid}-{d}" for d, *_ in devs],
                    "cameras": [camera_id(fid, c) for c in ZONE_CAMERAS.get(z, ())],
                    **({"schedule": [{"arm": "18:00:00", "disarm": "07:00:00"}]} if kind == "intrusion" else {})}
                   for z, n, name, kind, devs in ZONES],
+        **({"zigbee2mqtt": {"devices": [{"friendly_name": fn, "device_id": f"{fid}-{d}", "zone": z, "profile": profile}
+                                        for fn, _, d, profile, _, _, z in Z2M_DEVICES]}} if zigbee else {}),
     }
 
 
@@ -107,10 +114,16 @@ def segment_index(var: Path, fid: str) -> Path:
     return var / f"segments-{fid}.sqlite3"
 
 
-def device_specs(fid: str, seed: int, auth: Provisioned) -> list[dict]:
-    return [{"device_id": f"{fid}-{d}", "kind": k.value, "seed": seed,
-             "interval_s": 5 if k in ANALOGUE_KINDS else 30, "password": auth.passwords[f"{fid}-{d}"]}
-            for _, _, _, _, devs in ZONES for d, k, _ in devs]
+def start_devices(f: DemoFacility, broker_url: str, seed: int, auth: Provisioned):
+    """The facility's simulated devices, by the source its story chooses: CareGuard's own, each with
+    its login, or a Zigbee2MQTT bridge with its paired devices, on the bridge's login."""
+    if f.devices == "zigbee2mqtt":
+        return Zigbee2MqttBridge(broker_url, [{"friendly_name": fn, "kind": kind, "seed": seed + i, "report_s": 5}
+                                              for i, (fn, kind, *_) in enumerate(Z2M_DEVICES)],
+                                 username=Z2M_LOGIN, password=auth.passwords[Z2M_LOGIN]).start()
+    return SensorFleet(broker_url, [{"device_id": d, "kind": k.value, "seed": seed,
+                                     "interval_s": 5 if k in ANALOGUE_KINDS else 30, "password": auth.passwords[d]}
+                                    for _, d, k, _ in f.device_list()]).start()
 
 
 def start_cameras(f: DemoFacility, seed: int) -> dict[str, SimulatedCamera]:
@@ -301,8 +314,7 @@ def main(args: argparse.Namespace) -> int:
         seed_footage(recordings_root(var, f.facility_id), segment_index(var, f.facility_id), f)
     runtime = EdgeRuntime(arc, list(configs.values()))
     runtime.start()
-    fleets = [SensorFleet(local[f.facility_id].url, device_specs(f.facility_id, i, auth[f.facility_id])).start()
-              for i, f in enumerate(FACILITIES)]
+    fleets = [start_devices(f, local[f.facility_id].url, i, auth[f.facility_id]) for i, f in enumerate(FACILITIES)]
     for f in FACILITIES:
         if f.drilled and drill_due(cloud, f.facility_id):
             runtime.drill(f.facility_id, ZONES[0][0])
@@ -312,7 +324,8 @@ def main(args: argparse.Namespace) -> int:
         "arc": {"host": LOOPBACK, "port": arc_port, "label": RECEIVER_LABEL},
         "tokens": {t.role.value: t.token for t in tokens},
         "facilities": {f.facility_id: {
-            "name": f.name, "story": f.story, "local_broker": local[f.facility_id].url,
+            "name": f.name, "story": f.story, "devices": f.devices, "cameras_from": f.cameras,
+            "local_broker": local[f.facility_id].url,
             "credentials": str(auth[f.facility_id].directory / SECRETS_FILE),
             "classes": {c: children_of(f.facility_id, c, enrolled) for c, _, _, _, enrolled in CLASSES},
             "cameras": {cid: {"stream": cam.url, "fault": cam.url.rsplit("/", 1)[0] + "/fault"}

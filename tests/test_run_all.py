@@ -76,6 +76,10 @@ def test_make_run_system_end_to_end(tmp_path):
         days = {fid: [c["achieved_days"] for c in get(f"/api/dashboard/facility/{fid}")["cameras"]]
                 for fid in ("F001", "F002", "F003")}
         assert min(days["F001"]) >= 30 and 11 < max(days["F002"]) < 30 and max(days["F003"]) < 10, days
+        # 彩虹宝贝托育 runs on Zigbee devices behind a Zigbee2MQTT bridge: its air sensor's three readings arrive.
+        assert sync_until(lambda: {"temperature", "humidity", "co2"} <= {
+            r["metric"] for r in get("/api/environment/rooms", "health")["items"] if r["device_id"] == "F003-zb-air-1"},
+            30, 0.5)
         places = get("/api/statistics/places", "supervisor")["items"]
         assert all(p["population"] and p["places_per_1000"] for p in places), places
         checks = get("/api/care/checks/summary", "health")["items"]
