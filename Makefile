@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg fonts-noto-cjk
+DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg fonts-noto-cjk sip-tester
 
 .PHONY: run test bench system-deps clean
 

@@ -40,6 +40,7 @@ from careguard.demo_data import (CAMERAS, CLASSES, FACILITIES, REQUIRED_DAYS, Z2
                                  DemoFacility, camera_id,
                                  children_of, demo_tokens, seed_care, seed_footage, seed_registry)
 from careguard.embedded_broker import EmbeddedBroker
+from cloud.alarms.signing_key import load_or_create
 from cloud.care.privacy import app_cipher
 from cloud.config import CloudConfig
 from cloud.main import CloudService
@@ -54,6 +55,7 @@ from firmware_sim import SensorFleet, Zigbee2MqttBridge
 from firmware_sim.camera import SimulatedCamera
 from firmware_sim.camera_scene import scene_by_name
 from testing.services import LOOPBACK, free_port
+from wire.envelope_signing import public_key_hex
 
 log = logging.getLogger("careguard.run")
 
@@ -79,16 +81,18 @@ def _port_or_free(preferred: int) -> int:
             return free_port()
 
 
-def facility_config(f: DemoFacility, local_url: str, broker_port: int, arc_port: int, var: Path,
-                    camera_urls: dict[str, str]) -> dict:
+def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: str, broker_port: int, arc_port: int,
+                    var: Path, camera_urls: dict[str, str]) -> dict:
     fid = f.facility_id
     zigbee = f.devices == "zigbee2mqtt"
     return {
         "facility_id": fid,
         "local_broker": local_url,
         # A username gives the gateway a persistent session on the embedded broker.
-        "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10},
-        "police": {"account": f.account, "receivers": [{"host": LOOPBACK, "port": arc_port, "label": RECEIVER_LABEL}]},
+        "uplink": {"broker": f"mqtt://{fid}:{fid}@{LOOPBACK}:{broker_port}", "heartbeat_s": 10,
+                   "cloud_public_key": cloud_key},
+        "police": {"account": f.account, "key": aes_key,
+                   "receivers": [{"host": LOOPBACK, "port": arc_port, "label": RECEIVER_LABEL}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
         "device_auth": {"dir": str(var / f"broker-{fid}")},
         "cameras": [{"id": cid, "source": url, "analysis_fps": ANALYSIS_FPS} for cid, url in camera_urls.items()],
@@ -283,6 +287,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker-port", type=int, default=1883, help="embedded MQTT broker (default 1883, or a free one)")
     parser.add_argument("--arc-port", type=int, default=12128, help="DC-09 receiver (default 12128, or a free one)")
     parser.add_argument("--var", default="var", help="folder for the databases, recordings and the run's state")
+    parser.add_argument("--keys", help="folder for the cloud's command signing key (default: `keys` beside --var)")
     parser.add_argument("--log-level", default="WARNING")
 
 
@@ -294,20 +299,27 @@ def main(args: argparse.Namespace) -> int:
     broker = EmbeddedBroker(_port_or_free(args.broker_port)).start()
     arc_port = _port_or_free(args.arc_port)
     cameras = {f.facility_id: start_cameras(f, seed=10 * i) for i, f in enumerate(FACILITIES)}
+    # Keys on, as in production: a fresh AES key per police account for this run, and the cloud's
+    # signing key (kept across runs) pinned in every gateway's config.
+    aes = {f.account: secrets.token_hex(16) for f in FACILITIES}
+    signing_key = (Path(args.keys) if args.keys else var.parent / "keys") / "cloud-signing.key"
+    cloud_key = public_key_hex(load_or_create(signing_key))
     # Each facility's gateway has its own local broker for its devices, as on site, taking only
     # the logins provisioned for its configuration (the same on every start, unless rotated).
     ports = {f.facility_id: free_port() for f in FACILITIES}
-    configs = {f.facility_id: facility_config(f, f"mqtt://{LOOPBACK}:{ports[f.facility_id]}", broker.port, arc_port,
-                                              var, {cid: cam.url for cid, cam in cameras[f.facility_id].items()})
+    configs = {f.facility_id: facility_config(f, aes[f.account], cloud_key, f"mqtt://{LOOPBACK}:{ports[f.facility_id]}",
+                                              broker.port, arc_port, var,
+                                              {cid: cam.url for cid, cam in cameras[f.facility_id].items()})
                for f in FACILITIES}
     auth = {fid: provision(parse_config(cfg, f"facility {fid}")) for fid, cfg in configs.items()}
     local = {fid: EmbeddedBroker(ports[fid], auth=auth[fid]).start() for fid in configs}
-    arc = ArcReceiver({f.account: ArcAccount(facility=f.facility_id) for f in FACILITIES}, port=arc_port,
+    arc = ArcReceiver({f.account: ArcAccount(facility=f.facility_id, key=aes[f.account]) for f in FACILITIES},
+                      port=arc_port,
                       store=ArcStore(var / "arc.sqlite3"))
     tokens = demo_tokens()
     cloud = CloudService(CloudConfig(
         broker_url=f"mqtt://cloud:cloud@{LOOPBACK}:{broker.port}", db_url=f"sqlite:///{var / 'cloud.db'}",
-        port=_port_or_free(args.http_port), tokens=tokens)).start()
+        port=_port_or_free(args.http_port), tokens=tokens, signing_key_path=signing_key)).start()
     seed_registry(cloud.engine)
     seed_care(cloud.engine, app_cipher(cloud.app))
     for f in FACILITIES:
@@ -333,7 +345,8 @@ def main(args: argparse.Namespace) -> int:
         } for f in FACILITIES},
     })
 
-    pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility"))
+    pages = "  ".join(f"{cloud.url}/{p}" for p in ("police", "health", "supervision", "facility", "inspections",
+                                                  "facility-supervision", "public"))
     token_lines = "\n".join(f"    {t.role.value:10} {t.token}   {t.user}" + (f" ({t.facility_id})" if t.facility_id else "")
                             for t in tokens)
     print(f"""
@@ -344,7 +357,8 @@ CareGuard is running on embedded defaults (started in {time.monotonic() - starte
 {token_lines}
   uplink broker   {broker.url}   (in-process; gateways to cloud)
   local brokers   {', '.join(f'{fid} {b.url}' for fid, b in local.items())}   (each facility's devices)
-  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f.account for f in FACILITIES)}
+  police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f.account for f in FACILITIES)} (AES-128)
+  commands        signed by the cloud's key {signing_key}, pinned by each gateway
   facilities      {', '.join(f'{f.facility_id} {f.name} ({f.story})' for f in FACILITIES)}
   cameras         {sum(len(c) for c in cameras.values())} simulated, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} at {CAMERA_FPS:g} fps, analysed and recorded
   state           {var}/   (scenarios read {STATE_FILE})

@@ -23,6 +23,7 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     FACILITY = "facility"
     ADMIN = "admin"
+    REGISTRAR = "registrar"  # the registration body's system (登记机关), pushing registrations
 
 
 class _Strict(BaseModel):
@@ -34,6 +35,9 @@ class TokenEntry(_Strict):
     user: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     role: Role
     facility_id: Optional[FacilityId] = Field(default=None, description="required for, and only for, role facility")
+    jurisdiction: Optional[str] = Field(
+        default=None, pattern=r"^[^/]{1,32}/[^/]{1,32}(/[^/]{1,32})?$",
+        description="province/city or province/city/district an authority's token is limited to; none: everywhere")
 
     @model_validator(mode="after")
     def _facility_scope(self) -> "TokenEntry":
@@ -70,6 +74,10 @@ class CloudConfig(_Strict):
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
+    signing_key_path: Path = Field(
+        default=Path("keys/cloud-signing.key"),
+        description="Ed25519 key that signs every down command; made (mode 0600) at first start if absent. Keep it "
+                    "outside the data folder; gateways pin its public key ([uplink] cloud_public_key)")
     clip_retention_days: int = Field(default=90, ge=1, le=3650,
                                      description="alarm clips are deleted this long after their alarm (audited)")
 

@@ -31,6 +31,7 @@ TYPE_STREAM: dict[str, Stream] = {
     "event.arming": Stream.EVENT,
     "event.latch_reset": Stream.EVENT,
     "event.device_status": Stream.EVENT,
+    "event.security": Stream.EVENT,
     "telemetry.batch": Stream.TELEMETRY,
     "camera.health": Stream.CAMERA,
     "camera.snapshot": Stream.CAMERA,
@@ -80,6 +81,29 @@ class ArmSetBody(BaseModel):
     action: ZoneAction
     zone: DeviceId
     by: str = Field(default="cloud", max_length=128)
+
+
+class SecurityKind(str, Enum):
+    """What a gateway refused because it could not be trusted."""
+    DC09_REPLY_REFUSED = "dc09_reply_refused"  # a police receiver's reply that proves nothing (replayed, plain, mismatched)
+    COMMAND_REFUSED = "command_refused"  # a down command unsigned, wrongly signed, stale, replayed or for another facility
+
+
+class SecurityEventBody(BaseModel):
+    """`event.security`: refusals of this kind from this source since the previous report.
+
+    A gateway under attack reports at most one per kind and source per interval, with `count`."""
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SecurityKind
+    source: str = Field(max_length=128, description="police receiver host:port, or the down topic")
+    reason: str = Field(max_length=512, description="the latest refusal's reason")
+    count: int = Field(ge=1, description="refusals folded into this report")
+    first_at: AwareDatetime
+
+    @field_serializer("first_at")
+    def _first_at(self, ts: datetime) -> str:
+        return iso_utc(ts)
 
 
 class LiveViewBody(BaseModel):
@@ -208,6 +232,8 @@ class Envelope(BaseModel):
     ts: AwareDatetime
     seq: int = Field(ge=0)
     body: dict[str, Any] = Field(default_factory=dict)
+    sig: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{86}$",
+                               description="down commands: the cloud's Ed25519 signature of signed_bytes(), base64url")
 
     @field_serializer("ts")
     def _ts(self, ts: datetime) -> str:
@@ -218,7 +244,12 @@ class Envelope(BaseModel):
         return TYPE_STREAM[self.type]
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude=None if self.sig else {"sig"}).encode()
+
+    def signed_bytes(self) -> bytes:
+        """What a signature covers: every field but `sig`, as JSON with sorted keys, so the bytes a
+        receiver rebuilds from the parsed envelope are the bytes the sender signed."""
+        return orjson.dumps(self.model_dump(mode="json", exclude={"sig"}), option=orjson.OPT_SORT_KEYS)
 
 
 _BODY_MODELS: dict[str, type[BaseModel]] = {
@@ -228,6 +259,7 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "telemetry.batch": TelemetryBatch,
     "camera.health": CameraHealthBody,
     "retention.report": RetentionReportBody,
+    "event.security": SecurityEventBody,
     "camera.clip": ClipChunkBody,
 }
 

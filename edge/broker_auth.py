@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import secrets
+import string
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,8 @@ ACL_FILE = "acl"
 MOSQUITTO_ITERATIONS = 101
 MOSQUITTO_SALT_BYTES = 12
 PASSWORD_BYTES = 18
+# Letters and digits only: a password starting with '-' would read as an option on a command line.
+_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class BrokerUser:
     role: str                 # edge, bridge or device: what the login is for
     write: tuple[str, ...]    # topic filters it may publish on
     read: tuple[str, ...]     # topic filters it may subscribe to
+
+
+def new_password() -> str:
+    """A random password of about PASSWORD_BYTES * 8 bits, safe to pass as a command-line argument."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(PASSWORD_BYTES * 4 // 3))
 
 
 def auth_config(cfg: EdgeConfig) -> DeviceAuthConfig:
@@ -149,7 +157,7 @@ def provision(cfg: EdgeConfig, rotate: Optional[Iterable[str]] = None) -> Provis
         if u.username in old and u.username not in (to_rotate or ()):
             passwords[u.username] = old[u.username]
         else:
-            passwords[u.username] = issued[u.username] = secrets.token_urlsafe(PASSWORD_BYTES)
+            passwords[u.username] = issued[u.username] = new_password()
     _write_private(directory / SECRETS_FILE, json.dumps({"users": passwords}, indent=1, sort_keys=True) + "\n", 0o600)
     # The broker reads these after dropping to its own user: group-readable (chgrp mosquitto).
     _write_private(directory / PASSWORD_FILE,

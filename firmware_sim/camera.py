@@ -315,6 +315,7 @@ def add_camera_commands(subparsers) -> None:
     cam.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360, a sub-stream)")
     cam.add_argument("--fault", action="append", default=[], help=fault_help)
     cam.add_argument("--duration", type=float, help="stop after S seconds (default: run until stopped)")
+    cam.add_argument("--osd", action="store_true", help="burn the time into each frame, as real cameras do")
     cam.set_defaults(camera_command="camera")
 
     clip = subparsers.add_parser("clip", help="write a labelled video clip of a simulated camera")
@@ -352,7 +353,7 @@ def run_camera_command(args: argparse.Namespace) -> int:
             print(json.dumps({"out": args.out, "labels": [lb.model_dump() for lb in labels]}))
             return 0
         camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width, height=height,
-                                 faults=faults)
+                                 faults=faults, osd=args.osd)
     except (ValueError, OSError) as exc:
         print(f"careguard sim {args.camera_command}: {exc}", file=sys.stderr)
         return 2

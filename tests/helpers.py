@@ -96,7 +96,7 @@ async def police_and_agent(make_config: Callable[[int], dict], account: str, key
     from arc.receiver import ArcAccount, ArcReceiver
     from edge.agent import EdgeAgent
     from edge.config import parse_config
-    arc = ArcReceiver({account: ArcAccount(key=key)}, on_alarm=hits.append)
+    arc = ArcReceiver({account: ArcAccount(key=key, plaintext=key is None)}, on_alarm=hits.append)
     await arc.start()
     agent = EdgeAgent(parse_config(make_config(arc.port)))
     try:

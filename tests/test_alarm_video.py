@@ -57,7 +57,7 @@ def cameras():
 @pytest.fixture
 def cloud(uplink_broker, tmp_path):
     config = CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}", port=0,
-                         client_id="video-ingest",
+                         client_id="video-ingest", signing_key_path=tmp_path / "cloud.key",
                          tokens=[TokenEntry(token=ADMIN, user="ops", role="admin"),
                                  TokenEntry(token=POLICE, user="officer-li", role="police"),
                                  TokenEntry(token=HEALTH, user="inspector-wang", role="health"),
@@ -75,9 +75,10 @@ def cloud(uplink_broker, tmp_path):
     service.stop()
 
 
-def edge_config(local, uplink, arc_port, cams, tmp_path):
+def edge_config(local, uplink, arc_port, cams, tmp_path, cloud_key):
     return parse_config({
-        "facility_id": "F1", "local_broker": local, "uplink": {"broker": uplink, "heartbeat_s": 5},
+        "facility_id": "F1", "local_broker": local,
+        "uplink": {"broker": uplink, "heartbeat_s": 5, "cloud_public_key": cloud_key},
         "police": {"account": "1234", "receivers": [{"host": "127.0.0.1", "port": arc_port}]},
         "outbox": {"path": str(tmp_path / "edge.sqlite3")},
         "video": {"recordings_root": str(tmp_path / "rec"), "segment_s": 2, "offline_after_s": 3,
@@ -121,9 +122,9 @@ def test_press_gives_the_police_the_scene(mosquitto, uplink_broker, cloud, camer
     result: dict = {}
 
     async def scenario():
-        arc = ArcReceiver({"1234": ArcAccount()}, on_alarm=hits.append)
+        arc = ArcReceiver({"1234": ArcAccount(plaintext=True)}, on_alarm=hits.append)
         await arc.start()
-        agent = EdgeAgent(edge_config(mosquitto.url, uplink_broker.url, arc.port, cams, tmp_path))
+        agent = EdgeAgent(edge_config(mosquitto.url, uplink_broker.url, arc.port, cams, tmp_path, cloud.public_key_hex))
         await agent.start()
         await agent.devices.connected.wait()
         loop_ready.set()

@@ -18,7 +18,7 @@ from pydantic import BaseModel, PlainSerializer
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, upsert_insert
+from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, inserted, upsert_insert
 from cloud.store.paging import BadCursor, Page, decode_cursor, encode_cursor, keyset, trim
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState
 from contracts.envelope import Envelope
@@ -76,8 +76,7 @@ def record_step(conn: Connection, *, alarm_id: str, facility: str, step: str, at
     """Add one step to an alarm's history; False when (alarm_id, step, n) was recorded before."""
     ins = upsert_insert(conn.dialect.name, alarm_events).values(
         alarm_id=alarm_id, facility=facility, step=step, n=n, at=at, actor=actor, detail=detail or {})
-    result = conn.execute(ins.on_conflict_do_nothing(index_elements=["alarm_id", "step", "n"]))
-    return result.rowcount == 1
+    return inserted(conn, ins.on_conflict_do_nothing(index_elements=["alarm_id", "step", "n"]), alarm_events.c.id)
 
 
 _ENVELOPE_STEP = {"alarm.raised": "raised", "alarm.cleared": "cleared", "alarm.delivered": "delivered"}

@@ -19,13 +19,24 @@ from cloud.api import (
     care,
     commands,
     compliance,
+    credit,
     dashboard,
     devices,
     environment,
     facilities,
+    fees,
+    filings,
+    findings,
     gateways,
+    incidents,
+    inspections,
+    notices,
+    public,
+    reports,
     staff,
     statistics,
+    subsidies,
+    uploads,
     video,
 )
 from cloud.api.auth import Principal, TokenTable, require_role
@@ -59,7 +70,8 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None) -> FastAPI:
+               ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None,
+               notice_bus: Optional[EventBus] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1")
 
     @app.exception_handler(BadCursor)
@@ -71,9 +83,14 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.downlink = downlink
     app.state.live_hub = live_hub
+    # Supervision notices have their own bus: the alarm stream's subscribers never see them.
+    app.state.notice_bus = notice_bus or EventBus()
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
                    compliance.router, audit.router, care.router, environment.router, statistics.router,
                    commands.router, dashboard.router, video.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    for router in (uploads.router, inspections.router, findings.router, incidents.router, notices.router,
+                   filings.router, fees.router, subsidies.router, reports.router, credit.router, public.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -19,9 +19,17 @@ class Principal:
     user: str
     role: Role
     facility_id: Optional[str] = None  # set for, and only for, the facility role
+    jurisdiction: Optional[str] = None  # "province/city[/district]" an authority's token is limited to
 
     def may_see(self, facility_id: str) -> bool:
         return self.role is not Role.FACILITY or self.facility_id == facility_id
+
+    def covers(self, province: str, city: str, district: str) -> bool:
+        """Whether a facility in province/city/district lies within this token's jurisdiction."""
+        if self.jurisdiction is None:
+            return True
+        scope = tuple(self.jurisdiction.split("/"))
+        return (province, city, district)[:len(scope)] == scope
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class TokenGrant:
     user: str
     role: Role
     facility_id: Optional[str] = None
+    jurisdiction: Optional[str] = None
 
 
 class TokenTable:
@@ -42,7 +51,8 @@ class TokenTable:
             if (role is Role.FACILITY) != (facility_id is not None):
                 raise ValueError(f"token of user {e.user!r}: a facility_id is required for, and only for, "
                                  f"the facility role")
-            self._entries.append((e.token.encode(), Principal(e.user, role, facility_id)))
+            self._entries.append((e.token.encode(), Principal(e.user, role, facility_id,
+                                                              getattr(e, "jurisdiction", None))))
 
     def lookup(self, token: str) -> Principal | None:
         # Compare against every entry in constant time, so timing does not reveal a prefix.

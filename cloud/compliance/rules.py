@@ -6,7 +6,9 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive), `police_encrypted`
+  (whether its DC-09 path to the police runs with AES) and its `gb28181` section
+  (contracts/video_platform.py): registered with the police video platform, which cameras;
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -37,8 +39,11 @@ from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
 from cloud.store.paging import Page, keyset, trim
+from cloud.supervision.fees import FeeReport, fee_report
+from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 
 class Status(str, Enum):
@@ -120,6 +125,8 @@ class FacilityFacts(BaseModel):
                                            description="camera -> gaps in its footage, where the report lists them")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
+    police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
+    video_platform: Optional[VideoPlatformStatus] = Field(default=None, description="from the newest heartbeat")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
     # Names people know things by, for the findings' parameters (ids stay in the evidence).
@@ -127,6 +134,8 @@ class FacilityFacts(BaseModel):
     staff_names: dict[str, str] = Field(default_factory=dict)
     device_names: dict[str, str] = Field(default_factory=dict)
     camera_names: dict[str, str] = Field(default_factory=dict)
+    overdue_rectifications: list[Overdue] = Field(default_factory=list, description="open findings past deadline")
+    fees: Optional[FeeReport] = Field(default=None, description="fee standards against the profile's 普惠 caps")
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -189,10 +198,16 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
+    facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
+    if heartbeat is not None and isinstance(heartbeat.body, dict):
+        facts.video_platform = read_video_platform(heartbeat.body)
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
     facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
+    facts.overdue_rectifications = overdue_findings(conn, now, facility_id)
+    facts.fees = fee_report(conn, facility_id)
     return facts
 
 
@@ -286,6 +301,19 @@ def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
     return findings, evidence, req.source
 
 
+POLICE_PATH_ENCRYPTED_SOURCE = ("CareGuard platform rule: 与公安机关联网的报警通道应加密，防止报警信息被伪造、重放或压制"
+                                "（SIA DC-09 AES; EN 50136-1 substitution and information security）")
+
+
+def rule_police_path_encrypted(f: FacilityFacts, p: Profile, now: datetime):
+    evidence = {"police_encrypted": f.police_encrypted, "last_heartbeat": f.last_heartbeat}
+    if f.police_encrypted is False:
+        return [_breach("police_path_encrypted.plain", {}, "police path not encrypted: alarms to the police can be "
+                        "forged and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, \
+            POLICE_PATH_ENCRYPTED_SOURCE
+    return [], evidence, POLICE_PATH_ENCRYPTED_SOURCE
+
+
 def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
     req = p.children_areas_covered
     evidence = {"children_areas": f.children_areas,
@@ -307,6 +335,32 @@ def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
                                     f"children's area {area}: " + ("no camera covers it" if not cams
                                                                    else "no covering camera online"),
                                     req.source, area_id=area, cameras=states))
+    return findings, evidence, req.source
+
+
+def rule_video_networked(f: FacilityFacts, p: Profile, now: datetime):
+    """Video networked with the police: the gateway registered with the police video platform
+    (GB/T 28181) at its newest heartbeat, and each children's area seen by one of its channels
+    (as coverage asks one camera online per area). A silent gateway is arming_24h's finding."""
+    req = p.video_networked
+    vp = f.video_platform
+    evidence = {"registered": vp.registered if vp else None, "platform": vp.platform if vp else None,
+                "reason": vp.reason if vp else None, "networked_cameras": vp.cameras if vp else [],
+                "last_heartbeat": f.last_heartbeat}
+    if vp is None:
+        return [_breach("video_networked.not_reported", {}, "the gateway reports no GB/T 28181 registration: video "
+                        "is not networked with the police", req.source, **evidence)], evidence, req.source
+    findings = []
+    if not vp.registered:
+        findings.append(_breach("video_networked.not_registered", {"platform": vp.platform, "reason": vp.reason},
+                                f"not registered with the police video platform {vp.platform}: {vp.reason}",
+                                req.source, **evidence))
+    networked = set(vp.cameras)
+    unseen = [area for area, cams in f.children_areas.items() if cams and not networked.intersection(cams)]
+    if unseen:
+        findings.append(_breach("video_networked.areas_unseen", {"areas": [f.area_names.get(a, a) for a in unseen]},
+                                "children's areas no camera networked with the police sees: " + ", ".join(unseen),
+                                req.source, areas=unseen, networked_cameras=sorted(networked)))
     return findings, evidence, req.source
 
 
@@ -510,10 +564,35 @@ def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
     return findings, {"ledger": c.drill_ledger}, source
 
 
+def rule_rectification_overdue(f: FacilityFacts, p: Profile, now: datetime):
+    findings = [_breach("rectification_overdue.past_deadline", {"finding": o.finding_id, "item": o.item_id,
+                                                                "severity": o.severity, "date": str(o.deadline)},
+                        f"finding {o.finding_id} ({o.item_id}, {o.severity}): not rectified by {o.deadline}",
+                        RECTIFICATION_SOURCE, finding_id=o.finding_id, item_id=o.item_id, deadline=o.deadline,
+                        escalated=o.escalated)
+                for o in f.overdue_rectifications]
+    return findings, {"overdue": len(f.overdue_rectifications)}, RECTIFICATION_SOURCE
+
+
+def rule_fee_cap(f: FacilityFacts, p: Profile, now: datetime):
+    source = next(iter(p.fee_caps.monthly_yuan.values())).source if p.fee_caps else "（本地未设普惠收费上限）"
+    if f.fees is None:
+        return [], {"fees": "not gathered"}, source
+    findings = [_breach("fee_cap.over_cap", {"class_type": fee.class_type.value, "service": fee.service_type.value,
+                                             "amount": fee.amount_yuan, "unit": fee.unit, "cap": fee.cap_yuan},
+                        f"{fee.class_type.value} {fee.service_type.value}: {fee.amount_yuan} {fee.unit}, "
+                        f"普惠 cap {fee.cap_yuan}", fee.cap_source, class_type=fee.class_type.value,
+                        service_type=fee.service_type.value, amount_yuan=fee.amount_yuan, cap_yuan=fee.cap_yuan)
+                for fee in f.fees.fees if fee.within_cap is False]
+    return findings, {"caps_apply": f.fees.caps_apply, "puhui": f.fees.puhui}, source
+
+
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
+    "police_path_encrypted": rule_police_path_encrypted,
     "children_areas_covered": rule_children_areas_covered,
+    "video_networked": rule_video_networked,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
     "carer_ratio": rule_carer_ratio,
@@ -525,6 +604,8 @@ RULES: dict[str, Rule] = {
     "morning_checks": _care_rule(rule_morning_checks),
     "staff_health": _care_rule(rule_staff_health),
     "drill_ledger": _care_rule(rule_drill_ledger),
+    "rectification_overdue": rule_rectification_overdue,
+    "fee_cap": rule_fee_cap,
 }
 
 

@@ -20,6 +20,7 @@ from contracts.envelope import (
     MAX_TELEMETRY_POINTS,
     ClipChunkBody,
     Envelope,
+    SecurityEventBody,
     TelemetryBatch,
     check_envelope,
     load_envelope_json,
@@ -143,6 +144,11 @@ def validate_message(topic: str, payload: bytes) -> Accepted:
         item.points = telemetry_rows(facility, env.body)
     elif env.type == "camera.clip":
         _clip(item)
+    elif env.type == "event.security":
+        try:
+            SecurityEventBody.model_validate(env.body)
+        except ValidationError as exc:
+            raise ContractError(f"invalid {env.type} body: {describe_validation_error(exc)}") from None
     return item
 
 

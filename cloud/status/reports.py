@@ -20,6 +20,7 @@ from cloud.registry.records import StaffRole, require_facility
 from cloud.store.db import alarms, areas, camera_areas, classes, cameras, devices, envelopes, facilities, gateways, staff
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 # The supervision overview evaluates compliance for every facility of the city; it is kept this
 # long so that a room of supervisors reloading the page does not re-evaluate it each time.
@@ -68,7 +69,11 @@ class PolicePaths(BaseModel):
     district: str
     heartbeat_at: Optional[datetime] = Field(description="origin time of the newest heartbeat")
     paths: dict[str, bool] = Field(description="police receiver (host:port) -> path up, from the heartbeat")
+    encrypted: Optional[bool] = Field(description="the gateway's DC-09 path runs with AES (false: forgeable); "
+                                                  "null: not reported")
     link_down_alarms: int = Field(description="active police_link_down alarms")
+    video_platform: Optional[VideoPlatformStatus] = Field(
+        default=None, description="GB/T 28181 registration with the police video platform, from the heartbeat")
 
 
 class PoliceCard(BaseModel):
@@ -136,6 +141,8 @@ class FacilityStatus(BaseModel):
     gateway_online: bool = Field(description="heard from and no active gateway_offline alarm")
     heartbeat_at: Optional[datetime]
     police_paths: dict[str, bool]
+    video_platform: Optional[VideoPlatformStatus] = Field(
+        default=None, description="GB/T 28181 registration with the police video platform, from the heartbeat")
     active_alarms: int
     zones: list[ZoneState]
     devices: list[DeviceState]
@@ -254,8 +261,11 @@ def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city:
     items = []
     for r in rows:
         ts, body = beats.get(r.facility_id, (None, {}))
+        encrypted = body.get("police_encrypted")
         items.append(PolicePaths(facility=r.facility_id, name=r.name, city=r.city, district=r.district,
-                                 heartbeat_at=ts, paths=_paths(body), link_down_alarms=down.get(r.facility_id, 0)))
+                                 heartbeat_at=ts, paths=_paths(body),
+                                 encrypted=encrypted if isinstance(encrypted, bool) else None,
+                                 link_down_alarms=down.get(r.facility_id, 0), video_platform=read_video_platform(body)))
     return Page[PolicePaths](items=items, next_cursor=nxt)
 
 
@@ -344,7 +354,8 @@ def facility_status(conn: Connection, facility_id: str) -> FacilityStatus:
             zs.armed, zs.mode = ev.armed, ev.mode or zs.mode
     return FacilityStatus(facility=facility_id, name=name, gateway_last_seen_at=last_seen,
                           gateway_online=last_seen is not None and not offline, heartbeat_at=beat_ts,
-                          police_paths=_paths(beat), active_alarms=active, zones=list(zones.values()),
+                          police_paths=_paths(beat), video_platform=read_video_platform(beat), active_alarms=active,
+                          zones=list(zones.values()),
                           devices=device_list, cameras=camera_list, retention=retention, arming_events=events)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from cloud.alarms.records import UtcTime, record_audit
 from cloud.care.privacy import FieldCipher
-from cloud.store.db import UTCDateTime, metadata, upsert_insert
+from cloud.store.db import UTCDateTime, inserted, metadata, upsert_insert
 from contracts.envelope import ClipChunkBody, MissingSpan
 
 clips = Table(
@@ -90,10 +90,9 @@ def store_chunk(conn: Connection, cipher: FieldCipher, facility: str, body: Clip
     # Another facility's chunks cannot join a clip, nor can chunks of a different chunking.
     if row.facility != facility or row.chunks != body.count:
         raise ValueError(f"clip {clip_id}: chunk from {facility} with count {body.count} does not fit the clip")
-    inserted = conn.execute(upsert_insert(conn, clip_chunks).values(
-        clip_id=clip_id, idx=body.index, data=cipher.encrypt_bytes(data, _context(clip_id, body.index)))
-        .on_conflict_do_nothing(index_elements=["clip_id", "idx"])).rowcount
-    if not inserted:
+    if not inserted(conn, upsert_insert(conn, clip_chunks).values(
+            clip_id=clip_id, idx=body.index, data=cipher.encrypt_bytes(data, _context(clip_id, body.index)))
+            .on_conflict_do_nothing(index_elements=["clip_id", "idx"]), clip_chunks.c.idx):
         return False
     received = row.received + 1
     conn.execute(update(clips).where(c.clip_id == clip_id).values(received=received))

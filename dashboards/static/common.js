@@ -83,6 +83,7 @@ window.CG = (function () {
         panic: "一键报警", intrusion: "入侵", fire: "火警", tamper: "防拆", camera_fault: "摄像机故障",
         retention_breach: "录像保存不足", sensor_range: "传感器超限", device_offline: "设备离线",
         gateway_offline: "网关离线", police_link_down: "公安链路中断", symptom_cluster: "症状聚集", test: "测试",
+        video_platform_down: "视频联网中断",
       },
       deviceKinds: {
         panic_button: "一键报警按钮", door: "门磁", pir: "红外探测器", smoke: "烟感", temperature: "温度传感器",
@@ -106,8 +107,10 @@ window.CG = (function () {
         monthly_drill: "每月报警演练", class_size: "班级规模", carer_ratio: "保育人员配比",
         enrolment_within_capacity: "收托不超备案托位", licences: "许可证件", filing: "备案",
         roster_class_size: "名册班级规模", roster_carer_ratio: "在岗保育人员配比", morning_checks: "晨检",
-        staff_health: "工作人员健康证", drill_ledger: "报警演练台账",
+        staff_health: "工作人员健康证", drill_ledger: "报警演练台账", police_path_encrypted: "报警通道加密",
+        video_networked: "视频与公安联网", rectification_overdue: "整改逾期", fee_cap: "普惠收费上限",
       },
+      services: { full_day: "全日托", half_day: "半日托", hourly: "计时托", temporary: "临时托" },
       findingText: {
         "retention.no_report": "网关未上报录像保存情况",
         "retention.short": "摄像机“{camera}”：录像连续保存 {days} 天，要求 {required} 天",
@@ -137,8 +140,15 @@ window.CG = (function () {
         "staff_health.expiring": "{staff}：{document}将于 {date} 到期（剩 {days} 天）",
         "drill_ledger.facility_month": "{month} 没有报警演练送达公安",
         "drill_ledger.button_month": "一键报警“{button}”：{month} 没有演练送达公安",
+        "police_path_encrypted.plain": "与公安联网的报警通道未加密：报警可被伪造或压制",
+        "video_networked.not_reported": "网关未上报 GB/T 28181 注册：视频未与公安联网",
+        "video_networked.not_registered": "未注册到公安视频平台 {platform}：{reason}",
+        "video_networked.areas_unseen": "公安联网摄像机看不到的幼儿区域：{areas}",
+        "rectification_overdue.past_deadline": "检查问题 {finding}（{item}，{severity}）：{date} 前未整改",
+        "fee_cap.over_cap": "{class_type} {service}：{amount} {unit}，超过普惠上限 {cap}",
       },
       listSep: "、",
+      videoPlatform: "视频联网（GB/T 28181）", vpRegistered: "已注册", vpDown: "未注册",
     },
     en: {
       logout: "Sign out", loginTitle: "Enter your access token", tokenLabel: "Access token", loginButton: "Open",
@@ -216,7 +226,7 @@ window.CG = (function () {
         panic: "Panic button", intrusion: "Intrusion", fire: "Fire", tamper: "Tamper", camera_fault: "Camera fault",
         retention_breach: "Recording retention short", sensor_range: "Sensor out of range",
         device_offline: "Device offline", gateway_offline: "Gateway offline", police_link_down: "Police link down",
-        symptom_cluster: "Symptom cluster", test: "Test",
+        symptom_cluster: "Symptom cluster", test: "Test", video_platform_down: "Police video platform lost",
       },
       deviceKinds: {
         panic_button: "Panic button", door: "Door contact", pir: "Motion detector", smoke: "Smoke detector",
@@ -242,7 +252,10 @@ window.CG = (function () {
         enrolment_within_capacity: "Enrolment within filed places", licences: "Licences", filing: "Filing",
         roster_class_size: "Class size on the roster", roster_carer_ratio: "Carers on duty", morning_checks: "Morning checks",
         staff_health: "Staff health certificates", drill_ledger: "Drill ledger",
+        police_path_encrypted: "Police path encrypted", video_networked: "Video networked with the police",
+        rectification_overdue: "Rectification overdue", fee_cap: "Inclusive fee cap",
       },
+      services: { full_day: "Full day", half_day: "Half day", hourly: "Hourly", temporary: "Temporary" },
       findingText: {
         "retention.no_report": "The gateway has not reported its footage retention",
         "retention.short": "Camera “{camera}”: {days} days of unbroken footage, {required} required",
@@ -272,8 +285,15 @@ window.CG = (function () {
         "staff_health.expiring": "{staff}: {document} expires on {date} ({days} days left)",
         "drill_ledger.facility_month": "No alarm drill reached the police in {month}",
         "drill_ledger.button_month": "Panic button “{button}”: no drill reached the police in {month}",
+        "police_path_encrypted.plain": "The alarm path to the police is not encrypted: alarms can be forged or suppressed",
+        "video_networked.not_reported": "The gateway reports no GB/T 28181 registration: video is not networked with the police",
+        "video_networked.not_registered": "Not registered with the police video platform {platform}: {reason}",
+        "video_networked.areas_unseen": "Children's areas no camera networked with the police sees: {areas}",
+        "rectification_overdue.past_deadline": "Inspection finding {finding} ({item}, {severity}): not rectified by {date}",
+        "fee_cap.over_cap": "{class_type} {service}: {amount} {unit}, over the inclusive cap of {cap}",
       },
       listSep: ", ",
+      videoPlatform: "Police video platform (GB/T 28181)", vpRegistered: "registered", vpDown: "not registered",
     },
   };
 
@@ -299,9 +319,13 @@ window.CG = (function () {
     return (d && d[value]) || String(value);
   }
   const kindName = (k) => word("kinds", k);
+  // A gateway's GB/T 28181 registration (the heartbeat's gb28181 section) as one line of text.
+  const videoPlatformText = (vp) => (vp ? `${vp.platform} ${t(vp.registered ? "vpRegistered" : "vpDown")}`
+    + (vp.registered ? "" : `: ${vp.reason}`) : "—");
 
   // A server finding rendered in the page's language from its key and parameters.
-  const PARAM_DICTS = { class_type: "classTypes", licence: "licences", document: "documents", status: "filing" };
+  const PARAM_DICTS = { class_type: "classTypes", licence: "licences", document: "documents", status: "filing",
+    service: "services" };
   function findingText(f) {
     const template = TEXT[lang].findingText[f.key];
     if (template === undefined) return f.message;
@@ -436,10 +460,12 @@ window.CG = (function () {
     constructor(status, message) { super(message); this.status = status; }
   }
 
+  // A Blob (a file from an <input type=file>) goes as the raw body with its own type; anything else as JSON.
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${token()}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const raw = body instanceof Blob;
+    if (body !== undefined) headers["Content-Type"] = raw ? (body.type || "application/octet-stream") : "application/json";
+    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : (raw ? body : JSON.stringify(body)) });
     if (resp.status === 401) { showLogin(t("badToken")); throw new ApiError(401, "unauthorized"); }
     // A token of another role: the login form again, with a message a person understands.
     if (resp.status === 403 && method === "GET") { showLogin(t("forbidden")); throw new ApiError(403, "forbidden"); }
@@ -529,6 +555,14 @@ window.CG = (function () {
     page.start();
   }
 
+  function wireLanguage() {
+    $("lang-toggle").addEventListener("click", () => {
+      lang = lang === "zh" ? "en" : "zh";
+      localStorage.setItem(LANG_KEY, lang);
+      applyLanguage();
+    });
+  }
+
   // Wires the login form, the language switch and sign-out; `spec` is {title, start, stop}.
   function init(spec) {
     page = spec;
@@ -540,13 +574,24 @@ window.CG = (function () {
       begin();
     });
     $("logout").addEventListener("click", () => showLogin(""));
-    $("lang-toggle").addEventListener("click", () => {
-      lang = lang === "zh" ? "en" : "zh";
-      localStorage.setItem(LANG_KEY, lang);
-      applyLanguage();
-    });
+    wireLanguage();
     applyLanguage();
     if (token()) begin(); else showLogin("");
+  }
+
+  // A page's own words, merged into the shared ones: {zh: {...}, en: {...}}.
+  function addText(words) {
+    for (const l of Object.keys(TEXT)) Object.assign(TEXT[l], words[l] || {});
+  }
+
+  // A page anyone may read (no token): the language switch only, then `spec.start()`.
+  function initPublic(spec) {
+    page = spec;
+    $("link-state").hidden = true;
+    wireLanguage();
+    applyLanguage();
+    $("app").hidden = false;
+    spec.start();
   }
 
   // EventSource cannot send headers, so the stream alone takes the token in its URL.
@@ -781,10 +826,11 @@ window.CG = (function () {
   }
 
   return {
-    $, t, word, kindName, findingText, el, button, disabledFor, whyId, api, qs, init, stream, poller, refreshSeconds,
-    setLinkState, announce, showError, reportError, errorText, shown, formatTime, zoneName, withZone, todayIn,
-    fmtNumber, fmtPercent, withUnit, limitText, downloadCsv, scrollBox, Table, barChart, lineChart, openDialog,
-    rememberPlaces, loadPlaces, placeOf, facilityName, zoneLabel, districtText, districtPathText, named,
-    onLanguage: (fn) => langListeners.push(fn), lang: () => lang, placesVersion: () => placesVersion, me: () => whoAmI, DEFAULT_ZONE,
+    $, t, word, kindName, findingText, videoPlatformText, el, button, disabledFor, whyId, api, qs, init, initPublic,
+    addText, stream, poller, refreshSeconds, setLinkState, announce, showError, reportError, errorText, shown, formatTime,
+    zoneName, withZone, todayIn, fmtNumber, fmtPercent, withUnit, limitText, downloadCsv, scrollBox, Table, barChart,
+    lineChart, openDialog, rememberPlaces, loadPlaces, placeOf, facilityName, zoneLabel, districtText, districtPathText,
+    named, onLanguage: (fn) => langListeners.push(fn), lang: () => lang, placesVersion: () => placesVersion,
+    me: () => whoAmI, DEFAULT_ZONE,
   };
 })();

@@ -35,11 +35,12 @@ REPLAY_WINDOW_S = 15.0
 
 class Uplink:
     def __init__(self, broker_url: str, facility_id: str, journal: Journal, loop: asyncio.AbstractEventLoop,
-                 on_down: Callable[[Envelope], None]):
+                 on_down: Callable[[Envelope], None], on_down_rejected: Callable[[str, str], None] | None = None):
         self.facility = facility_id
         self.journal = journal
         self.loop = loop
         self.on_down = on_down
+        self.on_down_rejected = on_down_rejected  # (topic, reason) of each down message refused here
         self.in_flight: dict[int, int] = {}  # MQTT mid -> outbox seq
         self.published = 0
         self.acked = 0
@@ -191,5 +192,7 @@ class Uplink:
         except ContractError as exc:
             self.down_rejected += 1
             log.warning("rejected down message on %s: %s", topic, exc.reason)
+            if self.on_down_rejected is not None:
+                self.on_down_rejected(topic, exc.reason)
             return
         self.on_down(env)

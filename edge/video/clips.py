@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +27,7 @@ from edge.retention.segments import SegmentPathError, day_dir_name, parse_segmen
 # Codecs Chromium plays in a <video> element without hardware help; others are transcoded.
 BROWSER_CODECS = frozenset({"h264"})
 FFMPEG_TIMEOUT_S = 120.0
+CLIP_NICE = 10
 # A recorder names a segment by its start; one whose end we cannot read is taken to run to the
 # next segment's start or, for the newest, to its last write.
 _SLACK = timedelta(seconds=0.5)
@@ -71,8 +75,10 @@ class Clip:
 
 
 def plan_clip(segments: list[Segment], window_start: datetime, window_end: datetime,
-              min_gap: timedelta = timedelta(seconds=1)) -> ClipPlan:
-    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`."""
+              min_gap: timedelta = timedelta(seconds=2)) -> ClipPlan:
+    """The parts of `segments` (any order) inside the window, and the gaps of at least `min_gap`
+    (a segment is named to the second and may start a frame or two after its name, and a busy
+    recorder delivers frames late: shorter gaps are seams between segments, not missing footage)."""
     plan = ClipPlan(window_start, window_end)
     cursor = window_start
     for seg in sorted(segments, key=lambda s: s.start):
@@ -90,17 +96,6 @@ def plan_clip(segments: list[Segment], window_start: datetime, window_end: datet
     return plan
 
 
-def probe_duration(path: Path, ffprobe: str = "ffprobe") -> Optional[float]:
-    """Seconds of footage in a segment file, or None when ffprobe cannot tell (a file still growing)."""
-    try:
-        out = subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-                             capture_output=True, timeout=15, check=False).stdout
-        value = json.loads(out or b"{}").get("format", {}).get("duration")
-        return float(value) if value not in (None, "N/A") else None
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        return None
-
-
 def probe_codec(path: Path, ffprobe: str = "ffprobe") -> Optional[str]:
     try:
         out = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
@@ -111,8 +106,7 @@ def probe_codec(path: Path, ffprobe: str = "ffprobe") -> Optional[str]:
         return None
 
 
-def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime, segment_s: int,
-                  ffprobe: str = "ffprobe") -> list[Segment]:
+def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime, segment_s: int) -> list[Segment]:
     """The camera's segment files that may overlap the window, with their measured spans."""
     found: list[tuple[datetime, Path]] = []
     day = (window_start - timedelta(seconds=segment_s)).date()
@@ -128,15 +122,15 @@ def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime
                     found.append((start, entry))
         day += timedelta(days=1)
     found.sort()
+    # Closed segments run to the next one's start, at most one segment long (no ffprobe per file:
+    # a minute of 2 s segments would cost more CPU in probes than the clip itself); a gap in the
+    # recording shows as the next file starting late. The newest runs to its last write.
     out = []
     for i, (start, path) in enumerate(found):
-        duration = probe_duration(path, ffprobe)
-        if duration is not None:
-            end = start + timedelta(seconds=duration)
+        if i + 1 < len(found):
+            end = min(found[i + 1][0], start + timedelta(seconds=segment_s) + _SLACK)
         else:
             end = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        if i + 1 < len(found):
-            end = min(end, found[i + 1][0] + _SLACK)
         if end > start:
             out.append(Segment(path, start, end))
     return out
@@ -152,17 +146,33 @@ def _concat_list(plan: ClipPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _ffmpeg(args: list[str]) -> None:
+def _ffmpeg(args: list[str], cancel: Optional[threading.Event]) -> None:
+    """Run ffmpeg to the end, or until `cancel` is set (the agent stopping: the clip job stays in the
+    journal and is cut again on the next start)."""
+    # Niced: a clip may wait a moment, the alarm path on the same cores may not.
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.nice(CLIP_NICE))
+    deadline = time.monotonic() + FFMPEG_TIMEOUT_S
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise ClipError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f} s") from None
+        while True:
+            try:
+                _, err = proc.communicate(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    raise ClipError("cancelled: the agent is stopping") from None
+                if time.monotonic() > deadline:
+                    raise ClipError(f"ffmpeg took longer than {FFMPEG_TIMEOUT_S:.0f} s") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     if proc.returncode != 0:
-        raise ClipError("ffmpeg failed: " + proc.stderr.decode("utf-8", "replace").strip()[-400:])
+        raise ClipError("ffmpeg failed: " + err.decode("utf-8", "replace").strip()[-400:])
 
 
 def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe: str = "ffprobe",
-             max_width: int = 1280) -> Clip:
+             max_width: int = 1280, cancel: Optional[threading.Event] = None) -> Clip:
     """The plan's footage as one MP4 (faststart). A clip over `max_bytes` is made again smaller
     (lower resolution and quality); failing that, it is marked truncated and holds the window's
     middle third around the alarm."""
@@ -185,7 +195,7 @@ def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe:
                 args += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-crf", str(crf),
                          "-pix_fmt", "yuv420p", "-vf", f"scale='min({width},iw)':-2", "-threads", "1"]
             args += ["-movflags", "+faststart", str(out)]
-            _ffmpeg(args)
+            _ffmpeg(args, cancel)
             data = out.read_bytes()
             if len(data) <= max_bytes:
                 return Clip(plan, data, transcoded=how != "copy")
@@ -196,7 +206,7 @@ def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe:
     shorter = plan_clip(known, plan.window_start + middle, plan.window_end - middle)
     clip = Clip(shorter, b"", transcoded=True)
     if shorter.parts:
-        smaller = cut_clip(shorter, max_bytes=2**62, ffmpeg=ffmpeg, ffprobe=ffprobe, max_width=480)
+        smaller = cut_clip(shorter, max_bytes=2**62, ffmpeg=ffmpeg, ffprobe=ffprobe, max_width=480, cancel=cancel)
         if len(smaller.data) <= max_bytes:
             clip = smaller
     clip.truncated = True
