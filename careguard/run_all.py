@@ -30,6 +30,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import func, select
@@ -54,6 +55,7 @@ from edge.config import parse_config
 from firmware_sim import SensorFleet, Zigbee2MqttBridge
 from firmware_sim.camera import SimulatedCamera
 from firmware_sim.camera_scene import scene_by_name
+from firmware_sim.video_platform import SimulatedVideoPlatform
 from testing.services import LOOPBACK, free_port
 from wire.envelope_signing import public_key_hex
 
@@ -67,6 +69,10 @@ CAMERA_SIZE = (320, 180)
 ANALYSIS_FPS = 0.5
 DRILL_EVERY_DAYS = 25
 MAX_OFFLINE_S = 600
+# GB/T 28181 codes (20 digits: 10 of the domain, 3 of the type, 7 of the serial) of the simulated police
+# video platform (type 200) and, per facility, its gateway (type 118, an NVR) and channels (131, cameras).
+VIDEO_DOMAIN = "3708110000"
+VIDEO_PLATFORM_ID = f"{VIDEO_DOMAIN}2000000001"
 Z2M_LOGIN = "zigbee2mqtt"  # the bridge's login on the facility broker (edge config's default bridge_username)
 
 
@@ -82,9 +88,12 @@ def _port_or_free(preferred: int) -> int:
 
 
 def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: str, broker_port: int, arc_port: int,
-                    var: Path, camera_urls: dict[str, str]) -> dict:
+                    var: Path, camera_urls: dict[str, str], video: dict) -> dict:
+    """`video`: the gb28181 table (platform, this gateway's code and password) and `channels`, the
+    cameras' codes in order."""
     fid = f.facility_id
     zigbee = f.devices == "zigbee2mqtt"
+    channels = dict(zip(camera_urls, video["channels"]))
     return {
         "facility_id": fid,
         "local_broker": local_url,
@@ -95,7 +104,9 @@ def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: st
                    "receivers": [{"host": LOOPBACK, "port": arc_port, "label": RECEIVER_LABEL}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
         "device_auth": {"dir": str(var / f"broker-{fid}")},
-        "cameras": [{"id": cid, "source": url, "analysis_fps": ANALYSIS_FPS} for cid, url in camera_urls.items()],
+        "cameras": [{"id": cid, "source": url, "analysis_fps": ANALYSIS_FPS, "gb_id": channels[cid]}
+                    for cid, url in camera_urls.items()],
+        "gb28181": video["gb28181"],
         "video": {"recordings_root": str(recordings_root(var, fid)), "index_path": str(segment_index(var, fid)),
                   "required_days": REQUIRED_DAYS, "segment_s": 60},
         # Zigbee devices name their zone themselves (below); CareGuard's own are listed by zone.
@@ -107,6 +118,12 @@ def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: st
         **({"zigbee2mqtt": {"devices": [{"friendly_name": fn, "device_id": f"{fid}-{d}", "zone": z, "profile": profile}
                                         for fn, _, d, profile, _, _, z in Z2M_DEVICES]}} if zigbee else {}),
     }
+
+
+def gb_codes(index: int) -> tuple[str, list[str]]:
+    """The facility's gateway code and its cameras' channel codes on the police video platform."""
+    return (f"{VIDEO_DOMAIN}118{index + 1:07d}",
+            [f"{VIDEO_DOMAIN}131{(index + 1) * 100 + n:07d}" for n in range(1, len(CAMERAS) + 1)])
 
 
 def recordings_root(var: Path, fid: str) -> Path:
@@ -142,10 +159,12 @@ def start_cameras(f: DemoFacility, seed: int) -> dict[str, SimulatedCamera]:
 
 
 class EdgeRuntime:
-    """The ARC receiver and the edge agents on one asyncio loop of their own thread."""
+    """The ARC receiver, the police video platform (when given) and the edge agents on one
+    asyncio loop of their own thread."""
 
-    def __init__(self, arc: ArcReceiver, configs: list[dict]):
+    def __init__(self, arc: ArcReceiver, configs: list[dict], video_platform: Optional[SimulatedVideoPlatform] = None):
         self.arc = arc
+        self.video_platform = video_platform
         self.configs = configs
         self.agents: dict[str, EdgeAgent] = {}
         self.loop = asyncio.new_event_loop()
@@ -161,6 +180,8 @@ class EdgeRuntime:
 
     async def _start(self) -> None:
         await self.arc.start()
+        if self.video_platform is not None:
+            await self.video_platform.start()
         agents = [EdgeAgent(parse_config(cfg, f"facility {cfg['facility_id']}")) for cfg in self.configs]
         await asyncio.gather(*(a.start() for a in agents))
         self.agents = {a.facility: a for a in agents}
@@ -197,6 +218,8 @@ class EdgeRuntime:
             for agent in self.agents.values():
                 await agent.stop()
             await self.arc.close()
+            if self.video_platform is not None:
+                await self.video_platform.close()
         self.run(_stop(), 30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
@@ -307,9 +330,21 @@ def main(args: argparse.Namespace) -> int:
     # Each facility's gateway has its own local broker for its devices, as on site, taking only
     # the logins provisioned for its configuration (the same on every start, unless rotated).
     ports = {f.facility_id: free_port() for f in FACILITIES}
+    # The police video platform takes each gateway's registration with the password it gave it.
+    video_port = free_port()
+    video = {}
+    for i, f in enumerate(FACILITIES):
+        device_id, channels = gb_codes(i)
+        video[f.facility_id] = {"channels": channels, "gb28181": {
+            "platform_id": VIDEO_PLATFORM_ID, "platform_domain": VIDEO_DOMAIN, "platform_host": LOOPBACK,
+            "platform_port": video_port, "device_id": device_id, "password": secrets.token_urlsafe(12),
+            "local_ip": LOOPBACK, "local_port": 0, "name": f.name}}
+    platform = SimulatedVideoPlatform(VIDEO_PLATFORM_ID, VIDEO_DOMAIN, {
+        v["gb28181"]["device_id"]: v["gb28181"]["password"] for v in video.values()}, host=LOOPBACK, port=video_port)
     configs = {f.facility_id: facility_config(f, aes[f.account], cloud_key, f"mqtt://{LOOPBACK}:{ports[f.facility_id]}",
                                               broker.port, arc_port, var,
-                                              {cid: cam.url for cid, cam in cameras[f.facility_id].items()})
+                                              {cid: cam.url for cid, cam in cameras[f.facility_id].items()},
+                                              video[f.facility_id])
                for f in FACILITIES}
     auth = {fid: provision(parse_config(cfg, f"facility {fid}")) for fid, cfg in configs.items()}
     local = {fid: EmbeddedBroker(ports[fid], auth=auth[fid]).start() for fid in configs}
@@ -324,7 +359,7 @@ def main(args: argparse.Namespace) -> int:
     seed_care(cloud.engine, app_cipher(cloud.app))
     for f in FACILITIES:
         seed_footage(recordings_root(var, f.facility_id), segment_index(var, f.facility_id), f)
-    runtime = EdgeRuntime(arc, list(configs.values()))
+    runtime = EdgeRuntime(arc, list(configs.values()), platform)
     runtime.start()
     fleets = [start_devices(f, local[f.facility_id].url, i, auth[f.facility_id]) for i, f in enumerate(FACILITIES)]
     for f in FACILITIES:
@@ -359,6 +394,7 @@ CareGuard is running on embedded defaults (started in {time.monotonic() - starte
   local brokers   {', '.join(f'{fid} {b.url}' for fid, b in local.items())}   (each facility's devices)
   police ARC      DC-09 over TCP on {LOOPBACK}:{arc_port}   accounts {', '.join(f.account for f in FACILITIES)} (AES-128)
   commands        signed by the cloud's key {signing_key}, pinned by each gateway
+  video platform  GB/T 28181 over UDP on {LOOPBACK}:{video_port} (simulated), each gateway registered
   facilities      {', '.join(f'{f.facility_id} {f.name} ({f.story})' for f in FACILITIES)}
   cameras         {sum(len(c) for c in cameras.values())} simulated, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} at {CAMERA_FPS:g} fps, analysed and recorded
   state           {var}/   (scenarios read {STATE_FILE})

@@ -71,8 +71,11 @@ def test_make_run_system_end_to_end(tmp_path):
         assert {f["key"] for f in found["F002"]["findings"]} == {"retention.building_up", "staff_health.expiring"}
         assert {f["key"] for f in found["F003"]["findings"]} >= {"retention.short", "monthly_drill.never"}
         for fid in ("F001", "F002", "F003"):
-            cameras = get(f"/api/dashboard/facility/{fid}")["cameras"]
+            status = get(f"/api/dashboard/facility/{fid}")
+            cameras = status["cameras"]
             assert len(cameras) == 2 and all(c["online"] and c["achieved_days"] is not None for c in cameras), cameras
+            # Networked with the (simulated) police video platform over GB/T 28181, both cameras as channels.
+            assert status["video_platform"]["registered"] and len(status["video_platform"]["cameras"]) == 2, status
         days = {fid: [c["achieved_days"] for c in get(f"/api/dashboard/facility/{fid}")["cameras"]]
                 for fid in ("F001", "F002", "F003")}
         assert min(days["F001"]) >= 30 and 11 < max(days["F002"]) < 30 and max(days["F003"]) < 10, days
