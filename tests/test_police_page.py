@@ -355,8 +355,9 @@ def test_every_action_of_the_newest_alarm_in_reach(cloud, mosquitto, browser, la
     scrolling; at 1000 px and below the alarms are cards with their actions first."""
     from playwright.sync_api import expect
     register(cloud)
-    for kind in (AlarmKind.FIRE, AlarmKind.PANIC):
-        newest = raise_alarm(mosquitto.url, kind=kind)
+    now = datetime.now(timezone.utc)
+    raise_alarm(mosquitto.url, kind=AlarmKind.FIRE, ts=now - timedelta(seconds=1))
+    newest = raise_alarm(mosquitto.url, kind=AlarmKind.PANIC, ts=now)  # raised later: the top row
     wait_stored(cloud, 2)
     page, errors = police_page(browser, cloud)
     if lang == "en":
