@@ -667,12 +667,22 @@ window.CG = (function () {
 
   // A box that may scroll sideways on a narrow screen: keyboard users can focus it and scroll
   // with the arrow keys, and a screen reader names it.
-  function scrollBox(labelKey) {
+  // `label`: a text key, or a function giving the name.
+  function scrollBox(label) {
     const box = el("div", { class: "table-wrap", tabindex: "0", role: "region" });
-    const name = () => box.setAttribute("aria-label", t("scrollRegion", { name: typeof labelKey === "function" ? labelKey() : t(labelKey) }));
+    const name = () => box.setAttribute("aria-label", t("scrollRegion", { name: typeof label === "function" ? label() : t(label) }));
     name();
     langListeners.push(name);
     return box;
+  }
+  // A table without a name of its own is named after the heading of the section it sits in.
+  function headingOf(container) {
+    for (let n = container.previousElementSibling; n; n = n.previousElementSibling) {
+      if (/^H[23]$/.test(n.tagName) && n.textContent) return n.textContent;
+    }
+    const section = container.closest("section, article, dialog");
+    const heading = section && section.querySelector("h2, h3");
+    return heading ? heading.textContent : t("noData");
   }
 
   // --- tables ------------------------------------------------------------------------------
@@ -687,7 +697,8 @@ window.CG = (function () {
       this.cursors = [null];
       this.index = 0;
       this.next = null;
-      this.wrap = scrollBox(opts.label || "noData");
+      this.name = () => (opts.label ? t(opts.label) : headingOf(container));
+      this.wrap = scrollBox(this.name);
       this.table = el("table", { id: opts.id || null });
       this.caption = el("caption", { class: "visually-hidden" });
       this.table.append(this.caption);
@@ -727,7 +738,7 @@ window.CG = (function () {
 
     render() {
       const cols = this.opts.columns;
-      this.caption.textContent = t(this.opts.label || "noData");
+      this.caption.textContent = this.name();
       this.thead.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col", text: c.head ? c.head() : t(c.label) }))));
       this.tbody.replaceChildren(...this.items.map((r) => {
         const tr = el("tr", this.opts.rowAttrs ? this.opts.rowAttrs(r) : {});
@@ -741,7 +752,7 @@ window.CG = (function () {
       }));
       this.empty.textContent = t(this.opts.empty || "noData");
       this.empty.hidden = !this.loaded || this.items.length > 0;
-      this.wrap.hidden = this.loaded && this.items.length === 0;
+      this.wrap.hidden = !this.loaded || this.items.length === 0;
       this.prevBtn.textContent = t("prev");
       this.nextBtn.textContent = t("next");
       this.csvBtn.textContent = t("csv");
