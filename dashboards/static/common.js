@@ -700,8 +700,9 @@ window.CG = (function () {
       this.name = () => (opts.label ? t(opts.label) : headingOf(container));
       this.wrap = scrollBox(this.name);
       this.table = el("table", { id: opts.id || null });
-      this.caption = el("caption", { class: "visually-hidden" });
-      this.table.append(this.caption);
+      // A table named by its own label gets a caption; one without is named by the heading above it.
+      this.caption = opts.label ? el("caption", { class: "visually-hidden" }) : null;
+      if (this.caption) this.table.append(this.caption);
       this.thead = el("thead");
       this.tbody = el("tbody");
       this.table.append(this.thead, this.tbody);
@@ -738,7 +739,7 @@ window.CG = (function () {
 
     render() {
       const cols = this.opts.columns;
-      this.caption.textContent = this.name();
+      if (this.caption) this.caption.textContent = this.name();
       this.thead.replaceChildren(el("tr", {}, ...cols.map((c) => el("th", { scope: "col", text: c.head ? c.head() : t(c.label) }))));
       this.tbody.replaceChildren(...this.items.map((r) => {
         const tr = el("tr", this.opts.rowAttrs ? this.opts.rowAttrs(r) : {});
