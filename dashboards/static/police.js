@@ -374,7 +374,7 @@
       }
     };
     poll();
-    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); } };
+    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); }, redraw: () => { clearTimeout(timer); poll(); } };
   }
 
   function closeScene() {
@@ -450,6 +450,10 @@
   $("load-more").addEventListener("click", () => loadList(true));
   document.addEventListener("click", unlockAudio, { once: false, capture: true });
   document.addEventListener("keydown", unlockAudio, { capture: true });
-  CG.onLanguage(() => { if ($("alarm-head")) render(); renderCard(); });
+  CG.onLanguage(() => {
+    if ($("alarm-head")) render();
+    renderCard();
+    if (cardScene) cardScene.redraw();  // the clips' captions in the new language
+  });
   CG.init({ title: "policeTitle", start, stop });
 })();
