@@ -97,7 +97,14 @@ GbId = Annotated[str, Field(pattern=r"^[0-9]{20}$", description="GB/T 28181 code
 
 class CameraConfig(_Strict):
     id: DeviceId
-    source: str = Field(min_length=1, description="stream URL (rtsp://, http:// MJPEG) or a video file")
+    source: str = Field(min_length=1, description="stream analysed: URL (rtsp://, http:// MJPEG) or a video file; "
+                                                  "for an RTSP camera, its sub-stream")
+    record_source: Optional[str] = Field(default=None, min_length=1,
+                                         description="stream recorded by copy (an RTSP camera's main stream); "
+                                                     "default: source")
+    transport: Literal["tcp", "udp"] = Field(default="tcp", description="RTSP transport for both streams")
+    keyframes_only: bool = Field(default=False, description="analyse H.264/H.265 key frames only (far less CPU; "
+                                                            "checks and snapshots at the key frame rate)")
     children_area: bool = Field(default=True, description="covers a room children use (compliance counts these)")
     record: bool = Field(default=True, description="the recorder keeps this camera's footage")
     analysis_fps: float = Field(default=1.0, gt=0, le=10, description="health checks per second (on a small frame)")
