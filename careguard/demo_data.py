@@ -8,9 +8,9 @@ hands out, so that every page has something true to show on a first try:
   police, one class without its morning check, and three children of a class with fever.
 
 Each facility's device and camera sources are chosen here (`devices`, `cameras`): CareGuard's own
-simulated devices, or off-the-shelf Zigbee devices behind a simulated Zigbee2MQTT bridge (彩虹宝贝托育
-runs on those, as issue 15 asks of one facility); MJPEG cameras, with RTSP the alternative to
-switch on once an RTSP camera simulator is there."""
+simulated devices or off-the-shelf Zigbee devices behind a simulated Zigbee2MQTT bridge; MJPEG
+cameras or RTSP ones (main stream recorded, sub-stream analysed). 彩虹宝贝托育 runs on Zigbee and
+RTSP, as issue 15 asks of one facility."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ FACILITIES = [
                  Footage(days=12), drilled=True, expiring_certificate=True),
     DemoFacility("F003", "1003", "彩虹宝贝托育", "任城区", FacilityKind.PUBLIC, 35.414, 116.575, "non_compliant",
                  Footage(days=40, gap=(11, 9)), drilled=False, expiring_certificate=False,
-                 unchecked_classes=("c2",), fever_class="c1", devices="zigbee2mqtt"),
+                 unchecked_classes=("c2",), fever_class="c1", devices="zigbee2mqtt", cameras="rtsp"),
 ]
 
 # Edge zones (id, number, zone name, kind, [(device suffix, registry kind, device name)]); the

@@ -28,6 +28,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
@@ -53,7 +54,8 @@ from edge.agent import EdgeAgent
 from edge.broker_auth import SECRETS_FILE, Provisioned, provision
 from edge.config import parse_config
 from firmware_sim import SensorFleet, Zigbee2MqttBridge
-from firmware_sim.camera import SimulatedCamera
+from firmware_sim.camera import SceneCamera, SimulatedCamera
+from firmware_sim.camera_rtsp import RtspCamera, RtspServerUnavailable
 from firmware_sim.camera_scene import scene_by_name
 from firmware_sim.video_platform import SimulatedVideoPlatform
 from testing.services import LOOPBACK, free_port
@@ -88,12 +90,12 @@ def _port_or_free(preferred: int) -> int:
 
 
 def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: str, broker_port: int, arc_port: int,
-                    var: Path, camera_urls: dict[str, str], video: dict) -> dict:
+                    var: Path, cameras: dict[str, DemoCamera], video: dict) -> dict:
     """`video`: the gb28181 table (platform, this gateway's code and password) and `channels`, the
     cameras' codes in order."""
     fid = f.facility_id
     zigbee = f.devices == "zigbee2mqtt"
-    channels = dict(zip(camera_urls, video["channels"]))
+    channels = dict(zip(cameras, video["channels"]))
     return {
         "facility_id": fid,
         "local_broker": local_url,
@@ -104,8 +106,9 @@ def facility_config(f: DemoFacility, aes_key: str, cloud_key: str, local_url: st
                    "receivers": [{"host": LOOPBACK, "port": arc_port, "label": RECEIVER_LABEL}]},
         "outbox": {"path": str(var / f"edge-{fid}.sqlite3")},
         "device_auth": {"dir": str(var / f"broker-{fid}")},
-        "cameras": [{"id": cid, "source": url, "analysis_fps": ANALYSIS_FPS, "gb_id": channels[cid]}
-                    for cid, url in camera_urls.items()],
+        "cameras": [{"id": cid, "source": cam.source, "analysis_fps": ANALYSIS_FPS, "gb_id": channels[cid],
+                     **({"record_source": cam.record_source} if cam.record_source else {})}
+                    for cid, cam in cameras.items()],
         "gb28181": video["gb28181"],
         "video": {"recordings_root": str(recordings_root(var, fid)), "index_path": str(segment_index(var, fid)),
                   "required_days": REQUIRED_DAYS, "segment_s": 60},
@@ -147,15 +150,35 @@ def start_devices(f: DemoFacility, broker_url: str, seed: int, auth: Provisioned
                                     for _, d, k, _ in f.device_list()]).start()
 
 
-def start_cameras(f: DemoFacility, seed: int) -> dict[str, SimulatedCamera]:
-    """The facility's simulated cameras, by the source its story chooses."""
-    if f.cameras != "mjpeg":
-        raise SystemExit(f"careguard run: facility {f.facility_id} asks for {f.cameras} cameras, which this build "
-                         f"does not simulate yet (careguard/demo_data.py chooses each facility's source)")
+@dataclass
+class DemoCamera:
+    """A simulated camera and how the gateway reads it: `source` analysed, `record_source` recorded
+    (an RTSP camera's main stream), `fault_url` where a scenario injects a fault (MJPEG cameras)."""
+    sim: SceneCamera
+    kind: str
+    source: str
+    record_source: Optional[str] = None
+    fault_url: Optional[str] = None
+
+
+def start_cameras(f: DemoFacility, seed: int) -> dict[str, DemoCamera]:
+    """The facility's simulated cameras, by the source its story chooses. RTSP cameras need
+    GStreamer from Debian (`make test` installs it); without it the facility falls back to MJPEG
+    and says so."""
     width, height = CAMERA_SIZE
-    return {camera_id(f.facility_id, suffix): SimulatedCamera(scene_by_name(scene, seed=seed + i), fps=CAMERA_FPS,
-                                                              width=width, height=height).start()
-            for i, (suffix, _, _, scene) in enumerate(CAMERAS)}
+    out: dict[str, DemoCamera] = {}
+    for i, (suffix, _, _, scene) in enumerate(CAMERAS):
+        cid = camera_id(f.facility_id, suffix)
+        if f.cameras == "rtsp":
+            try:
+                rtsp = RtspCamera(scene_by_name(scene, seed=seed + i), fps=CAMERA_FPS, width=width, height=height).start()
+                out[cid] = DemoCamera(rtsp, "rtsp", rtsp.url("sub"), record_source=rtsp.url("main"))
+                continue
+            except RtspServerUnavailable as exc:
+                log.warning("%s: RTSP cameras unavailable, MJPEG instead: %s", f.facility_id, exc)
+        mjpeg = SimulatedCamera(scene_by_name(scene, seed=seed + i), fps=CAMERA_FPS, width=width, height=height).start()
+        out[cid] = DemoCamera(mjpeg, "mjpeg", mjpeg.url, fault_url=mjpeg.url.rsplit("/", 1)[0] + "/fault")
+    return out
 
 
 class EdgeRuntime:
@@ -343,7 +366,7 @@ def main(args: argparse.Namespace) -> int:
         v["gb28181"]["device_id"]: v["gb28181"]["password"] for v in video.values()}, host=LOOPBACK, port=video_port)
     configs = {f.facility_id: facility_config(f, aes[f.account], cloud_key, f"mqtt://{LOOPBACK}:{ports[f.facility_id]}",
                                               broker.port, arc_port, var,
-                                              {cid: cam.url for cid, cam in cameras[f.facility_id].items()},
+                                              cameras[f.facility_id],
                                               video[f.facility_id])
                for f in FACILITIES}
     auth = {fid: provision(parse_config(cfg, f"facility {fid}")) for fid, cfg in configs.items()}
@@ -375,7 +398,7 @@ def main(args: argparse.Namespace) -> int:
             "local_broker": local[f.facility_id].url,
             "credentials": str(auth[f.facility_id].directory / SECRETS_FILE),
             "classes": {c: children_of(f.facility_id, c, enrolled) for c, _, _, _, enrolled in CLASSES},
-            "cameras": {cid: {"stream": cam.url, "fault": cam.url.rsplit("/", 1)[0] + "/fault"}
+            "cameras": {cid: {"kind": cam.kind, "stream": cam.source, "fault": cam.fault_url}
                         for cid, cam in cameras[f.facility_id].items()},
         } for f in FACILITIES},
     })
@@ -396,7 +419,7 @@ CareGuard is running on embedded defaults (started in {time.monotonic() - starte
   commands        signed by the cloud's key {signing_key}, pinned by each gateway
   video platform  GB/T 28181 over UDP on {LOOPBACK}:{video_port} (simulated), each gateway registered
   facilities      {', '.join(f'{f.facility_id} {f.name} ({f.story})' for f in FACILITIES)}
-  cameras         {sum(len(c) for c in cameras.values())} simulated, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} at {CAMERA_FPS:g} fps, analysed and recorded
+  cameras         {', '.join(f"{fid} {'/'.join(sorted({c.kind for c in cams.values()}))}" for fid, cams in cameras.items())}: two each, {CAMERA_SIZE[0]}x{CAMERA_SIZE[1]} at {CAMERA_FPS:g} fps, analysed and recorded
   state           {var}/   (scenarios read {STATE_FILE})
 
 Press a one-button alarm (in another terminal; the button logs in with its own credentials):
@@ -418,7 +441,7 @@ Ctrl-C stops everything.
     runtime.stop()
     for cams in cameras.values():
         for cam in cams.values():
-            cam.stop()
+            cam.sim.stop()
     cloud.stop()
     for b in (*local.values(), broker):
         b.stop()

@@ -96,6 +96,10 @@ def test_make_run_system_end_to_end(tmp_path):
                              cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert cli.returncode == 0, cli.stderr
         assert "drill: F001 runs its monthly alarm drill. Look at:" in cli.stdout and f"{url}/police" in cli.stdout
+        # 彩虹宝贝托育's cameras are RTSP (GStreamer, installed by `make test`), the others MJPEG.
+        kinds = {fid: {c["kind"] for c in fac["cameras"].values()}
+                 for fid, fac in json.loads((var / "run-state.json").read_text())["facilities"].items()}
+        assert kinds == {"F001": {"mjpeg"}, "F002": {"mjpeg"}, "F003": {"rtsp"}}, kinds
         run = Run.load(var)
         try:
             for name in ("panic", "fire", "intrusion-at-night", "symptom-cluster", "camera-covered", "gateway-offline",
