@@ -189,7 +189,7 @@ class EdgeRuntime:
         self.arc = arc
         self.video_platform = video_platform
         self.configs = configs
-        self.agents: dict[str, EdgeAgent] = {}
+        self.agents: list[EdgeAgent] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="edge-runtime", daemon=True)
         self._away: set[str] = set()
@@ -207,11 +207,14 @@ class EdgeRuntime:
             await self.video_platform.start()
         agents = [EdgeAgent(parse_config(cfg, f"facility {cfg['facility_id']}")) for cfg in self.configs]
         await asyncio.gather(*(a.start() for a in agents))
-        self.agents = {a.facility: a for a in agents}
+        self.agents = agents
+
+    def agent(self, fid: str) -> EdgeAgent:
+        return next(a for a in self.agents if a.facility == fid)
 
     def drill(self, fid: str, zone: str) -> None:
         async def _drill():
-            self.agents[fid].command("test", zone, "careguard-demo")
+            self.agent(fid).command("test", zone, "careguard-demo")
         self.run(_drill())
 
     def take_offline(self, what: str, seconds: float) -> None:
@@ -226,19 +229,19 @@ class EdgeRuntime:
                 if what == "arc":
                     await self.arc.close()
                 else:
-                    self.agents[what.split(":", 1)[1]].uplink.stop()
+                    self.agent(what.split(":", 1)[1]).uplink.stop()
                 await asyncio.sleep(seconds)
                 if what == "arc":
                     await self.arc.start()
                 else:
-                    self.agents[what.split(":", 1)[1]].uplink.start()
+                    self.agent(what.split(":", 1)[1]).uplink.start()
             finally:
                 self._away.discard(what)
         asyncio.run_coroutine_threadsafe(_cycle(), self.loop)
 
     def stop(self) -> None:
         async def _stop():
-            for agent in self.agents.values():
+            for agent in self.agents:
                 await agent.stop()
             await self.arc.close()
             if self.video_platform is not None:

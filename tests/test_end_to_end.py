@@ -47,7 +47,7 @@ def test_press_to_police_page_and_acknowledge_back_to_the_gateway(mosquitto, upl
         assert cloud.wait_ingest_ready()
         runtime = EdgeRuntime(arc, [edge_cfg])
         runtime.start()
-        agent = runtime.agents["F9"]
+        agent = runtime.agents[0]
 
         with chromium() as browser:
             page, errors = logged_in_page(browser, f"{cloud.url}/police", POLICE,
@@ -152,7 +152,7 @@ def test_cloud_away_then_back_nothing_lost_nothing_duplicated(mosquitto, uplink_
         try:
             assert cloud.wait_ingest_ready()
             runtime.start()
-            agent = runtime.agents["F9"]
+            agent = runtime.agents[0]
             fleet = SensorFleet(mosquitto.url, [{"device_id": d, "kind": "temperature", "interval_s": 0.1, "seed": i}
                                                 for i, d in enumerate(("t1", "t2"))]).start()
             assert sync_until(lambda: any(e["type"] == "telemetry.batch" for e in journal.envelopes.values()), 10)
