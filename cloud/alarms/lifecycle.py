@@ -51,7 +51,8 @@ def _load(conn: Connection, alarm_id: UUID) -> AlarmRecord:
     return found[0]
 
 
-def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: datetime) -> AlarmRecord:
+def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: datetime,
+             note: Optional[str] = None) -> AlarmRecord:
     """Send officers. A drill (`test`) is never dispatchable; an alarm is acknowledged first, so
     the record shows who took it before anyone was sent."""
     rec = _load(conn, alarm_id)
@@ -65,8 +66,9 @@ def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: dat
         raise WorkflowConflict(f"already dispatched by {rec.dispatched_by} at {rec.dispatched_at.isoformat()}")
     c = alarms.c
     conn.execute(update(alarms).where(c.alarm_id == str(alarm_id), c.dispatched_at.is_(None))
-                 .values(dispatched_at=now, dispatched_by=user, updated_at=now))
-    record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="dispatched", at=now, actor=user)
+                 .values(dispatched_at=now, dispatched_by=user, dispatch_note=note, updated_at=now))
+    record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="dispatched", at=now, actor=user,
+                detail={"note": note} if note else None)
     record_audit(conn, at=now, actor=user, role=role, action="alarm.dispatch", target=str(alarm_id),
                  detail={"facility": rec.facility})
     return _load(conn, alarm_id)
@@ -87,7 +89,8 @@ def resolve(conn: Connection, alarm_id: UUID, outcome: Outcome, *, user: str, ro
         raise WorkflowConflict("acknowledge the alarm before resolving it")
     c = alarms.c
     conn.execute(update(alarms).where(c.alarm_id == str(alarm_id), c.resolved_at.is_(None))
-                 .values(resolved_at=now, resolved_by=user, outcome=outcome.value, updated_at=now))
+                 .values(resolved_at=now, resolved_by=user, outcome=outcome.value, resolve_note=note,
+                         updated_at=now))
     record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="resolved", at=now, actor=user,
                 detail={"outcome": outcome.value, **({"note": note} if note else {})})
     record_audit(conn, at=now, actor=user, role=role, action="alarm.resolve", target=str(alarm_id),

@@ -48,9 +48,11 @@ class AlarmRecord(BaseModel):
     acked_by: Optional[str]
     dispatched_at: Optional[UtcTime]
     dispatched_by: Optional[str]
+    dispatch_note: Optional[str] = None
     resolved_at: Optional[UtcTime]
     resolved_by: Optional[str]
     outcome: Optional[str]
+    resolve_note: Optional[str] = None
     sort_ts: UtcTime
     updated_at: UtcTime
 

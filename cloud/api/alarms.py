@@ -40,6 +40,7 @@ from cloud.alarms.records import (
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
+from cloud.status.reports import Place, places
 from cloud.store.paging import BadCursor, Page
 from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import AlarmAckBody, DownType, make_envelope
@@ -65,6 +66,8 @@ SSE_KEEPALIVE_S = 15.0
 class AlarmPage(BaseModel):
     items: list[AlarmRecord]
     next_before: Optional[str] = None
+    places: dict[str, Place] = Field(default_factory=dict,
+                                     description="facility id -> its name, address, phone and zone names, for the items")
 
 
 class AckResult(BaseModel):
@@ -73,6 +76,10 @@ class AckResult(BaseModel):
     published: bool
     acked_at: UtcTime
     acked_by: str
+
+
+class DispatchRequest(BaseModel):
+    note: Optional[str] = Field(default=None, max_length=500, description="who or what was sent (unit, car, officer)")
 
 
 class ResolveRequest(BaseModel):
@@ -102,7 +109,9 @@ def get_alarm_list(
     items = list_alarms(request.app.state.engine, limit=limit, before=cursor, kind=kind,
                         facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked,
                         exclude_kinds=hidden_kinds(who))
-    return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None)
+    with request.app.state.engine.connect() as conn:
+        found = places(conn, [a.facility for a in items])
+    return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None, places=found)
 
 
 @router.get("/stream", response_class=StreamingResponse,
@@ -177,11 +186,13 @@ def _workflow_error(exc: Exception) -> HTTPException:
 @router.post("/{alarm_id}/dispatch", response_model=AlarmRecord,
              responses={409: {"description": "a test alarm, not acknowledged yet, already dispatched or resolved"}})
 def dispatch_alarm(request: Request, alarm_id: UUID,
-                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))]) -> AlarmRecord:
+                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))],
+                   body: Optional[DispatchRequest] = None) -> AlarmRecord:
     state = request.app.state
+    note = (body.note or "").strip() or None if body is not None else None
     try:
         with state.engine.begin() as conn:
-            rec = dispatch(conn, alarm_id, user=who.user, role=who.role.value, now=utcnow())
+            rec = dispatch(conn, alarm_id, user=who.user, role=who.role.value, now=utcnow(), note=note)
     except (UnknownAlarm, WorkflowConflict) as exc:
         raise _workflow_error(exc) from None
     state.bus.publish(rec)
@@ -196,7 +207,7 @@ def resolve_alarm(request: Request, alarm_id: UUID, body: ResolveRequest,
     try:
         with state.engine.begin() as conn:
             rec = resolve(conn, alarm_id, body.outcome, user=who.user, role=who.role.value, now=utcnow(),
-                          note=body.note)
+                          note=(body.note or "").strip() or None)
     except (UnknownAlarm, WorkflowConflict) as exc:
         raise _workflow_error(exc) from None
     state.bus.publish(rec)

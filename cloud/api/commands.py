@@ -85,3 +85,10 @@ def disarm_zone(request: Request, facility_id: FacilityPath, zone: ZonePath,
                 who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.ADMIN))]) -> CommandResult:
     """The gateway refuses to disarm a 24-hour zone and reports the refusal as an `event.arming`."""
     return send_zone_command(request, who, facility_id, zone, ZoneAction.DISARM)
+
+
+@router.post("/zones/{zone}/schedule", response_model=CommandResult, status_code=status.HTTP_202_ACCEPTED)
+def schedule_zone(request: Request, facility_id: FacilityPath, zone: ZonePath,
+                  who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.ADMIN))]) -> CommandResult:
+    """Back to the zone's arming schedule after an arm or disarm by hand."""
+    return send_zone_command(request, who, facility_id, zone, ZoneAction.SCHEDULE)

@@ -3,27 +3,31 @@ cloud/status/reports.py."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
 
 from cloud.api.auth import Principal, forbid_other_facility, require_role
-from cloud.api.common import Cursor, Limit, transaction
+from cloud.api.common import Cursor, Limit, field_error, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
 from cloud.status.reports import (
     FacilityStatus,
+    Place,
     OverviewCache,
     PoliceCard,
     PolicePaths,
     SupervisionOverview,
     facility_status,
+    places,
     police_card,
     police_paths_page,
     supervision_overview,
 )
 from cloud.store.paging import Page
-from contracts.ids import DEVICE_ID_RE
+from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
 
 router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
@@ -39,6 +43,35 @@ def police_paths(request: Request,
     police_link_down alarms; a page of facilities by facility_id."""
     with transaction(request) as conn:
         return police_paths_page(conn, limit, cursor, city, district)
+
+
+class Me(BaseModel):
+    user: str
+    role: Role
+    facility_id: Optional[str] = None
+
+
+@router.get("/me", response_model=Me)
+def me(who: Annotated[Principal, Depends(require_role(*Role))]) -> Me:
+    """Who the token belongs to: the pages name the officer or inspector signed in."""
+    return Me(user=who.user, role=who.role, facility_id=who.facility_id)
+
+
+MAX_PLACES = 100
+
+
+@router.get("/places", response_model=dict[str, Place])
+def get_places(request: Request,
+               who: Annotated[Principal, Depends(require_role(*Role))],
+               facility: Annotated[list[str], Query(max_length=MAX_PLACES)] = []) -> dict[str, Place]:
+    """Names, address, phone and time zone of the facilities an alarm pushed live names, with the
+    names of their zones, devices and cameras. A facility token reads its own facility only."""
+    for fid in facility:
+        if not re.fullmatch(FACILITY_ID_RE, fid):
+            raise field_error("query", "facility", f"{fid[:40]!r} is not a facility id")
+        forbid_other_facility(who, fid)
+    with transaction(request) as conn:
+        return places(conn, facility)
 
 
 @router.get("/police-card/{facility_id}", response_model=PoliceCard)

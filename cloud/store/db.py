@@ -93,9 +93,11 @@ alarms = Table(
     Column("acked_by", String(64)),
     Column("dispatched_at", UTCDateTime),
     Column("dispatched_by", String(64)),
+    Column("dispatch_note", String(500), doc="what the dispatcher sent, as they wrote it"),
     Column("resolved_at", UTCDateTime),
     Column("resolved_by", String(64)),
     Column("outcome", String(16), doc="real / false / test"),
+    Column("resolve_note", String(500)),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
