@@ -7,15 +7,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, Union
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.alarms.records import AlarmRecord, apply_alarm_envelope, get_alarms
 from cloud.ingest.counters import IngestCounters
+from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
 from cloud.ingest.sql import insert_envelopes, touch_gateways
-from cloud.ingest.validate import Accepted
+from cloud.ingest.validate import Accepted, reason_key
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
 from contracts.timefmt import utcnow
 
@@ -23,6 +24,7 @@ log = logging.getLogger("careguard.cloud.ingest")
 
 # Transient failures of a store: the batch is worth delivering again, unlike a poison message.
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+Item = Union[Accepted, DeadLetter]
 
 class IngestWriter:
     """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
@@ -43,12 +45,12 @@ class IngestWriter:
         self.on_store_failure = on_store_failure
         self.on_acked = on_acked
         # A deque and an event rather than queue.Queue: one append per message, no lock round trip.
-        self._q: deque[Accepted] = deque()
+        self._q: deque[Item] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def submit(self, item: Accepted) -> None:
+    def submit(self, item: Item) -> None:
         self._q.append(item)
         if not self._wake.is_set():
             self._wake.set()
@@ -74,20 +76,20 @@ class IngestWriter:
                 batch = [self._q.popleft() for _ in range(min(len(self._q), self.batch_max))]
                 self._write(batch)
 
-    def _write(self, batch: list[Accepted]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         changed: set[str] = set()
         try:
             changed = self._commit(batch)
-        except AlarmConflict:
-            changed = self._write_one_by_one(batch)
         except _TRANSIENT_DB_ERRORS + (TelemetryWriteError,) as exc:
-            # One by one would fail the same way, once per envelope: give the whole batch back.
+            # Row by row would fail the same way, once per envelope: give the whole batch back.
             log.error("ingest batch of %d not stored (%s); the broker will deliver it again", len(batch), exc)
             self.counters.add("store_errors", len(batch))
             self._store_failed()
-        except Exception:
-            log.exception("ingest batch of %d failed; writing one by one", len(batch))
-            changed = self._write_one_by_one(batch)
+        except Exception as exc:
+            # Something in the batch cannot be stored: find it, keep the rest.
+            log.warning("ingest batch of %d refused by the store (%s); isolating the refused envelopes",
+                        len(batch), _short(exc))
+            changed = self._isolate(batch)
         if self.on_acked is not None:
             self.on_acked()
         if changed and self.on_alarms is not None:
@@ -102,35 +104,57 @@ class IngestWriter:
         if self.on_store_failure is not None and not self._stopping.is_set():
             self.on_store_failure()
 
-    def _write_one_by_one(self, batch: list[Accepted]) -> set[str]:
+    def _isolate(self, batch: list[Item]) -> set[str]:
+        """Commit `batch` in halves, down to single envelopes: a refused one costs about
+        log2(batch) extra commits, not one per envelope. An envelope the store refuses on its own,
+        for a reason a retry cannot change, is dead-lettered; a transient failure leaves the rest
+        unacknowledged for the broker to deliver again."""
         changed: set[str] = set()
-        transient = False
-        for item in batch:
+        pending = [batch]
+        while pending:
+            part = pending.pop()
             try:
-                changed |= self._commit([item])
-            except AlarmConflict as exc:
-                log.warning("rejected envelope %s: %s", item.env.id, exc)
-                self.counters.reject(str(exc))
-                if item.ack:
-                    item.ack()
+                changed |= self._commit(part)
+                continue
+            except _TRANSIENT_DB_ERRORS + (TelemetryWriteError,) as exc:
+                log.error("ingest: %d envelopes not stored (%s); the broker will deliver them again",
+                          sum(len(p) for p in pending) + len(part), exc)
+                self.counters.add("store_errors", sum(len(p) for p in pending) + len(part))
+                self._store_failed()
+                return changed
             except Exception as exc:
-                # Left unacknowledged: the broker sends it again on the next session.
-                log.exception("could not store envelope %s", item.env.id)
-                self.counters.add("store_errors")
-                transient |= isinstance(exc, _TRANSIENT_DB_ERRORS + (TelemetryWriteError,))
-        if transient:
-            self._store_failed()
+                if len(part) > 1:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+                    continue
+                refused = part[0]
+                if isinstance(refused, DeadLetter):
+                    # Not even the dead letter could be written: leave it for the broker to deliver again.
+                    log.error("could not keep a dead letter from %s: %s", refused.topic[:256], _short(exc))
+                    self.counters.add("store_errors")
+                    self._store_failed()
+                    return changed
+                reason = f"store refused envelope {refused.env.id}: {_short(exc)}"
+                log.warning("ingest: %s", reason)
+                self.counters.reject(reason_key(reason))
+                pending.append([DeadLetter(refused.topic, refused.payload, reason, reason_key(reason), refused.ack)])
         return changed
 
-    def _commit(self, batch: list[Accepted]) -> set[str]:
+    def _commit(self, batch: list[Item]) -> set[str]:
         """One transaction for the batch; acknowledges to the broker after commit.
         Returns the alarm_ids whose rows changed."""
         now = utcnow()
         unique: dict[str, Accepted] = {}
+        letters: list[DeadLetter] = []
         for item in batch:
-            unique.setdefault(str(item.env.id), item)
+            if isinstance(item, DeadLetter):
+                letters.append(item)
+            else:
+                unique.setdefault(str(item.env.id), item)
         changed: set[str] = set()
+        stored_points = 0
         with self.engine.begin() as conn:
+            insert_dead_letters(conn, letters, now)
             new_ids = insert_envelopes(conn, [(k, i.env) for k, i in unique.items()], now)
             fresh = [unique[k] for k in unique if k in new_ids]
             points: list[TelemetryRow] = []
@@ -151,12 +175,21 @@ class IngestWriter:
         for item in batch:
             if item.ack:
                 item.ack()
+        for d in letters:
+            self.counters.dead_lettered(d.facility)
+        envelopes_n = len(batch) - len(letters)
         self.counters.add("batches")
         self.counters.add("stored", len(fresh))
-        self.counters.add("duplicates", len(batch) - len(fresh))
+        self.counters.add("duplicates", envelopes_n - len(fresh))
         self.counters.add("alarm_updates", sum(1 for i in fresh if i.alarm is not None))
         self.counters.add("telemetry_points", stored_points)
         return changed
+
+
+def _short(exc: Exception) -> str:
+    """An exception in one line, bounded: database errors quote whole statements."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 class TelemetryWriteError(Exception):

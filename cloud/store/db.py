@@ -68,6 +68,8 @@ envelopes = Table(
     Column("body", JSON, nullable=False),
     # Compliance asks for a facility's latest envelope of a type (retention.report, camera.health).
     Index("ix_envelopes_facility_type_ts", "facility", "type", "ts"),
+    # The latest report of a kind is the one received last (a gateway's clock may be ahead).
+    Index("ix_envelopes_facility_type_received", "facility", "type", "received_at"),
 )
 
 # One row per alarm, joined from raised / delivered / cleared envelopes and operator actions,
