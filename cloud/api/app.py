@@ -7,7 +7,7 @@ from typing import Annotated, Callable, Optional
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.downlink import Downlink
@@ -30,6 +30,7 @@ from cloud.api import (
 from cloud.api.auth import Principal, TokenTable, require_role
 from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
+from cloud.ingest.counters import merge_counters
 from cloud.store.paging import BadCursor
 from dashboards import PAGES, STATIC_DIR, render_page
 
@@ -43,11 +44,15 @@ class IngestStats(BaseModel):
     stored: int
     duplicates: int
     rejected: int
+    dead_lettered: int
+    throttled: int
     store_errors: int
     batches: int
     alarm_updates: int
     telemetry_points: int
     rejected_by_reason: dict[str, int]
+    dead_lettered_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")
+    throttled_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")
 
 
 def _page(name: str) -> Callable[[], HTMLResponse]:
@@ -86,7 +91,6 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
 
     @app.get("/api/ingest/stats", response_model=IngestStats, responses=ERROR_RESPONSES)
     def ingest_stats(_who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> IngestStats:
-        return IngestStats.model_validate(ingest_counters() if ingest_counters else
-                                          {k: 0 for k in IngestStats.model_fields} | {"rejected_by_reason": {}})
+        return IngestStats.model_validate(ingest_counters() if ingest_counters else merge_counters([]))
 
     return app

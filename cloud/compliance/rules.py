@@ -121,16 +121,19 @@ class FacilityFacts(BaseModel):
 
 # --- reading the store ------------------------------------------------------------------------
 def _latest_envelope(conn: Connection, facility: str, type_: str):
+    """The envelope of `type_` the cloud received last (a gateway's clock decides nothing); its
+    `ts` stays the time of origin."""
     e = envelopes.c
     return conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == type_)
-                        .order_by(e.ts.desc()).limit(1)).first()
+                        .order_by(e.received_at.desc()).limit(1)).first()
 
 
 def _camera_health(conn: Connection, facility: str, since: datetime) -> dict[str, CameraStatus]:
     e = envelopes.c
     out: dict[str, CameraStatus] = {}
-    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health", e.ts >= since)
-                        .order_by(e.ts))
+    # By receive time, as _latest_envelope: a report dated ahead does not outrank later ones.
+    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health",
+                                                   e.received_at >= since).order_by(e.received_at))
     for ts, body in rows:
         entries = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
         for item in entries:

@@ -55,6 +55,7 @@ class DeadLetter:
     reason: str
     reason_key: str
     ack: Optional[Callable[[], None]] = None
+    envelope_id: Optional[str] = None  # set when refused by the store after its envelope was parsed
 
     @property
     def facility(self) -> Optional[str]:

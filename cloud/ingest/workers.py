@@ -24,6 +24,7 @@ from cloud.alarms.records import AlarmRecord, get_alarms
 from cloud.config import CloudConfig
 from cloud.ingest.consumer import Ingest
 from cloud.ingest.counters import merge_counters
+from cloud.ingest.throttle import FacilityBuckets
 from cloud.periodic import PeriodicTask
 from cloud.store.db import alarms, make_engine
 from cloud.store.telemetry import make_telemetry_store
@@ -46,7 +47,7 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                                  bucket=config.telemetry_bucket)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
-                  telemetry_store=store)
+                  telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst))
 
 
 def _worker_main(config_json: str, index: int, stats, stop) -> None:

@@ -12,10 +12,10 @@ from typing import Callable, Union
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from cloud.alarms.records import AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
-from cloud.ingest.sql import insert_envelopes, touch_gateways
+from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
 from cloud.ingest.validate import Accepted, reason_key
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
 from contracts.timefmt import utcnow
@@ -56,6 +56,7 @@ class IngestWriter:
             self._wake.set()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="cloud-ingest-writer", daemon=True)
         self._thread.start()
 
@@ -153,16 +154,27 @@ class IngestWriter:
                 unique.setdefault(str(item.env.id), item)
         changed: set[str] = set()
         stored_points = 0
+        refused: list[DeadLetter] = []
         with self.engine.begin() as conn:
-            insert_dead_letters(conn, letters, now)
             new_ids = insert_envelopes(conn, [(k, i.env) for k, i in unique.items()], now)
             fresh = [unique[k] for k in unique if k in new_ids]
             points: list[TelemetryRow] = []
             for item in fresh:
                 if item.alarm is not None:
-                    changed.add(apply_alarm_envelope(conn, item.env, item.alarm, item.delivered_at, now))
+                    try:
+                        changed.add(apply_alarm_envelope(conn, item.env, item.alarm, item.delivered_at, now))
+                    except AlarmConflict as exc:
+                        # Refused before it wrote anything: keep the rest of the batch, without halving it.
+                        reason = f"store refused envelope {item.env.id}: {exc}"
+                        refused.append(DeadLetter(item.topic, item.payload, reason, reason_key(reason),
+                                                  envelope_id=str(item.env.id)))
                 elif item.points:
                     points.extend(item.points)
+            if refused:
+                gone = {r.envelope_id for r in refused}
+                delete_envelopes(conn, gone)
+                fresh = [i for i in fresh if str(i.env.id) not in gone]
+            insert_dead_letters(conn, letters + refused, now)
             touch_gateways(conn, fresh, now)
             # Last: an external store written just before the commit leaves the smallest window
             # in which it holds points whose envelope row could still roll back.
@@ -175,9 +187,12 @@ class IngestWriter:
         for item in batch:
             if item.ack:
                 item.ack()
-        for d in letters:
+        for d in refused:
+            log.warning("ingest: %s", d.reason)
+            self.counters.reject(d.reason_key)
+        for d in letters + refused:
             self.counters.dead_lettered(d.facility)
-        envelopes_n = len(batch) - len(letters)
+        envelopes_n = len(batch) - len(letters) - len(refused)
         self.counters.add("batches")
         self.counters.add("stored", len(fresh))
         self.counters.add("duplicates", envelopes_n - len(fresh))

@@ -133,15 +133,17 @@ class SupervisionOverview(BaseModel):
 
 # --- reading envelopes --------------------------------------------------------------------------
 def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of its newest envelope of `type_`, for `facility_ids` or all."""
+    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for `facility_ids`
+    or all. Chosen by receive time, so a gateway clock set ahead cannot pin a state (issue 10);
+    `ts` stays the time of origin."""
     e = envelopes.c
-    newest = select(e.facility, func.max(e.ts).label("ts")).where(e.type == type_)
+    newest = select(e.facility, func.max(e.received_at).label("received_at")).where(e.type == type_)
     if facility_ids is not None:
         newest = newest.where(e.facility.in_(facility_ids))
     newest = newest.group_by(e.facility).subquery()
     rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.ts == newest.c.ts))
-                        .where(e.type == type_))
+                        .join(newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
+                        .where(e.type == type_).order_by(e.ts))
     return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
 
 
