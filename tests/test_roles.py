@@ -79,7 +79,8 @@ MATRIX = [  # (method, path, roles allowed)
     ("GET", "/api/compliance/B", {"supervisor", "admin"}),
     ("GET", "/api/audit", {"supervisor", "admin"}),
     ("GET", "/api/facilities/A/cameras/cam1/snapshot", {"police", "admin", "facA"}),
-    ("GET", "/api/facilities/B/cameras/cam1/snapshot", {"police", "admin"}),
+    # The police read a snapshot only while the facility has an active alarm: A has one, B none.
+    ("GET", "/api/facilities/B/cameras/cam1/snapshot", {"admin"}),
     ("GET", "/api/alarms/response-times", {"police", "supervisor", "admin"}),
     ("POST", f"/api/alarms/{ALARM_A}/dispatch", set()),  # everyone allowed gets 409 (not acked), not 403
     ("POST", "/api/facilities/A/devices", {"admin"}),

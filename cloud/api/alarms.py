@@ -40,6 +40,7 @@ from cloud.alarms.records import (
 from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
+from cloud.registry.jurisdiction import facility_visible
 from cloud.store.paging import BadCursor, Page
 from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import AlarmAckBody, DownType, make_envelope
@@ -101,7 +102,7 @@ def get_alarm_list(
             raise field_error("query", "before", str(exc)) from None
     items = list_alarms(request.app.state.engine, limit=limit, before=cursor, kind=kind,
                         facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked,
-                        exclude_kinds=hidden_kinds(who))
+                        exclude_kinds=hidden_kinds(who), within=who.within)
     return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None)
 
 
@@ -113,11 +114,20 @@ def get_alarm_list(
                                             "`event: resync` when the client fell behind and should refetch the list"}})
 async def stream_alarms(
     request: Request,
-    who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_query_token=True))],
+    who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_ticket=True))],
 ) -> StreamingResponse:
     bus = request.app.state.bus
+    engine = request.app.state.engine
     sub = bus.subscribe()
     hidden = {k.value for k in hidden_kinds(who)}
+    inside: dict[str, bool] = {}  # facility -> under the caller's jurisdiction, asked once per stream
+
+    async def visible(facility: str) -> bool:
+        if not who.within:
+            return True
+        if facility not in inside:
+            inside[facility] = await asyncio.to_thread(facility_visible, engine, facility, who.within)
+        return inside[facility]
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -137,6 +147,8 @@ async def stream_alarms(
                     continue
                 if isinstance(item, AlarmRecord) and item.kind in hidden:
                     continue
+                if isinstance(item, (AlarmRecord, EscalationNotice)) and not await visible(item.facility):
+                    continue
                 name = "escalation" if isinstance(item, EscalationNotice) else "alarm"
                 yield f"event: {name}\ndata: {item.model_dump_json()}\n\n"
         finally:
@@ -155,6 +167,7 @@ def ack_alarm(
     """Record the operator's acknowledgement (the first one stands), audit it, and tell the
     facility's gateway with an `ack.alarm` envelope on `down/ack`."""
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
     found = acknowledge(state.engine, alarm_id, user=who.user, role=who.role.value, now=utcnow())
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
@@ -179,6 +192,7 @@ def _workflow_error(exc: Exception) -> HTTPException:
 def dispatch_alarm(request: Request, alarm_id: UUID,
                    who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))]) -> AlarmRecord:
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
     try:
         with state.engine.begin() as conn:
             rec = dispatch(conn, alarm_id, user=who.user, role=who.role.value, now=utcnow())
@@ -193,6 +207,7 @@ def dispatch_alarm(request: Request, alarm_id: UUID,
 def resolve_alarm(request: Request, alarm_id: UUID, body: ResolveRequest,
                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))]) -> AlarmRecord:
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
     try:
         with state.engine.begin() as conn:
             rec = resolve(conn, alarm_id, body.outcome, user=who.user, role=who.role.value, now=utcnow(),
@@ -206,7 +221,7 @@ def resolve_alarm(request: Request, alarm_id: UUID, body: ResolveRequest,
 @router.get("/response-times", response_model=list[ResponseTimes])
 def get_response_times(
     request: Request,
-    _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
+    who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
     since: Annotated[Optional[AwareDatetime], Query(description="raised at or after; default 30 days ago")] = None,
     until: Annotated[Optional[AwareDatetime], Query(description="raised before; default now")] = None,
     city: Annotated[Optional[str], Query(max_length=32)] = None,
@@ -216,7 +231,8 @@ def get_response_times(
     until = until or utcnow()
     since = since or until - timedelta(days=30)
     with request.app.state.engine.connect() as conn:
-        return response_times(conn, since=since, until=until, city=city, kinds=[kind] if kind else None)
+        return response_times(conn, since=since, until=until, city=city, kinds=[kind] if kind else None,
+                              within=who.within)
 
 
 @router.get("/escalations", response_model=Page[Escalation])
@@ -225,26 +241,29 @@ def get_escalations(request: Request,
                      limit: Limit = 50, cursor: Cursor = None,
                      facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Escalation]:
     with request.app.state.engine.connect() as conn:
-        return list_escalations_page(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))
+        return list_escalations_page(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility),
+                                     within=who.within)
+
+
+def _alarm_in_scope(request: Request, who: Principal, alarm_id: UUID) -> AlarmRecord:
+    """The alarm, if `who` may see its facility: else 404 or 403."""
+    rec = get_alarm(request.app.state.engine, alarm_id)
+    if rec is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
+    forbid_other_facility(request, who, rec.facility)
+    return rec
 
 
 @router.get("/{alarm_id}", response_model=AlarmRecord)
 def read_alarm(request: Request, alarm_id: UUID,
                who: Annotated[Principal, Depends(require_role(*READERS))]) -> AlarmRecord:
-    rec = get_alarm(request.app.state.engine, alarm_id)
-    if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(who, rec.facility)
-    return rec
+    return _alarm_in_scope(request, who, alarm_id)
 
 
 @router.get("/{alarm_id}/events", response_model=list[AlarmEvent])
 def read_alarm_events(request: Request, alarm_id: UUID,
                       who: Annotated[Principal, Depends(require_role(*READERS))]) -> list[AlarmEvent]:
     """Every step of the alarm in order of its time at origin."""
-    rec = get_alarm(request.app.state.engine, alarm_id)
-    if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(who, rec.facility)
+    _alarm_in_scope(request, who, alarm_id)
     with request.app.state.engine.connect() as conn:
         return alarm_history(conn, alarm_id)

@@ -1,4 +1,7 @@
-"""The FastAPI application: API routers per resource, the dashboards and their static files."""
+"""The FastAPI application: API routers per resource, the dashboards and their static files,
+behind a request body limit and security headers (cloud.api.hardening). The OpenAPI document
+is for admins only (no /docs page: it would need inline script): it maps every route an attacker
+could try."""
 
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ from cloud.api import (
     gateways,
     staff,
     statistics,
+    tokens as token_routes,
 )
-from cloud.api.auth import Principal, TokenTable, require_role
+from cloud.api.auth import Principal, StreamTickets, TokenTable, require_role
+from cloud.api.hardening import BodyLimit, SecurityHeaders
 from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
 from cloud.ingest.counters import merge_counters
@@ -62,8 +67,12 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None) -> FastAPI:
-    app = FastAPI(title="CareGuard cloud", version="1")
+               ingest_counters: Optional[Callable[[], dict]] = None, max_body_bytes: int = 1024 * 1024,
+               hsts: bool = False) -> FastAPI:
+    app = FastAPI(title="CareGuard cloud", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecurityHeaders, hsts=hsts)
+    # Added last, so it runs first: an oversized body is refused before anything else looks at it.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(BadCursor)
     def _bad_cursor(_request, exc: BadCursor) -> JSONResponse:
@@ -72,9 +81,11 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.engine = engine
     app.state.bus = bus
     app.state.tokens = tokens
+    app.state.stream_tickets = StreamTickets()
     app.state.downlink = downlink
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router, care.router, environment.router, statistics.router, commands.router, dashboard.router):
+                   compliance.router, audit.router, care.router, environment.router, statistics.router, commands.router, dashboard.router,
+                   token_routes.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -84,6 +95,12 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
 
     for page in PAGES:
         app.add_api_route(f"/{page}", _page(page), include_in_schema=False)
+
+    admin = Depends(require_role(Role.ADMIN))
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[admin])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:

@@ -46,7 +46,7 @@ class CommandResult(BaseModel):
 
 def send_zone_command(request: Request, who: Principal, facility_id: str, zone: str,
                       action: ZoneAction) -> CommandResult:
-    forbid_other_facility(who, facility_id)
+    forbid_other_facility(request, who, facility_id)
     body = ArmSetBody(action=action, zone=zone, by=who.user)
     env = make_envelope(facility_id, DownType.ARM_SET.value, body.model_dump(mode="json"), source="cloud")
     with transaction(request) as conn:

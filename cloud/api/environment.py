@@ -59,7 +59,7 @@ def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(
     if since is not None and since > now:
         raise field_error("query", "since", "is in the future")
     with transaction(request) as conn:
-        states = climate_states(conn, now, since=since, facility=scope_facility(who, facility))
+        states = climate_states(conn, now, since=since, facility=scope_facility(who, facility), within=who.within)
     return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,
                                     latest=st.latest, latest_ts=st.latest_ts, limit_low=st.limit_low,
                                     limit_high=st.limit_high, in_range=st.in_range, breach_since=st.breach_since,
@@ -73,7 +73,7 @@ def read_series(request: Request, who: Annotated[Principal, Depends(require_role
                 since: Optional[datetime] = None, until: Optional[datetime] = None,
                 step_s: Annotated[int, Query(ge=10, le=86400)] = 300) -> Series:
     """One sensor's metric averaged per `step_s` between `since` (default: 24 h ago) and `until` (default: now)."""
-    forbid_other_facility(who, facility)
+    forbid_other_facility(request, who, facility)
     until = aware(until, "until") or utcnow()
     since = aware(since, "since") or until - timedelta(days=1)
     if since >= until:

@@ -57,7 +57,7 @@ def list_facilities(
     filing_status: Optional[FilingStatus] = None,
 ) -> Page[Facility]:
     with transaction(request) as conn:
-        return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None),
+        return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None), within=who.within,
                                        province=province, city=city, district=district, street=street, kind=kind,
                                        filing_status=filing_status)
 
@@ -65,7 +65,7 @@ def list_facilities(
 @router.get("/{facility_id}", response_model=Facility)
 def read_facility(request: Request, facility_id: FacilityPath,
                   who: Annotated[Principal, Depends(require_role(*READERS))]) -> Facility:
-    forbid_other_facility(who, facility_id)
+    forbid_other_facility(request, who, facility_id)
     with transaction(request) as conn:
         return get_facility(conn, facility_id)
 

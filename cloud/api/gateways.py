@@ -48,4 +48,5 @@ def list_gateways(request: Request, who: Annotated[Principal, Depends(require_ro
                   limit: Limit = 50, cursor: Cursor = None,
                   facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Gateway]:
     with transaction(request) as conn:
-        return queries.list_gateways(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))
+        return queries.list_gateways(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility),
+                                     within=who.within)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.care.health_rules import (
     FACILITY_KEY,
     CertificateStatus,
@@ -474,11 +475,11 @@ def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> Co
 
 def compliance_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
                     city: Optional[str] = None, district: Optional[str] = None,
-                    status: Optional[Status] = None) -> Page[ComplianceReport]:
+                    status: Optional[Status] = None, within: Jurisdiction = EVERYWHERE) -> Page[ComplianceReport]:
     """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
     page may hold fewer than `limit` items while `next_cursor` still continues."""
     f = facilities.c
-    q = select(f.facility_id)
+    q = select(f.facility_id).where(*path_clause((f.province, f.city, f.district), within))
     if own is not None:
         q = q.where(f.facility_id == own)
     if city is not None:

@@ -24,12 +24,14 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.records import AlarmRecord
+from cloud.care.privacy import FieldCipher
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter
 from cloud.ingest.session import MqttSession
 from cloud.ingest.throttle import FacilityBuckets
 from cloud.ingest.validate import reason_key, validate_message
 from cloud.ingest.writer import IngestWriter
+from cloud.status.snapshots import SNAPSHOT_TYPE, seal_snapshot_body
 from cloud.store.telemetry import TelemetryStore
 from contracts.envelope import MAX_ENVELOPE_BYTES
 from contracts.errors import ContractError
@@ -47,8 +49,9 @@ class IngestConsumer:
 
     def __init__(self, broker_url: str, writer: IngestWriter, counters: IngestCounters, *,
                  client_id: str, shared: bool = False, session_expiry_s: int = 7 * 24 * 3600,
-                 buckets: FacilityBuckets | None = None):
+                 buckets: FacilityBuckets | None = None, snapshot_cipher: FieldCipher | None = None):
         self.broker_url = broker_url
+        self.snapshot_cipher = snapshot_cipher
         self.writer = writer
         self.counters = counters
         self.buckets = buckets
@@ -111,6 +114,8 @@ class IngestConsumer:
             log.exception("rejected message on %s: unexpected error", topic[:256])
             self._dead_letter(topic, payload, f"internal error: {exc}", ack)
             return
+        if item.env.type == SNAPSHOT_TYPE and self.snapshot_cipher is not None:
+            item.env.body = seal_snapshot_body(self.snapshot_cipher, str(item.env.id), item.env.body)
         item.ack = ack
         self.writer.submit(item)
 
@@ -127,13 +132,15 @@ class Ingest:
     def __init__(self, engine: Engine, broker_url: str, *, client_id: str, shared: bool = False,
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
-                 telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None):
+                 telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None,
+                 snapshot_cipher: FieldCipher | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
                                    telemetry_store=telemetry_store, on_store_failure=self._redeliver,
                                    on_acked=self._flush_acks)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
-                                       session_expiry_s=session_expiry_s, buckets=buckets)
+                                       session_expiry_s=session_expiry_s, buckets=buckets,
+                                       snapshot_cipher=snapshot_cipher)
 
     def _redeliver(self) -> None:
         self.consumer.redeliver()

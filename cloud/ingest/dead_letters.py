@@ -17,6 +17,7 @@ from typing import Callable, Optional
 from sqlalchemy import Column, Index, Integer, LargeBinary, String, Table, func, select
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
 from cloud.store.db import UTCDateTime, metadata, upsert_insert
 from contracts.ids import FACILITY_ID_RE
 
@@ -83,10 +84,13 @@ def insert_dead_letters(conn: Connection, letters: list[DeadLetter], now: dateti
     return conn.execute(stmt, list(rows.values())).rowcount
 
 
-def dead_letter_counts(conn: Connection, facility_ids: Optional[list[str]] = None) -> dict[str, int]:
-    """facility -> dead letters kept, for `facility_ids` or every facility ('' for none named)."""
+def dead_letter_counts(conn: Connection, *, within: Jurisdiction = EVERYWHERE,
+                       limit: int = 50) -> list[tuple[str, int]]:
+    """(facility, dead letters kept), most first, for the facilities under `within` ('' for
+    topics naming no facility, shown to those who see everywhere only)."""
     d = dead_letters.c
-    q = select(d.facility, func.count()).group_by(d.facility)
-    if facility_ids is not None:
-        q = q.where(d.facility.in_(facility_ids))
-    return {f or "": n for f, n in conn.execute(q).all()}
+    n = func.count().label("n")
+    q = select(d.facility, n).group_by(d.facility).order_by(n.desc(), d.facility).limit(limit)
+    if within:
+        q = q.where(under(d.facility, within))
+    return [(f or "", count) for f, count in conn.execute(q).all()]

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.records import AlarmRecord, get_alarms
-from cloud.config import CloudConfig
+from cloud.care.privacy import FieldCipher, load_data_key
+from cloud.config import CloudConfig, data_key_file
 from cloud.ingest.consumer import Ingest
 from cloud.ingest.counters import merge_counters
 from cloud.ingest.throttle import FacilityBuckets
@@ -47,7 +48,8 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                                  bucket=config.telemetry_bucket)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
-                  telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst))
+                  telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst),
+                  snapshot_cipher=FieldCipher(load_data_key(data_key_file(config))))
 
 
 def _worker_main(config_json: str, index: int, stats, stop) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from cloud.alarms.lifecycle import ResponseTimes, response_times
 from cloud.compliance.rules import facility_compliance
 from cloud.registry.records import StaffRole, require_facility
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.store.db import alarms, camera_areas, cameras, devices, envelopes, facilities, gateways, staff
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
@@ -172,11 +173,11 @@ def _active_alarms(conn: Connection, facility_ids: list[str], kind: Optional[Ala
 
 # --- police -------------------------------------------------------------------------------------
 def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city: Optional[str],
-                      district: Optional[str]) -> Page[PolicePaths]:
+                      district: Optional[str], within: Jurisdiction = EVERYWHERE) -> Page[PolicePaths]:
     """Each facility's DC-09 paths as its gateway last reported them, with its open
-    police_link_down alarms; a page of facilities by facility_id."""
+    police_link_down alarms; a page of facilities by facility_id, under `within`."""
     f = facilities.c
-    q = select(f.facility_id, f.name, f.city, f.district)
+    q = select(f.facility_id, f.name, f.city, f.district).where(*path_clause((f.province, f.city, f.district), within))
     if city is not None:
         q = q.where(f.city == city)
     if district is not None:
@@ -298,9 +299,11 @@ def _ratio(total: int, good: int) -> Ratio:
     return Ratio(total=total, good=good, ratio=round(good / total, 4) if total else None)
 
 
-def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -> SupervisionOverview:
+def supervision_overview(conn: Connection, now: datetime, city: Optional[str],
+                         within: Jurisdiction = EVERYWHERE) -> SupervisionOverview:
     f = facilities.c
-    q = select(f.facility_id, f.province, f.city, f.district)
+    q = select(f.facility_id, f.province, f.city, f.district).where(*path_clause((f.province, f.city, f.district),
+                                                                                within))
     if city is not None:
         q = q.where(f.city == city)
     rows = conn.execute(q.order_by(f.facility_id)).all()
@@ -312,7 +315,7 @@ def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -
         dc.facilities += 1
         status = facility_compliance(conn, r.facility_id, now).status
         setattr(dc, status.value, getattr(dc, status.value) + 1)
-    ids = [r.facility_id for r in rows] if city is not None else None
+    ids = [r.facility_id for r in rows] if city is not None or within else None
     cams_total = cams_online = 0
     for _ts, body in latest_bodies(conn, "camera.health", ids).values():
         for item in camera_items(body):
@@ -327,6 +330,6 @@ def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -
                                cameras_online=_ratio(cams_total, cams_online),
                                retention_compliant=_ratio(ret_total, ret_ok),
                                response_times=response_times(conn, since=now - timedelta(days=30), until=now,
-                                                             city=city))
+                                                             city=city, within=within))
 
 

@@ -260,22 +260,43 @@ window.CG = (function () {
     if (token()) begin(); else showLogin("");
   }
 
-  // EventSource cannot send headers, so the stream alone takes the token in its URL.
+  // EventSource cannot send headers: the stream is opened with a short-lived, single-use ticket
+  // (POST /api/stream-tickets), never the token, which would land in URLs and logs. A spent
+  // ticket cannot reconnect, so every reconnection asks for a new one. Returns { close() }.
   function stream(path, handlers) {
-    const src = new EventSource(`${path}?token=${encodeURIComponent(token())}`);
-    src.addEventListener("open", () => { setLinkState("live"); if (handlers.open) handlers.open(); });
-    for (const [name, fn] of Object.entries(handlers)) {
-      if (name !== "open" && name !== "closed") src.addEventListener(name, (ev) => fn(JSON.parse(ev.data || "{}")));
+    let src = null;
+    let timer = null;
+    let stopped = false;
+    function again(delayMs) {
+      if (!stopped) timer = setTimeout(open, delayMs);
     }
-    src.addEventListener("error", () => {
-      if (src.readyState === EventSource.CLOSED) {
+    async function open() {
+      if (stopped) return;
+      let ticket;
+      try {
+        ticket = (await api("POST", "/api/stream-tickets")).ticket;
+      } catch (err) {
         setLinkState("offline");
         if (handlers.closed) handlers.closed();
-      } else {
-        setLinkState("reconnecting");
+        if (err.status !== 401) again(5000);  // a rejected token shows the login instead
+        return;
       }
-    });
-    return src;
+      if (stopped) return;
+      src = new EventSource(`${path}?ticket=${encodeURIComponent(ticket)}`);
+      src.addEventListener("open", () => { setLinkState("live"); if (handlers.open) handlers.open(); });
+      for (const [name, fn] of Object.entries(handlers)) {
+        if (name !== "open" && name !== "closed") src.addEventListener(name, (ev) => fn(JSON.parse(ev.data || "{}")));
+      }
+      src.addEventListener("error", () => {
+        const closed = src.readyState === EventSource.CLOSED;
+        src.close();
+        setLinkState(closed ? "offline" : "reconnecting");
+        if (closed && handlers.closed) handlers.closed();
+        again(2000);
+      });
+    }
+    open();
+    return { close() { stopped = true; clearTimeout(timer); if (src) src.close(); } };
   }
 
   // Pages without a stream refresh on a timer; `?refresh=N` (seconds) overrides the default.
@@ -299,7 +320,9 @@ window.CG = (function () {
 
   // --- CSV ---------------------------------------------------------------------------------
   function csvField(v) {
-    const s = v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+    let s = v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+    // A text cell starting with = + - @ (or a tab or CR) would run as a formula in a spreadsheet.
+    if (typeof v !== "number" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }
 
