@@ -108,6 +108,9 @@ class CloudConfig(_Strict):
     snapshot_retention_days: Optional[float] = Field(
         default=None, gt=0, le=3650, description="how long camera snapshots are kept; none: the footage period of "
                                                  "each facility's jurisdiction (its compliance profile)")
+    gateway_ca_dir: Optional[str] = Field(
+        default=None, description="folder of the CA that issues gateway client certificates (created on first use; "
+                                  "keep it off the broker's machine); none: no certificates from this cloud")
     tls_cert: Optional[str] = Field(default=None, description="PEM certificate (chain): serve HTTPS, with HSTS")
     tls_key: Optional[str] = Field(default=None, description="PEM private key of tls_cert")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,

@@ -26,6 +26,7 @@ from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, data_key_file, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
+from cloud.registry.gateway_ca import GatewayCA
 from cloud.status.snapshots import SnapshotSweeper
 from cloud.store.db import create_schema, make_engine
 from wire.mqtt_client import redact_url
@@ -60,6 +61,7 @@ class CloudService:
                               ingest_counters=lambda: self.counters, max_body_bytes=config.max_body_bytes,
                               hsts=config.tls_cert is not None)
         self.app.state.data_key_file = data_key_file(config)
+        self.app.state.gateway_ca = GatewayCA(config.gateway_ca_dir) if config.gateway_ca_dir else None
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None

@@ -95,7 +95,9 @@ class VideoConfig(_Strict):
 
 
 class UplinkConfig(_Strict):
-    broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker")
+    broker: str = Field(description="the cloud's broker: mqtts://host:8883?cafile=CA&certfile=CERT&keyfile=KEY (TLS, "
+                                    "the CA pinned, the gateway's certificate from its registration), or "
+                                    "mqtt://[user:pass@]host:port on a trusted network")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
 
 
