@@ -282,13 +282,13 @@ def ceiling_leg(ctx, args: dict, broker: Mosquitto, workers: int, base: datetime
 
 
 def ingest_leg(ctx, args: dict, broker: Mosquitto, db_url: str, vm_url: str | None, workers: int,
-               base: datetime, hostile: bool) -> dict:
+               base: datetime, hostile: bool, client_id: str) -> dict:
     engine = make_engine(db_url)
     create_schema(engine)
     if vm_url:
         _vm_reset(vm_url)
     config = CloudConfig(broker_url=broker.url, db_url=db_url, shared_subscription=True, ingest_workers=workers,
-                         client_id=f"bench-{uuid.uuid4().hex[:6]}", batch_max=args["batch_max"], telemetry_url=vm_url)
+                         client_id=client_id, batch_max=args["batch_max"], telemetry_url=vm_url)
     pool = IngestWorkers(config).start()
     fleet = Fleet(ctx, broker.url, args, base, hostile)
     per_pub, pubs = args["per_pub"], args["publishers"]
@@ -411,8 +411,11 @@ def main() -> int:
             broker = stack.enter_context(Mosquitto())
             base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
             ceiling = ceiling_leg(ctx, args, broker, k, base)
-            clean = ingest_leg(ctx, args, broker, _fresh_db(stack, pg_url), vm_url, k, base, hostile=False)
-            hostile = ingest_leg(ctx, args, broker, _fresh_db(stack, pg_url), vm_url, k, base, hostile=True)
+            # One client id for both legs, as a restarted cloud keeps its own: a persistent session left
+            # behind by another id would stay in the shared group and be handed its share of the messages.
+            client_id = f"bench-{uuid.uuid4().hex[:6]}"
+            clean = ingest_leg(ctx, args, broker, _fresh_db(stack, pg_url), vm_url, k, base, False, client_id)
+            hostile = ingest_leg(ctx, args, broker, _fresh_db(stack, pg_url), vm_url, k, base, True, client_id)
             rounds.append({"workers": k, "ceiling": ceiling, "clean": clean, "hostile": hostile,
                            "clean_to_ceiling": round(clean["envelopes_per_s"] / ceiling["messages_per_s"], 3),
                            "hostile_to_clean": round(hostile["envelopes_per_s"] / clean["envelopes_per_s"], 3)})
