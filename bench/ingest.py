@@ -388,7 +388,7 @@ def main() -> int:
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--unsafe", action="store_true", help="PostgreSQL with fsync and synchronous commit off")
     ap.add_argument("--telemetry", choices=("relational", "vm"), default="vm")
-    ap.add_argument("--envelopes", type=int, default=150_000)
+    ap.add_argument("--envelopes", type=int, default=120_000)
     ap.add_argument("--points", type=int, default=10, help="telemetry points per envelope")
     ap.add_argument("--facilities", type=int, default=500)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")

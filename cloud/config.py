@@ -88,11 +88,12 @@ class CloudConfig(_Strict):
     telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
     telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
     facility_rate_per_s: float = Field(
-        default=200.0, gt=0, description="per facility and ingest worker: telemetry, events, camera and retention "
-                                         "messages a second beyond which a flooding gateway is throttled (its excess "
-                                         "acknowledged and counted, not stored); alarms, heartbeats and status never")
-    facility_burst: int = Field(default=2000, ge=1, description="messages a facility may send at once before the "
-                                                                "rate applies (a gateway draining its outbox)")
+        default=100.0, gt=0, description="per facility and ingest worker: telemetry envelopes a second beyond which a "
+                                         "flooding gateway is throttled (its excess acknowledged and counted, not "
+                                         "stored); a gateway sends about one a second; nothing else is throttled")
+    facility_burst: int = Field(default=5000, ge=1, description="telemetry envelopes a facility may send at once "
+                                                                "before the rate applies (an outbox draining about "
+                                                                "an hour's outage)")
     gateway_offline_s: float = Field(default=30.0, gt=0, le=3600,
                                      description="silence after which a gateway_offline alarm is raised")
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")

@@ -191,11 +191,12 @@ def test_token_bucket_refills_at_its_rate_and_never_holds_alarms():
     buckets = FacilityBuckets(rate_per_s=2.0, burst=3, clock=lambda: t[0])
     assert [buckets.allow("F1", "telemetry") for _ in range(4)] == [True, True, True, False]
     assert buckets.allow("F2", "telemetry"), "another facility has its own bucket"
-    assert all(buckets.allow("F1", s) for s in ("alarm", "heartbeat", "status") for _ in range(100))
+    assert all(buckets.allow("F1", s) for s in ("alarm", "event", "camera", "retention", "heartbeat", "status")
+               for _ in range(100)), "only telemetry is throttled"
     t[0] = 1.0  # two tokens back
-    assert [buckets.allow("F1", "event") for _ in range(3)] == [True, True, False]
+    assert [buckets.allow("F1", "telemetry") for _ in range(3)] == [True, True, False]
     t[0] = 100.0  # never more than the burst
-    assert sum(buckets.allow("F1", "camera") for _ in range(10)) == 3
+    assert sum(buckets.allow("F1", "telemetry") for _ in range(10)) == 3
 
 
 def test_a_report_dated_ahead_does_not_decide_the_shown_state(tmp_path):

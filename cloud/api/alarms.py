@@ -58,6 +58,8 @@ def hidden_kinds(who: Principal) -> frozenset[AlarmKind]:
     return HEALTH_KINDS if who.role is Role.POLICE else frozenset()
 # Supervisors read everything; a facility reads its own alarms. Only the police act on them.
 READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR, Role.FACILITY)
+# Response times are computed from every alarm of the span in memory: a year at most.
+MAX_RESPONSE_SPAN = timedelta(days=366)
 STREAM_READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR)
 # A comment line this often keeps proxies from closing an idle stream and reveals dead clients.
 SSE_KEEPALIVE_S = 15.0
@@ -230,6 +232,8 @@ def get_response_times(
     """Raise to acknowledgement and raise to dispatch, per district (drills excluded)."""
     until = until or utcnow()
     since = since or until - timedelta(days=30)
+    if until - since > MAX_RESPONSE_SPAN:
+        raise field_error("query", "since", f"the span may be at most {MAX_RESPONSE_SPAN.days} days")
     with request.app.state.engine.connect() as conn:
         return response_times(conn, since=since, until=until, city=city, kinds=[kind] if kind else None,
                               within=who.within)

@@ -46,6 +46,7 @@ from contracts.timefmt import utcnow
 router = APIRouter(tags=["care"])
 
 CHILD_READERS = (Role.FACILITY, Role.HEALTH)
+MAX_CLUSTER_SPAN = timedelta(days=366)
 HEALTH_READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 ClassPath = Annotated[str, Path(pattern=DEVICE_ID_RE)]
 FacilityQuery = Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)]
@@ -169,6 +170,8 @@ def list_clusters(request: Request, who: Annotated[Principal, Depends(require_ro
     alarms raised since `since` (default: 7 days). Counts only."""
     now = utcnow()
     since = aware(since, "since") or now - timedelta(days=7)
+    if now - since > MAX_CLUSTER_SPAN:
+        raise field_error("query", "since", f"at most {MAX_CLUSTER_SPAN.days} days ago")
     with transaction(request) as conn:
         return ClusterList(items=cluster_items(conn, now, since, facility, within=who.within))
 

@@ -21,6 +21,7 @@ router = APIRouter(tags=["environment"])
 READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 FacilityQuery = Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)]
 MAX_SERIES_POINTS = 5000
+MAX_ROOMS_SPAN = timedelta(days=2)
 
 
 class RoomItem(BaseModel):
@@ -58,6 +59,9 @@ def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(
     since = aware(since, "since")
     if since is not None and since > now:
         raise field_error("query", "since", "is in the future")
+    if since is not None and now - since > MAX_ROOMS_SPAN:
+        # Every reading since then is read to judge a breach: bounded like a series.
+        raise field_error("query", "since", f"at most {int(MAX_ROOMS_SPAN.total_seconds() // 3600)} h ago")
     with transaction(request) as conn:
         states = climate_states(conn, now, since=since, facility=scope_facility(who, facility), within=who.within)
     return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,

@@ -1,10 +1,12 @@
-"""Per-facility token buckets: a gateway that floods the uplink is slowed to its share, so one
-facility cannot starve the others of ingest. Alarms, heartbeats and gateway status are never
-throttled (they are few, and they carry the police path and liveness); telemetry, events,
-camera and retention reports are.
+"""Per-facility token buckets: a gateway that floods the uplink with telemetry is held to its
+share, so one facility cannot starve the others of ingest. Only telemetry is throttled: alarms
+never, and neither events, camera reports, heartbeats nor status, which are few and each a fact
+someone may need. A throttled batch is acknowledged and counted, not stored: the consumer cannot
+hold it without holding the broker's in-flight window for every facility. The burst is sized
+for a gateway draining its outbox after an outage (telemetry goes last in its queue).
 
 Each ingest worker keeps its own buckets: with N workers sharing a subscription a facility may
-reach N times the rate, which the default leaves generous room for anyway."""
+reach N times the rate."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Callable
 
 from contracts.topics import Stream
 
-NEVER_THROTTLED = frozenset({Stream.ALARM.value, Stream.HEARTBEAT.value, Stream.STATUS.value})
+THROTTLED = frozenset({Stream.TELEMETRY.value})
 # Bounded memory whatever facility names arrive: past this many, every bucket starts full again.
 MAX_BUCKETS = 100_000
 
@@ -30,7 +32,7 @@ class FacilityBuckets:
         self._buckets: dict[str, list[float]] = {}  # facility -> [tokens, last refill]
 
     def allow(self, facility: str, stream: str) -> bool:
-        if stream in NEVER_THROTTLED:
+        if stream not in THROTTLED:
             return True
         now = self.clock()
         bucket = self._buckets.get(facility)

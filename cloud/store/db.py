@@ -6,6 +6,7 @@ in and attaches UTC on the way out: callers only ever see aware datetimes."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -278,6 +279,9 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600: it holds children's records and police alarms. SQLite gives its -wal
+            # and -shm files the database file's permissions.
+            os.close(os.open(u.database, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

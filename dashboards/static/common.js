@@ -39,6 +39,7 @@ window.CG = (function () {
       lastAt: "最近", certsTitle: "即将到期的健康证", staffId: "员工", role: "岗位", certKind: "证件",
       expiresOn: "到期日", status: "状态",
       // supervision
+      deadLettersTitle: "拒收消息（按机构）", deadLetters: "拒收条数",
       districtTitle: "各区县合规情况", district: "区县", city: "城市", facilities: "机构数", compliant: "合规",
       warning: "预警", non_compliant: "不合规", facilityFindings: "机构检查结果", score: "得分",
       findings: "问题", rule: "规则", level: "级别", message: "说明", source: "依据", placesTitle: "每千人口托位数",
@@ -91,6 +92,7 @@ window.CG = (function () {
       clustersTitle: "Symptom clusters", symptom: "Symptom", count: "Children", firstAt: "First", lastAt: "Last",
       certsTitle: "Health certificates expiring", staffId: "Staff", role: "Role", certKind: "Certificate",
       expiresOn: "Expires", status: "Status",
+      deadLettersTitle: "Refused messages by facility", deadLetters: "Refused",
       districtTitle: "Compliance by district", district: "District", city: "City", facilities: "Facilities",
       compliant: "Compliant", warning: "Warning", non_compliant: "Non-compliant", facilityFindings: "Facility findings",
       score: "Score", findings: "Findings", rule: "Rule", level: "Level", message: "Message", source: "Source",

@@ -59,6 +59,10 @@
         { key: "kind", label: "colKind", render: (a) => kindName(a.kind) }, { key: "state", label: "colState", render: (a) => t(a.state) },
         { key: "acked_by", label: "ackedBy" },
       ], rowAttrs: (a) => ({ dataset: { alarmId: a.alarm_id }, class: `kind-${a.kind}` }) }),
+      // Messages ingest refused for good, per facility: a gateway sending poison shows up here.
+      deadLetters: new CG.Table($("dead-letters"), { id: "dead-letters-table", csvName: "dead-letters.csv", columns: [
+        { key: "facility", label: "colFacility" }, { key: "dead_letters", label: "deadLetters", num: true },
+      ], load: async () => ({ items: await api("GET", "/api/dashboard/dead-letters"), next_cursor: null }) }),
     };
   }
 
@@ -87,6 +91,7 @@
     $("kpi-cameras").textContent = `${fmtPercent(o.cameras_online.ratio)} (${o.cameras_online.good}/${o.cameras_online.total})`;
     $("kpi-retention").textContent = `${fmtPercent(o.retention_compliant.ratio)} (${o.retention_compliant.good}/${o.retention_compliant.total})`;
     await tables.places.refresh();
+    await tables.deadLetters.refresh();
     CG.showError("");
   }
 
