@@ -246,3 +246,18 @@ def test_tokens_are_hashes_expire_and_revoke_at_once(app, http, tmp_path):
     path.write_text("")
     table.reload()
     assert table.lookup(secret) is None, "a token removed from the file still works after the reload"
+
+
+def test_a_revoked_token_ends_its_open_stream(app, http):
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    made = http.post("/api/tokens", headers=admin, json={"user": "night-desk", "role": "police"}).json()
+    ticket = http.post("/api/stream-tickets", headers={"Authorization": f"Bearer {made['token']}"}).json()["ticket"]
+    app.state.bus = EventBus()
+    with app.state.engine.connect() as conn:
+        record = get_alarms(conn, [ALARM[MINE]])[0]
+    with http.stream("GET", "/api/alarms/stream", params={"ticket": ticket}) as r:
+        assert r.status_code == 200
+        assert http.delete(f"/api/tokens/{made['token_id']}", headers=admin).status_code == 200
+        app.state.bus.publish(record)  # the stream wakes, finds its token revoked, and ends
+        text = "".join(r.iter_text())
+    assert ALARM[MINE] not in text, "an alarm went out on a revoked token's stream"

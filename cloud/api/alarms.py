@@ -120,6 +120,7 @@ async def stream_alarms(
 ) -> StreamingResponse:
     bus = request.app.state.bus
     engine = request.app.state.engine
+    tokens = request.app.state.tokens
     sub = bus.subscribe()
     hidden = {k.value for k in hidden_kinds(who)}
     inside: dict[str, bool] = {}  # facility -> under the caller's jurisdiction, asked once per stream
@@ -138,12 +139,12 @@ async def stream_alarms(
                 try:
                     item = await asyncio.wait_for(sub.get(), SSE_KEEPALIVE_S)
                 except asyncio.TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or not tokens.is_live(who):
                         return
                     yield ": keepalive\n\n"
                     continue
-                if item is CLOSED:
-                    return
+                if item is CLOSED or not tokens.is_live(who):
+                    return  # closing, or the token was revoked or expired meanwhile
                 if item is LAGGED:
                     yield "event: resync\ndata: {}\n\n"
                     continue

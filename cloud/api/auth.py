@@ -21,7 +21,7 @@ import hashlib
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Callable, Iterable, Optional
 
@@ -43,6 +43,7 @@ class Principal:
     role: Role
     facility_id: Optional[str] = None  # set for, and only for, the facility role
     within: Jurisdiction = EVERYWHERE  # police, health, supervisor: the jurisdiction they see
+    token_key: str = field(default="", compare=False, repr=False)  # the token's hash, to ask if it still lives
 
     def may_see(self, facility_id: str) -> bool:
         """The facility-role half of the check; the jurisdiction half needs the registry."""
@@ -93,6 +94,12 @@ class TokenTable:
         return e.sha256, _principal(e.user, e.role, e.facility_id, getattr(e, "jurisdiction", None)), \
             getattr(e, "expires_at", None)
 
+    def is_live(self, principal: Principal) -> bool:
+        """Whether the token `principal` signed in with is still known and unexpired (an open
+        stream asks this before each event: a revoked token's stream ends at once)."""
+        found = self._by_hash.get(principal.token_key)
+        return found is not None and (found[1] is None or utcnow() < found[1])
+
     def reload(self, include_store: bool = True) -> int:
         """Read the tokens file and the API tokens again; returns how many tokens are live. A file
         that fails to load keeps the tokens it gave before (the error is raised to the caller)."""
@@ -103,7 +110,7 @@ class TokenTable:
             with self.engine.connect() as conn:
                 rows += [(r.token_sha256, _principal(r.user, r.role, r.facility_id, r.jurisdiction), r.expires_at)
                          for r in live_token_rows(conn, utcnow())]
-        table = {h: (p, exp) for h, p, exp in rows}
+        table = {h: (replace(p, token_key=h), exp) for h, p, exp in rows}
         with self._lock:
             self._by_hash = table
         return len(table)

@@ -36,7 +36,6 @@ from cloud.store.telemetry import TelemetryStore
 from contracts.envelope import MAX_ENVELOPE_BYTES
 from contracts.errors import ContractError
 from contracts.timefmt import utcnow
-from wire.mqtt_client import redact_url
 from contracts.topics import SHARED_INGEST, UP_WILDCARD
 
 log = logging.getLogger("careguard.cloud.ingest")
