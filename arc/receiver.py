@@ -1,13 +1,32 @@
 """The police alarm centre's DC-09 receiver (ARC): `careguard arc --listen HOST:PORT --accounts FILE [--db PATH]`.
 
-Checks CRC, length, account, key and the timestamp window (-40/+20 s), answers ACK/NAK/DUH
-(see wire.dc09 for which reply means what), ACKs NULL supervision messages, and stores each alarm
-once (arc.store). A bad frame is answered, logged and counted; it never stops the receiver.
+It refuses what it cannot authenticate and answers nobody it has not authenticated:
+- every account has an AES key, or says `plaintext = true` (then it is reported as such at start,
+  and its frames still need a timestamp within the window); an account with neither stops the
+  start with a message naming it;
+- checks run cheapest first: length and header, account, CRC (compiled), AES, content, timestamp
+  window (-40/+20 s, wire.dc09); bad framing, length or CRC, an unsupported token, an unknown
+  account, a wrong key and undecryptable content all get the same answer: none (no oracle for
+  which accounts exist); an authenticated frame gets ACK, NAK (timestamp) or DUH (content);
+- resource limits (the file's [limits]): a connection that delivers no accepted frame within
+  `idle_timeout_s` is closed; so is one whose first frame fails authentication, or that sends
+  `max_bad_frames` failing frames in a row after that (over TCP a sender's frames do not arrive
+  damaged: failing frames are a bug or an attack, and reading more of them only costs CPU); at
+  most `max_connections` at once (a new one evicts the oldest that never authenticated) and
+  `max_per_source` per source address; reject log lines are rate-limited, every reject counted.
+Each alarm is stored once (arc.store). A bad frame never stops the receiver.
 
 Accounts file (TOML):
     [accounts.1234]
-    key = "000102...0F"   # optional, AES key in hex (16, 24 or 32 bytes)
+    key = "000102...0F"   # AES key in hex (16, 24 or 32 bytes)
     facility = "F001"
+
+    [accounts.5678]
+    plaintext = true      # no key: anyone who reaches the receiver can forge this account's alarms
+    facility = "F002"
+
+    [limits]              # optional, defaults shown by `ArcLimits`
+    idle_timeout_s = 60
 """
 
 from __future__ import annotations
@@ -15,10 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import signal
 import socket
+import time
 import tomllib
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -37,14 +59,13 @@ log = logging.getLogger(__name__)
 KNOWN_CODES = frozenset(SIA_CODES.values()) | frozenset(CID_CODES.values()) | {
     PERIODIC_TEST_SIA, PERIODIC_TEST_CID, MANUAL_TEST_SIA, MANUAL_TEST_CID}
 MAX_FRAME_BYTES = 4200
-# Replies that name a frame's fault with DUH (understood as DC-09 but not as content); the rest NAK.
-_DUH_KINDS = frozenset({"token", "format", "code"})
 
 
 class ArcAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: Optional[dc09.AesKeyHex] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes); plain text when unset")
+    key: Optional[dc09.AesKeyHex] = Field(default=None, description="AES key in hex (16, 24 or 32 bytes)")
+    plaintext: bool = Field(default=False, description="no key, on purpose: frames in clear text (forgeable)")
     facility: Optional[str] = Field(default=None, max_length=32)
 
     @property
@@ -52,10 +73,26 @@ class ArcAccount(BaseModel):
         return bytes.fromhex(self.key) if self.key else None
 
 
+class ArcLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    idle_timeout_s: float = Field(default=60.0, gt=0, le=3600,
+                                  description="close a connection with no accepted frame for this long: 3 x the longest "
+                                              "NULL supervision interval expected (gateways send one every 10-20 s)")
+    max_connections: int = Field(default=2048, ge=1, le=100_000,
+                                 description="open connections at most; a new one evicts the oldest never authenticated")
+    max_per_source: int = Field(default=32, ge=1, le=100_000, description="open connections per source address at most")
+    max_bad_frames: int = Field(default=8, ge=1, le=10_000,
+                                description="frames failing authentication in a row that close a connection which had "
+                                            "authenticated before; one that never did is closed at its first")
+    log_interval_s: float = Field(default=10.0, gt=0, description="at most one reject log line per kind this often")
+
+
 class ArcAccountsFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     accounts: dict[str, ArcAccount]
+    limits: ArcLimits = Field(default_factory=ArcLimits)
 
     @field_validator("accounts")
     @classmethod
@@ -72,17 +109,72 @@ class AccountsError(Exception):
     pass
 
 
-def load_accounts(path: str | Path) -> dict[str, ArcAccount]:
+def check_accounts(accounts: Mapping[str, ArcAccount]) -> None:
+    """Refuse an account without a key unless it says plaintext = true (and one that says both)."""
+    for acct, conf in accounts.items():
+        if conf.key is None and not conf.plaintext:
+            raise AccountsError(f"account {acct} has no key: give it key = \"<AES key in hex>\", or plaintext = true "
+                                "to accept forgeable clear-text frames")
+        if conf.key is not None and conf.plaintext:
+            raise AccountsError(f"account {acct} has a key and plaintext = true: remove one")
+
+
+def load_accounts(path: str | Path) -> ArcAccountsFile:
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
-        return ArcAccountsFile.model_validate(data).accounts
+        parsed = ArcAccountsFile.model_validate(data)
     except FileNotFoundError:
         raise AccountsError(f"{p}: no such file") from None
     except tomllib.TOMLDecodeError as exc:
         raise AccountsError(f"{p}: not valid TOML: {exc}") from None
     except ValidationError as exc:
         raise AccountsError(f"{p}: {describe_validation_error(exc)}") from None
+    try:
+        check_accounts(parsed.accounts)
+    except AccountsError as exc:
+        raise AccountsError(f"{p}: {exc}") from None
+    return parsed
+
+
+class RejectLog:
+    """One warning per reject kind per interval, naming how many were not logged since; the counters
+    count them all."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._unlogged: Counter[str] = Counter()
+
+    def __call__(self, kind: str, reason: str, peer: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(kind, -math.inf) < self.interval_s:
+            self._unlogged[kind] += 1
+            return
+        self._last[kind] = now
+        more = self._unlogged.pop(kind, 0)
+        log.warning("ARC rejected %s from %s: %s%s", kind, peer, reason,
+                    f" (and {more} more {kind} rejects unlogged since the last line)" if more else "")
+
+
+@dataclass(eq=False)
+class _Conn:
+    writer: asyncio.StreamWriter
+    source: str
+    opened: float = field(default_factory=time.monotonic)
+    authenticated: bool = False  # has sent a frame the receiver accepted
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+class _Reject(Exception):
+    """A frame refused: `reply` is what to answer (None: nothing)."""
+
+    def __init__(self, kind: str, reason: str, reply: Optional[bytes]):
+        super().__init__(reason)
+        self.kind = kind
+        self.reply = reply
 
 
 class ArcReceiver:
@@ -92,10 +184,13 @@ class ArcReceiver:
     window check); `drop_replies` processes (and stores) that many frames without answering them."""
 
     def __init__(self, accounts: Mapping[str, ArcAccount], *, host: str = "127.0.0.1", port: int = 0,
-                 store: Optional[ArcStore] = None, on_alarm: Optional[Callable[[ArcAlarm], None]] = None,
-                 clock_skew_s: float = 0.0, drop_replies: int = 0):
+                 limits: ArcLimits | None = None, store: Optional[ArcStore] = None,
+                 on_alarm: Optional[Callable[[ArcAlarm], None]] = None, clock_skew_s: float = 0.0,
+                 drop_replies: int = 0):
         self.accounts = {a.upper(): conf for a, conf in accounts.items()}
+        check_accounts(self.accounts)
         self._keys = {a: conf.key_bytes for a, conf in self.accounts.items()}
+        self.limits = limits or ArcLimits()
         self.host = host
         self.port = port
         self.store = store if store is not None else ArcStore()
@@ -103,73 +198,131 @@ class ArcReceiver:
         self.clock_skew = timedelta(seconds=clock_skew_s)
         self.drop_replies = drop_replies
         self.counters: Counter[str] = Counter()
+        self._log_reject = RejectLog(self.limits.log_interval_s)
         self._server: Optional[asyncio.Server] = None
-        self._conns: set[asyncio.StreamWriter] = set()
+        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
+        self._per_source: Counter[str] = Counter()
 
     @property
     def name(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._conns)
+
     def now(self) -> datetime:
         return utcnow() + self.clock_skew
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_FRAME_BYTES)
+        for acct, conf in self.accounts.items():
+            if conf.plaintext:
+                log.warning("ARC account %s is plaintext: its frames are not authenticated and can be forged", acct)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_FRAME_BYTES,
+                                                  backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("ARC receiver listening on %s", self.name)
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            for w in list(self._conns):
-                w.close()
+            for conn in list(self._conns.values()):
+                conn.abort()
             await self._server.wait_closed()
             self._server = None
 
+    # --- connections --------------------------------------------------------------------
+    def _admit(self, conn: _Conn) -> bool:
+        """Room for a new connection under the caps, evicting the oldest unauthenticated one if need be."""
+        if self._per_source[conn.source] >= self.limits.max_per_source:
+            self._reject("per_source_cap", f"{self.limits.max_per_source} connections already open", conn.source)
+            return False
+        if len(self._conns) >= self.limits.max_connections:
+            idle = [c for c in self._conns.values() if not c.authenticated]
+            if not idle:
+                self._reject("connection_cap", f"{self.limits.max_connections} connections open, all authenticated",
+                             conn.source)
+                return False
+            oldest = min(idle, key=lambda c: c.opened)
+            self._forget(oldest)
+            oldest.abort()
+            self.counters["evicted"] += 1
+        self._conns[conn.writer] = conn
+        self._per_source[conn.source] += 1
+        return True
+
+    def _forget(self, conn: _Conn) -> None:
+        if self._conns.pop(conn.writer, None) is not None:
+            self._per_source[conn.source] -= 1
+            if self._per_source[conn.source] <= 0:
+                del self._per_source[conn.source]
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._conns.add(writer)
+        peer = writer.get_extra_info("peername")
+        conn = _Conn(writer, str(peer[0]) if peer else "?")
+        if not self._admit(conn):
+            writer.transport.abort()
+            return
         self.counters["connections"] += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        idle = self.limits.idle_timeout_s
+        deadline = time.monotonic() + idle  # moved on by each accepted frame only: bad frames keep nobody connected
+        bad_in_a_row = 0
         try:
             while True:
                 try:
-                    chunk = await reader.readuntil(b"\r")
+                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                        chunk = await reader.readuntil(b"\r")
+                except TimeoutError:
+                    self.counters["idle_closed"] += 1
+                    break
                 except asyncio.IncompleteReadError:
                     break
                 except asyncio.LimitOverrunError:
-                    self._count_reject("oversize", f"no CR within {MAX_FRAME_BYTES} bytes, dropping the connection")
+                    self._reject("oversize", f"no CR within {MAX_FRAME_BYTES} bytes, dropping the connection", conn.source)
                     break
                 # Bytes before the last LF are line noise, not part of this frame.
                 lf = chunk.rfind(b"\n")
-                reply = self.handle_frame(chunk[lf:] if lf >= 0 else chunk)
+                authenticated, reply = self._process(chunk[lf:] if lf >= 0 else chunk, conn.source)
+                if authenticated:
+                    conn.authenticated = True
+                    bad_in_a_row = 0
+                    deadline = time.monotonic() + idle
+                else:
+                    bad_in_a_row += 1
+                    if not conn.authenticated or bad_in_a_row >= self.limits.max_bad_frames:
+                        self.counters["closed_bad_frames"] += 1
+                        break
                 if reply is not None:
                     writer.write(reply)
-                    await writer.drain()
-        except (ConnectionError, OSError) as exc:
-            log.info("ARC connection ended: %r", exc)
+                    async with asyncio.timeout(idle):
+                        await writer.drain()
+        except (ConnectionError, OSError, TimeoutError) as exc:
+            log.info("ARC connection from %s ended: %r", conn.source, exc)
         finally:
-            self._conns.discard(writer)
+            self._forget(conn)
             writer.close()
 
-    def _count_reject(self, kind: str, reason: str) -> None:
+    def _reject(self, kind: str, reason: str, peer: str) -> None:
         self.counters[f"rejected_{kind}"] += 1
-        log.warning("ARC rejected frame: %s: %s", kind, reason)
+        self._log_reject(kind, reason, peer)
 
-    def handle_frame(self, frame: bytes) -> Optional[bytes]:
-        """The reply to one frame (None: no reply)."""
+    # --- frames -------------------------------------------------------------------------
+    def _process(self, frame: bytes, peer: str) -> tuple[bool, Optional[bytes]]:
+        """(whether the frame authenticated, the reply to it or None). Only an authenticated frame
+        is ever answered, so a reject with a reply is one the account's key (or plaintext) let in."""
         now = self.now()
         try:
-            decoded = dc09.decode_frame(frame, self._keys)
-            dc09.check_timestamp(decoded, now)
-            if decoded.event is not None and decoded.event.code not in KNOWN_CODES:
-                raise dc09.DC09Error("code", f"event code {decoded.event.code!r} not handled here", decoded.header)
-        except dc09.DC09Error as exc:
-            self._count_reject(exc.kind, str(exc))
-            if exc.kind in _DUH_KINDS and exc.header is not None:
-                return dc09.encode_duh(exc.header)
-            return dc09.encode_nak(now=now)
+            decoded = self._authenticate(frame)
+            self._check_content(decoded, now)
+        except _Reject as rej:
+            self._reject(rej.kind, str(rej), peer)
+            return rej.reply is not None, rej.reply
+        return True, self._accept(decoded, now)
+
+    def _accept(self, decoded: dc09.Frame, now: datetime) -> Optional[bytes]:
         header = decoded.header
         if decoded.event is None:
             self.counters["null_ok"] += 1
@@ -186,6 +339,31 @@ class ArcReceiver:
             self.counters["replies_dropped"] += 1
             return None
         return dc09.encode_ack(header, now=now, key=self._keys[header.account])
+
+    def _authenticate(self, frame: bytes) -> dc09.Frame:
+        """Cheapest checks first; until the account's key opened the frame, a reject gets no reply."""
+        try:
+            header, rest = dc09.read_header(frame)
+            if header.account not in self._keys:
+                raise dc09.DC09Error("account", f"unknown account {header.account}", header)
+            dc09.check_crc(frame)
+            key = self._keys[header.account]
+            try:
+                return dc09.open_frame(header, rest, key)
+            except dc09.DC09Error as exc:
+                if exc.kind == "decrypt":
+                    raise
+                raise _Reject(exc.kind, str(exc), dc09.encode_duh(header)) from None
+        except dc09.DC09Error as exc:
+            raise _Reject(exc.kind, str(exc), None) from None
+
+    def _check_content(self, frame: dc09.Frame, now: datetime) -> None:
+        try:
+            dc09.check_timestamp(frame, now)
+        except dc09.DC09Error as exc:
+            raise _Reject(exc.kind, str(exc), dc09.encode_nak(now=now)) from None
+        if frame.event is not None and frame.event.code not in KNOWN_CODES:
+            raise _Reject("code", f"event code {frame.event.code!r} not handled here", dc09.encode_duh(frame.header))
 
     def _record(self, frame: dc09.Frame, now: datetime) -> None:
         ev, header = frame.event, frame.header
@@ -215,7 +393,7 @@ def _host_port(text: str) -> tuple[str, int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", type=_host_port, default=("127.0.0.1", 9000), help="HOST:PORT to listen on")
-    parser.add_argument("--accounts", required=True, help="TOML file of accounts ([accounts.<id>] key, facility)")
+    parser.add_argument("--accounts", required=True, help="TOML file of accounts ([accounts.<id>] key or plaintext, facility) and [limits]")
     parser.add_argument("--db", default="var/arc/arc.sqlite3", help="SQLite file for received alarms")
 
 
@@ -236,7 +414,7 @@ async def _run(receiver: ArcReceiver) -> None:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        accounts = load_accounts(args.accounts)
+        conf = load_accounts(args.accounts)
     except AccountsError as exc:
         print(f"careguard arc: {exc}")
         return 2
@@ -245,7 +423,7 @@ def main(args: argparse.Namespace) -> int:
     store = ArcStore(args.db)
     host, port = args.listen
     try:
-        asyncio.run(_run(ArcReceiver(accounts, host=host, port=port, store=store)))
+        asyncio.run(_run(ArcReceiver(conf.accounts, host=host, port=port, limits=conf.limits, store=store)))
     finally:
         store.close()
     return 0

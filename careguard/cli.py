@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "camera-check": ("edge.video.check", "analyse a video file or URL for camera faults"),
     "retention-check": ("edge.retention.cli", "audit a recordings folder for retention"),
 }
+# `careguard <command> <subcommand>`, for a command whose plain form runs something else.
+SUBCOMMANDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("edge", "provision"): ("edge.broker_auth", "write the local broker's device logins, password file and ACL"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,15 +29,21 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: careguard <command> [options]\n\ncommands:")
         for name, (_, help_) in COMMANDS.items():
             print(f"  {name:16} {help_}")
+        for (name, sub), (_, help_) in SUBCOMMANDS.items():
+            print(f"  {name + ' ' + sub:16} {help_}")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\ncareguard: unknown command {argv[0]!r}", file=sys.stderr)
             return 2
         return 0
-    name = argv[0]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"careguard {name}", description=COMMANDS[name][1])
+    name, rest = argv[0], argv[1:]
+    module_name, description = COMMANDS[name]
+    if rest and (name, rest[0]) in SUBCOMMANDS:
+        module_name, description = SUBCOMMANDS[(name, rest[0])]
+        name, rest = f"{name} {rest[0]}", rest[1:]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"careguard {name}", description=description)
     module.configure(parser)
-    args = parser.parse_args(argv[1:])
+    args = parser.parse_args(rest)
     return int(module.main(args) or 0)
 
 

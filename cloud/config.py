@@ -26,6 +26,7 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     FACILITY = "facility"
     ADMIN = "admin"
+    REGISTRAR = "registrar"  # the registration body's system (登记机关), pushing registrations
 
 
 # Roles whose tokens may be bound to a jurisdiction (a facility token is bound to its facility).
@@ -116,6 +117,13 @@ class CloudConfig(_Strict):
     tls_key: Optional[str] = Field(default=None, description="PEM private key of tls_cert")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
                                 description="largest request body; larger ones are refused before they are read")
+
+    signing_key_path: Path = Field(
+        default=Path("keys/cloud-signing.key"),
+        description="Ed25519 key that signs every down command; made (mode 0600) at first start if absent. Keep it "
+                    "outside the data folder; gateways pin its public key ([uplink] cloud_public_key)")
+    clip_retention_days: int = Field(default=90, ge=1, le=3650,
+                                     description="alarm clips are deleted this long after their alarm (audited)")
 
     @field_validator("broker_url", "db_url", "telemetry_token", mode="before")
     @classmethod

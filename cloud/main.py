@@ -13,22 +13,31 @@ import signal
 import socket
 import sys
 import threading
+from datetime import timedelta
 from typing import Optional
 
 import uvicorn
+
+from wire.envelope_signing import public_key_hex
 
 from cloud.alarms.downlink import Downlink
 from cloud.alarms.events_bus import EventBus
 from cloud.alarms.gateway_watch import GatewayWatch
 from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
+from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
 from cloud.care.health_runner import HealthRunner
 from cloud.config import CloudConfig, ConfigError, data_key_file, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
+from cloud.periodic import PeriodicTask
 from cloud.registry.gateway_ca import GatewayCA
 from cloud.status.snapshots import SnapshotSweeper
 from cloud.store.db import create_schema, make_engine
+from cloud.supervision.inspections import RectificationWatch
+from cloud.video.clips import prune_clips
+from cloud.video.live import LiveHub, request_live_view
+from contracts.timefmt import utcnow
 from wire.mqtt_client import redact_url
 
 log = logging.getLogger("careguard.cloud")
@@ -41,7 +50,8 @@ class CloudService:
         self.config = config
         self.engine = make_engine(config.db_url)
         self.bus = EventBus()
-        self.downlink = Downlink(config.broker_url, f"{config.client_id}-down")
+        self.signing_key = load_or_create(config.signing_key_path)
+        self.downlink = Downlink(config.broker_url, self.signing_key, f"{config.client_id}-down")
         # One worker stays in this process so its alarms reach the live stream at once.
         self.ingest = (make_ingest(config, self.engine, client_id=config.client_id, on_alarms=self._fan_out)
                        if config.ingest_workers == 1 else None)
@@ -54,18 +64,29 @@ class CloudService:
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
         self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
         self.snapshots = SnapshotSweeper(self.engine, keep_days=config.snapshot_retention_days)
+        self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
+                            lambda f, c, until: request_live_view(self.downlink, f, c, until))
+        self.clip_retention = PeriodicTask("clip-retention", 3600.0, self._prune_clips, logger=log,
+                                           what="clip retention")
+        self.notice_bus = EventBus()
+        self.rectification = RectificationWatch(self.engine, self.notice_bus, interval_s=60.0)
         tokens_file = config.tokens_file
         self.tokens = TokenTable(config.tokens, engine=self.engine,
                                  load_entries=(lambda: load_tokens(tokens_file)) if tokens_file else None)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=self.tokens, downlink=self.downlink,
-                              ingest_counters=lambda: self.counters, max_body_bytes=config.max_body_bytes,
-                              hsts=config.tls_cert is not None)
+                              ingest_counters=lambda: self.counters, live_hub=self.live, notice_bus=self.notice_bus,
+                              max_body_bytes=config.max_body_bytes, hsts=config.tls_cert is not None)
         self.app.state.data_key_file = data_key_file(config)
         self.app.state.gateway_ca = GatewayCA(config.gateway_ca_dir) if config.gateway_ca_dir else None
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
         self.port: int = config.port
+
+    @property
+    def public_key_hex(self) -> str:
+        """What each gateway pins as `[uplink] cloud_public_key`."""
+        return public_key_hex(self.signing_key)
 
     @property
     def url(self) -> str:
@@ -87,10 +108,17 @@ class CloudService:
         for row in rows:
             self.bus.publish(row)
 
+    def _prune_clips(self) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            prune_clips(conn, older_than=now - timedelta(days=self.config.clip_retention_days), now=now)
+
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
         self.tokens.reload()  # the API tokens, now that their table exists
         self.downlink.start()
+        self.live.start()
+        self.clip_retention.start()
         if self.ingest is not None:
             self.ingest.start()
         else:
@@ -100,6 +128,7 @@ class CloudService:
         self.escalation.start()
         self.health.start()
         self.snapshots.start()
+        self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -132,10 +161,14 @@ class CloudService:
         return self.workers.wait_ready(timeout)
 
     def stop(self) -> None:
+        self.clip_retention.stop()
+        self.live.stop()
         self.escalation.stop()
         self.health.stop()
         self.snapshots.stop()
+        self.rectification.stop()
         self.bus.close()
+        self.notice_bus.close()
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
@@ -175,6 +208,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-id", help="ingest MQTT client id")
     parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (with HSTS)")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--public-key", action="store_true",
+                        help="print the command signing public key (made if absent) for the gateways to pin, and exit")
 
 
 def _listen(value: Optional[str]) -> dict:
@@ -229,14 +264,21 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.ingest_only:
         return run_ingest_only(config)
-    service = CloudService(config)
+    try:
+        if args.public_key:
+            print(public_key_hex(load_or_create(config.signing_key_path)))
+            return 0
+        service = CloudService(config)
+    except SigningKeyError as exc:
+        print(f"careguard cloud: {exc}", file=sys.stderr)
+        return 2
     try:
         service.start()
     except Exception as exc:
         print(f"careguard cloud: could not start: {exc}", file=sys.stderr)
         return 1
     print(f"careguard cloud: police page {service.url}/police, ingest from {redact_url(config.broker_url)}, "
-          f"store {redact_url(config.db_url)}", flush=True)
+          f"store {redact_url(config.db_url)}, commands signed by {service.public_key_hex}", flush=True)
     if generated:
         print(f"careguard cloud: no tokens configured; police token for this run: {generated}", flush=True)
     _wait_for_signal(on_hangup=service.reload_tokens)

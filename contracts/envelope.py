@@ -18,7 +18,7 @@ from typing import Any, Literal, Optional
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_serializer, model_validator
 
 from contracts.alarms import AlarmBody
 from contracts.errors import ContractError, describe_validation_error
@@ -44,9 +44,11 @@ TYPE_STREAM: dict[str, Stream] = {
     "event.arming": Stream.EVENT,
     "event.latch_reset": Stream.EVENT,
     "event.device_status": Stream.EVENT,
+    "event.security": Stream.EVENT,
     "telemetry.batch": Stream.TELEMETRY,
     "camera.health": Stream.CAMERA,
     "camera.snapshot": Stream.CAMERA,
+    "camera.clip": Stream.CAMERA,
     "retention.report": Stream.RETENTION,
     "heartbeat": Stream.HEARTBEAT,
     "status.gateway": Stream.STATUS,
@@ -58,6 +60,7 @@ class DownType(str, Enum):
     ACK_ALARM = "ack.alarm"
     ARM_SET = "arm.set"
     CONFIG_UPDATE = "config.update"
+    LIVE_VIEW = "live.view"
 
 
 DOWN_TYPES = tuple(t.value for t in DownType)
@@ -91,6 +94,93 @@ class ArmSetBody(BaseModel):
     action: ZoneAction
     zone: DeviceId
     by: str = Field(default="cloud", max_length=128)
+
+
+class SecurityKind(str, Enum):
+    """What a gateway refused because it could not be trusted."""
+    DC09_REPLY_REFUSED = "dc09_reply_refused"  # a police receiver's reply that proves nothing (replayed, plain, mismatched)
+    COMMAND_REFUSED = "command_refused"  # a down command unsigned, wrongly signed, stale, replayed or for another facility
+
+
+class SecurityEventBody(BaseModel):
+    """`event.security`: refusals of this kind from this source since the previous report.
+
+    A gateway under attack reports at most one per kind and source per interval, with `count`."""
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SecurityKind
+    source: str = Field(max_length=128, description="police receiver host:port, or the down topic")
+    reason: str = Field(max_length=512, description="the latest refusal's reason")
+    count: int = Field(ge=1, le=2**31 - 1, description="refusals folded into this report")
+    first_at: AwareDatetime
+
+    @field_serializer("first_at")
+    def _first_at(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class LiveViewBody(BaseModel):
+    """`live.view`: stream one camera to the cloud until `until` (renewed while someone watches)."""
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: DeviceId
+    until: AwareDatetime
+    fps: float = Field(default=2.0, gt=0, le=10)
+    by: str = Field(default="cloud", max_length=128)
+
+    @field_serializer("until")
+    def _until(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+# A clip travels in chunks small enough for one envelope each (base64 grows them by a third).
+CLIP_CHUNK_BYTES = 256 * 1024
+MAX_CLIP_CHUNKS = 400
+
+
+class MissingSpan(BaseModel):
+    """Part of the clip's window with no footage (the camera was offline, or not recording)."""
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime
+    end: AwareDatetime
+
+    @field_serializer("start", "end")
+    def _ts(self, ts: datetime) -> str:
+        return iso_utc(ts)
+
+
+class ClipChunkBody(BaseModel):
+    """`camera.clip`: one chunk of an alarm's video clip (MP4, faststart) of one camera."""
+    model_config = ConfigDict(extra="forbid")
+
+    clip_id: uuid.UUID
+    alarm_id: uuid.UUID
+    camera_id: DeviceId
+    index: int = Field(ge=0, lt=MAX_CLIP_CHUNKS)
+    count: int = Field(ge=1, le=MAX_CLIP_CHUNKS)
+    window_start: AwareDatetime = Field(description="the clip was asked to cover from here")
+    window_end: AwareDatetime
+    start: Optional[AwareDatetime] = Field(default=None, description="first footage in the clip; none: no footage")
+    end: Optional[AwareDatetime] = None
+    missing: list[MissingSpan] = Field(default_factory=list, max_length=100)
+    size: int = Field(ge=0, le=MAX_CLIP_CHUNKS * CLIP_CHUNK_BYTES, description="bytes of the whole clip")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the whole clip")
+    transcoded: bool = Field(description="re-encoded to H.264 (the source codec does not play in a browser)")
+    truncated: bool = Field(default=False, description="cut short by the per-alarm size cap")
+    data_b64: str = Field(default="", max_length=CLIP_CHUNK_BYTES * 4 // 3 + 4)
+
+    @field_serializer("window_start", "window_end", "start", "end")
+    def _ts(self, ts: Optional[datetime]) -> Optional[str]:
+        return iso_utc(ts) if ts is not None else None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClipChunkBody":
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start")
+        return self
 
 
 class TelemetryPoint(BaseModel):
@@ -155,6 +245,8 @@ class Envelope(BaseModel):
     ts: AwareDatetime
     seq: int = Field(ge=0, le=SEQ_MAX)
     body: dict[str, Any] = Field(default_factory=dict)
+    sig: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{86}$",
+                               description="down commands: the cloud's Ed25519 signature of signed_bytes(), base64url")
 
     @field_serializer("ts")
     def _ts(self, ts: datetime) -> str:
@@ -165,7 +257,12 @@ class Envelope(BaseModel):
         return TYPE_STREAM[self.type]
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        return self.model_dump_json(exclude=None if self.sig else {"sig"}).encode()
+
+    def signed_bytes(self) -> bytes:
+        """What a signature covers: every field but `sig`, as JSON with sorted keys, so the bytes a
+        receiver rebuilds from the parsed envelope are the bytes the sender signed."""
+        return orjson.dumps(self.model_dump(mode="json", exclude={"sig"}), option=orjson.OPT_SORT_KEYS)
 
 
 _BODY_MODELS: dict[str, type[BaseModel]] = {
@@ -175,6 +272,8 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {
     "telemetry.batch": TelemetryBatch,
     "camera.health": CameraHealthBody,
     "retention.report": RetentionReportBody,
+    "event.security": SecurityEventBody,
+    "camera.clip": ClipChunkBody,
 }
 
 

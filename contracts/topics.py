@@ -21,6 +21,7 @@ class DownKind(str, Enum):
     ACK = "ack"
     CONFIG = "config"
     ARM = "arm"
+    LIVE = "live"
 
 
 # Local broker (devices <-> edge)
@@ -70,11 +71,29 @@ def down_all(facility_id: str) -> str:
     return f"cg/v1/fac/{facility_id}/down/#"
 
 
+def live(facility_id: str, camera_id: str) -> str:
+    """Live frames of one camera: QoS 0 and outside up/#, so they never enter the durable path."""
+    return f"cg/v1/fac/{facility_id}/live/{camera_id}"
+
+
+def live_all(facility_id: str) -> str:
+    return f"cg/v1/fac/{facility_id}/live/#"
+
+
+LIVE_WILDCARD = "cg/v1/fac/+/live/+"
 UP_WILDCARD = up_all("+")
 SHARED_INGEST = "$share/ingest/" + UP_WILDCARD
 _FACILITY = "(" + FACILITY_ID_RE.strip("^$") + ")"
 _UP_RE = re.compile(r"^cg/v1/fac/" + _FACILITY + r"/up/([a-z]+)$")
 _DOWN_RE = re.compile(r"^cg/v1/fac/" + _FACILITY + r"/down/([a-z]+)$")
+_LIVE_RE = re.compile(r"^cg/v1/fac/" + _FACILITY + r"/live/(" + DEVICE_ID_RE.strip("^$") + r")$")
+
+
+def parse_live_topic(topic: str) -> tuple[str, str]:
+    m = _LIVE_RE.match(topic)
+    if not m:
+        raise ContractError(f"topic {topic!r} is not cg/v1/fac/<facility>/live/<camera>")
+    return m.group(1), m.group(2)
 
 
 def parse_up_topic(topic: str) -> tuple[str, Stream]:

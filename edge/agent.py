@@ -12,10 +12,11 @@ import asyncio
 import base64
 import logging
 import signal
+import threading
 import time
 import uuid
 from collections import OrderedDict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable, Optional
 
 from pydantic import ValidationError
@@ -24,29 +25,53 @@ from contracts import topics
 from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
 from contracts.dc09_codes import CID_CODES, POLICE_KINDS, SIA_CODES
 from contracts.device import DeviceEvent, DeviceTelemetry
-from contracts.envelope import (MAX_TELEMETRY_POINTS, AlarmAckBody, ArmSetBody, DownType, Envelope,
-                                make_envelope)
+from contracts.envelope import (
+    CLIP_CHUNK_BYTES,
+    MAX_TELEMETRY_POINTS,
+    AlarmAckBody,
+    ArmSetBody,
+    ClipChunkBody,
+    DownType,
+    Envelope,
+    LiveViewBody,
+    MissingSpan,
+    SecurityEventBody,
+    SecurityKind,
+    make_envelope,
+)
 from contracts.errors import describe_validation_error
 from contracts.timefmt import iso_utc, utcnow
 from edge.alarms import fault_rules
 from edge.alarms.engine import Action, AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm
 from edge.alarms.journal import AlarmRecord, Journal, PoliceRecord
 from edge.config import ConfigError, EdgeConfig, load_config
+from edge.broker_auth import local_broker_url
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
 from edge.police.dc09_link import PoliceEvent, PoliceLink
 from edge.retention.runner import RetentionRunner
+from edge.security_reports import SecurityReports
+from edge.uplink.command_guard import CommandGuard, CommandRefused
 from edge.uplink.link import Uplink
 from edge.uplink.outbox import Priority
+from edge.video import clips as clip_cutter
 from edge.video.cameras import CameraSupervisor
 from edge.video.health import FaultEvent
+from edge.video.live import LiveStreamer
 from edge.video.recorder import Recorder
+from wire.envelope_signing import load_public_key
 
 log = logging.getLogger("careguard.edge")
+
+DOWNLINK = "downlink"  # the source named in command refusals: the down topics, whatever their tail
 
 TELEMETRY_FLUSH_S = 1.0
 RECENT_ACKS = 100
 ALARM_ID_NAMESPACE = uuid.UUID("5d0f4c8e-3c1b-4f5e-9a57-c4e6a1d2b7f0")
 TICK_S = 1.0
+# Alarms whose scene the police see: snapshots at once, a clip of the zone's cameras after.
+SCENE_KINDS = frozenset({AlarmKind.PANIC, AlarmKind.INTRUSION, AlarmKind.FIRE})
+# The recorder flushes the segment being written every few hundred milliseconds.
+CLIP_SETTLE_S = 2.0
 
 
 def has_restore_code(kind: AlarmKind) -> bool:
@@ -65,6 +90,11 @@ class EdgeAgent:
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
         self.retention: Optional[RetentionRunner] = None
+        self.commands: Optional[CommandGuard] = None
+        self.security = SecurityReports(self._emit_security)
+        self.live: Optional[LiveStreamer] = None
+        self.clips_sent = 0
+        self._stopping = threading.Event()  # ends a clip being cut; its job stays for the next start
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
@@ -81,11 +111,20 @@ class EdgeAgent:
         self.journal = Journal(self.cfg.outbox.path, self.cfg.outbox.max_messages)
         self._seq = int(self.journal.get_state("seq", 0))
         self.engine = AlarmEngine(self.cfg, self.journal.get_state("engine"))
-        self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path)
-        self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down)
-        known = {d for z in self.cfg.zones for d in z.devices}
-        self.devices = DeviceGateway(self.cfg.local_broker, known, loop, self._on_device_message,
-                                     client_id=f"edge-{self.facility}-local")
+        pinned = self.cfg.uplink.cloud_public_key
+        self.commands = CommandGuard(self.journal.conn, load_public_key(pinned) if pinned else None,
+                                     self.cfg.uplink.command_window_s)
+        if pinned is None:
+            log.warning("no [uplink] cloud_public_key pinned: every command from the cloud will be refused")
+        if self.cfg.police.key is None:
+            log.warning("police path is NOT encrypted ([police] key unset): alarms and ACKs on it can be forged")
+        self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path,
+                                 on_security=self._on_police_reply_refused)
+        self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down,
+                             on_down_rejected=self._on_down_rejected)
+        self.devices = DeviceGateway(local_broker_url(self.cfg), self.cfg.native_devices(), loop,
+                                     self._on_device_message, client_id=f"edge-{self.facility}-local",
+                                     mapped=self.cfg.state_topics(), availability=self.cfg.availability_topics())
         await self.police.start()
         # Police events a crash left undelivered go first, in their original order.
         for rec in self.journal.pending_police_events():
@@ -94,6 +133,12 @@ class EdgeAgent:
         self.devices.start()
         self.cameras = CameraSupervisor(self.cfg.cameras, self.cfg.video, loop, self._on_camera_fault)
         self.cameras.start()
+        self.live = LiveStreamer({c.id for c in self.cfg.cameras}, self.cameras.snapshot, self.uplink.publish_live,
+                                 max_kbps=self.cfg.video.live_max_kbps, max_fps=self.cfg.video.live_max_fps)
+        if self.cfg.cameras:
+            self._spawn(self.live.run())
+        for job in self.journal.get_state("clip_jobs", []):
+            self._spawn(self._send_clip(job))
         self.recorder = Recorder(self.cfg.cameras, self.cfg.video)
         self.recorder.start()
         if any(c.record for c in self.cfg.cameras):
@@ -105,9 +150,10 @@ class EdgeAgent:
         if self.cfg.cameras:
             self._spawn(self._periodic(self.cfg.video.health_report_s, self._camera_health))
         log.info("edge agent for %s started: %d zones, %d devices, police %s", self.facility, len(self.cfg.zones),
-                 len(known), ", ".join(r.name for r in self.cfg.police.receivers))
+                 sum(len(z.devices) for z in self.cfg.zones), ", ".join(r.name for r in self.cfg.police.receivers))
 
     async def stop(self) -> None:
+        self._stopping.set()
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -207,13 +253,15 @@ class EdgeAgent:
         why nothing is lost by it)."""
         police: list[PoliceRecord] = []
         panics: list[AlarmRecord] = []
+        clip_jobs: list[dict] = []
         with self.journal.open_deferred():
             for action in actions:
                 if isinstance(action, RaiseAlarm):
                     rec, to_police = self._raise(action)
                     police += to_police
-                    if rec is not None and rec.kind is AlarmKind.PANIC and action.zone and action.zone.cameras:
+                    if rec is not None and rec.kind in SCENE_KINDS and action.zone and action.zone.cameras:
                         panics.append(rec)
+                        clip_jobs += self._clip_jobs(rec, action.zone.cameras)
                 elif isinstance(action, ClearAlarm):
                     police += self._clear(action)
                 elif isinstance(action, LogEvent):
@@ -223,6 +271,8 @@ class EdgeAgent:
             self._spawn(self._deliver(rec))
         for rec in panics:
             self._spawn(self._send_snapshots(rec))
+        for job in clip_jobs:
+            self._spawn(self._send_clip(job))
         if police:
             asyncio.get_running_loop().call_soon(self._commit_and_kick)
         else:
@@ -289,6 +339,58 @@ class EdgeAgent:
             self.journal.set_state("seq", self._seq)
         self.uplink.kick()
 
+    def _clip_jobs(self, alarm: AlarmRecord, cameras: list[str]) -> list[dict]:
+        """One clip per camera of the zone, kept in the journal's state (in the alarm's transaction)
+        so that a restart before the window ends still sends it."""
+        jobs = [{"alarm_id": str(alarm.alarm_id), "camera_id": c, "zone": alarm.zone, "at": iso_utc(alarm.raised_at)}
+                for c in cameras]
+        self.journal.set_state("clip_jobs", self.journal.get_state("clip_jobs", []) + jobs)
+        return jobs
+
+    async def _send_clip(self, job: dict) -> None:
+        """The clip of one camera around an alarm, to the cloud in chunks through the outbox, once its
+        window has been recorded. Behind the DC-09 frame by construction: it waits for the window."""
+        v = self.cfg.video
+        at = datetime.fromisoformat(job["at"])
+        start, end = at - timedelta(seconds=v.clip_before_s), at + timedelta(seconds=v.clip_after_s)
+        await asyncio.sleep(max(0.0, (end - utcnow()).total_seconds() + CLIP_SETTLE_S))
+        camera = next((c for c in self.cfg.cameras if c.id == job["camera_id"]), None)
+        try:
+            if camera is not None and camera.record:
+                segments = await asyncio.to_thread(clip_cutter.find_segments, v.recordings_root / camera.id,
+                                                   start, end, v.segment_s)
+            else:
+                segments = []
+            plan = clip_cutter.plan_clip(segments, start, end)
+            clip = await asyncio.to_thread(clip_cutter.cut_clip, plan, max_bytes=v.clip_max_bytes,
+                                           cancel=self._stopping)
+        except clip_cutter.ClipError as exc:
+            if self._stopping.is_set():
+                return
+            log.error("clip of %s for alarm %s failed: %s", job["camera_id"], job["alarm_id"], exc)
+            clip = clip_cutter.Clip(clip_cutter.plan_clip([], start, end), b"", transcoded=False)
+        self._enqueue_clip(job, clip)
+
+    def _enqueue_clip(self, job: dict, clip: clip_cutter.Clip) -> None:
+        plan = clip.plan
+        count = clip_cutter.chunk_count(clip.data, CLIP_CHUNK_BYTES)
+        clip_id = uuid.uuid5(ALARM_ID_NAMESPACE, f"clip/{job['alarm_id']}/{job['camera_id']}")
+        with self.journal.transaction(durable=True):
+            for index, piece in enumerate(clip_cutter.chunks(clip.data, CLIP_CHUNK_BYTES)):
+                body = ClipChunkBody(clip_id=clip_id, alarm_id=job["alarm_id"], camera_id=job["camera_id"],
+                                     index=index, count=count, window_start=plan.window_start,
+                                     window_end=plan.window_end, start=plan.start, end=plan.end,
+                                     missing=[MissingSpan(start=a, end=b) for a, b in plan.missing],
+                                     size=len(clip.data), sha256=clip.sha256, transcoded=clip.transcoded,
+                                     truncated=clip.truncated, data_b64=base64.b64encode(piece).decode("ascii"))
+                self._enqueue(self._envelope("camera.clip", body.model_dump(mode="json"), utcnow()), Priority.EVENT)
+            self.journal.set_state("clip_jobs", [j for j in self.journal.get_state("clip_jobs", []) if j != job])
+            self.journal.set_state("seq", self._seq)
+        self.clips_sent += 1
+        log.info("clip of %s for alarm %s: %d bytes in %d chunks, %d gaps", job["camera_id"], job["alarm_id"],
+                 len(clip.data), count, len(plan.missing))
+        self.uplink.kick()
+
     def _on_camera_fault(self, ev: FaultEvent) -> None:
         zone = self.zone_of_camera.get(ev.camera_id)
         self.apply([fault_rules.camera_fault(ev, zone)])
@@ -339,6 +441,12 @@ class EdgeAgent:
             self._save_state()
         self.uplink.kick()
 
+    def _on_police_reply_refused(self, receiver: str, reason: str) -> None:
+        self.security.report(SecurityKind.DC09_REPLY_REFUSED, receiver, reason, utcnow())
+
+    def _emit_security(self, body: SecurityEventBody) -> None:
+        self.apply([LogEvent("event.security", utcnow(), body.model_dump(mode="json"))])
+
     def _on_police_path(self, receiver: str, up: bool, reason: str) -> None:
         if up:
             log.info("police path %s up", receiver)
@@ -347,7 +455,20 @@ class EdgeAgent:
         self.apply([fault_rules.police_path(receiver, up, reason, utcnow())])
 
     # --- cloud input --------------------------------------------------------------------
+    def _on_down_rejected(self, topic: str, reason: str) -> None:
+        self.security.report(SecurityKind.COMMAND_REFUSED, DOWNLINK, f"{topic}: {reason}", utcnow())
+
     def _on_down(self, env: Envelope) -> None:
+        """A command from the cloud, carried out only once the guard admits it. The id is on disk
+        before the command acts, so a crash in between loses the command (the cloud shows it
+        unconfirmed and it can be sent again, with a new id) rather than letting a replay in."""
+        try:
+            with self.journal.transaction():
+                self.commands.admit(env, utcnow())
+        except CommandRefused as exc:
+            log.warning("down message %s %s refused: %s", env.type, env.id, exc)
+            self.security.report(SecurityKind.COMMAND_REFUSED, DOWNLINK, f"{env.type} {env.id}: {exc}", utcnow())
+            return
         try:
             if env.type == DownType.ACK_ALARM:
                 ack = AlarmAckBody.model_validate(env.body)
@@ -355,6 +476,10 @@ class EdgeAgent:
                 while len(self.acked_by_cloud) > RECENT_ACKS:
                     self.acked_by_cloud.popitem(last=False)
                 log.info("alarm %s acknowledged by %s", ack.alarm_id, ack.acked_by)
+            elif env.type == DownType.LIVE_VIEW:
+                body = LiveViewBody.model_validate(env.body)
+                if self.live is not None:
+                    self.live.request(body)
             elif env.type == DownType.ARM_SET:
                 cmd = ArmSetBody.model_validate(env.body)
                 self.command(cmd.action.value, cmd.zone, cmd.by)
@@ -377,11 +502,13 @@ class EdgeAgent:
         actions = self.engine.tick(utcnow())
         if actions:
             self.apply(actions)
+        self.security.flush()
 
     def _heartbeat(self) -> None:
         body = {"uptime_s": round(time.monotonic() - self._started_mono, 1),
                 "outbox": self.journal.outbox.count(),
                 "police_paths": self.police.path_states(),
+                "police_encrypted": self.cfg.police.key is not None,
                 "devices_rejected": dict(self.devices.rejected),
                 "latched": self.engine.snapshot()["latched"]}
         self.uplink.publish_direct(self._envelope("heartbeat", body, utcnow()))
@@ -407,6 +534,7 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config)
+        local_broker_url(cfg)  # the provisioned login is there before anything starts
     except ConfigError as exc:
         print(f"careguard edge: bad configuration: {exc}", flush=True)
         return 2

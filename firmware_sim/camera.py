@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Sequence
@@ -30,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from contracts.errors import describe_validation_error
+from firmware_sim.osd import stamp
 from firmware_sim.camera_scene import SCENES, Fault, FaultKind, Scene, frame_at, scene_by_name
 
 log = logging.getLogger("careguard.sim.camera")
@@ -59,16 +61,18 @@ class SimulatedCamera:
     Scene time is seconds since `start()`; faults injected at run time start "now"."""
 
     def __init__(self, scene: Scene, *, host: str = "127.0.0.1", port: int = 0, fps: float = 10.0,
-                 width: int = 640, height: int = 360, faults: Sequence[Fault] = ()):
+                 width: int = 640, height: int = 360, faults: Sequence[Fault] = (), osd: bool = False):
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.scene, self.fps, self.width, self.height = scene, fps, width, height
+        self.osd = osd  # the time burnt into each frame, as real cameras do (firmware_sim/osd.py)
         self._faults: list[Fault] = list(faults)
         self._lock = threading.Condition()
         self._jpeg: Optional[bytes] = None
         self._frame_no = 0
         self._stop = threading.Event()
         self._t0 = 0.0
+        self._t0_wall = 0.0
         self._threads: list[threading.Thread] = []
         self.frames_sent = 0
         self.server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -125,6 +129,11 @@ class SimulatedCamera:
             with self._lock:
                 faults = list(self._faults)
             frame = frame_at(self.scene, t, self.width, self.height, faults)
+            if frame is not None and self.osd:
+                # A frozen camera repeats one frame, its clock included.
+                frozen = [f.start_s for f in faults if f.kind is FaultKind.FROZEN and f.active(t)]
+                shown = frozen[0] if frozen else t
+                frame = stamp(frame.copy(), datetime.fromtimestamp(self._t0_wall + shown, timezone.utc))
             jpeg = None if frame is None else encode_jpeg(frame)
             with self._lock:
                 self._jpeg = jpeg
@@ -143,6 +152,7 @@ class SimulatedCamera:
 
     def start(self) -> "SimulatedCamera":
         self._t0 = time.monotonic()
+        self._t0_wall = time.time()
         for target in (self._render_loop, self.server.serve_forever):
             thread = threading.Thread(target=target, name=f"simcam-{self.port}", daemon=True)
             thread.start()
@@ -305,6 +315,7 @@ def add_camera_commands(subparsers) -> None:
     cam.add_argument("--size", default="640x360", help="WIDTHxHEIGHT (default 640x360, a sub-stream)")
     cam.add_argument("--fault", action="append", default=[], help=fault_help)
     cam.add_argument("--duration", type=float, help="stop after S seconds (default: run until stopped)")
+    cam.add_argument("--osd", action="store_true", help="burn the time into each frame, as real cameras do")
     cam.set_defaults(camera_command="camera")
 
     clip = subparsers.add_parser("clip", help="write a labelled video clip of a simulated camera")
@@ -342,7 +353,7 @@ def run_camera_command(args: argparse.Namespace) -> int:
             print(json.dumps({"out": args.out, "labels": [lb.model_dump() for lb in labels]}))
             return 0
         camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width, height=height,
-                                 faults=faults)
+                                 faults=faults, osd=args.osd)
     except (ValueError, OSError) as exc:
         print(f"careguard sim {args.camera_command}: {exc}", file=sys.stderr)
         return 2

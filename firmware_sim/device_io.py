@@ -13,11 +13,11 @@ import socket
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Self, Union
 from uuid import uuid4
 
 import paho.mqtt.client as mqtt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from wire.mqtt_client import make_client
 from contracts import topics
@@ -49,42 +49,42 @@ def initial_seq() -> int:
     return int(time.time() * 1000)
 
 
-class DeviceLink:
-    """One device's connection to the gateway's broker: retained `online` on every (re)connect,
-    last will `offline` (retained), QoS 1 for everything it sends.
+class MqttLink:
+    """One MQTT connection of a simulated device or bridge, QoS 1 for everything it sends. With a
+    `status_topic`: retained `online` on every (re)connect and the last will `offline` (retained).
 
-    `announce_status=False` gives a link that only injects events (`careguard sim press`),
-    so that its coming and going does not mark the device online or offline."""
+    Credentials come from the broker URL (`mqtt://user:pass@host:port`) or `username`/`password`."""
 
-    def __init__(self, broker_url: str, device_id: str, *, announce_status: bool = True,
-                 keepalive: int = DEFAULT_KEEPALIVE_S, seq_start: Optional[int] = None):
-        if not re.match(DEVICE_ID_RE, device_id):
-            raise ValueError(f"device_id {device_id!r} must match {DEVICE_ID_RE}")
+    def __init__(self, broker_url: str, client_id: str, *, name: str, status_topic: Optional[str] = None,
+                 online: str = STATUS_ONLINE, offline: str = STATUS_OFFLINE, keepalive: int = DEFAULT_KEEPALIVE_S,
+                 username: Optional[str] = None, password: Optional[str] = None):
         self.broker_url = broker_url
-        self.device_id = device_id
-        self.announce_status = announce_status
+        self.name = name
+        self.status_topic = status_topic
+        self.online_payload, self.offline_payload = online, offline
         self.keepalive = keepalive
-        self._client, self._addr = make_client(broker_url, f"sim-{device_id}-{uuid4().hex[:8]}")
-        self._seq = itertools.count(initial_seq() if seq_start is None else seq_start)
-        self._seq_lock = threading.Lock()
+        self._client, self._addr = make_client(broker_url, client_id)
+        if username is not None:
+            self._client.username_pw_set(username, password)
         self._connected = threading.Event()
+        self._answered = threading.Event()  # the broker accepted or refused the CONNECT
         self._online_info: Optional[mqtt.MQTTMessageInfo] = None
         self._refusal: Optional[str] = None
-        self.events_sent = 0
-        self.telemetry_sent = 0
-        if announce_status:
-            self._client.will_set(topics.dev_status(device_id), STATUS_OFFLINE, qos=QOS, retain=True)
+        if status_topic is not None:
+            self._client.will_set(status_topic, offline, qos=QOS, retain=True)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self._refusal = str(reason_code)
+            self._answered.set()
             return
-        if self.announce_status:
+        if self.status_topic is not None:
             # Also after a reconnect: the broker may have published our will in between.
-            self._online_info = client.publish(topics.dev_status(self.device_id), STATUS_ONLINE, qos=QOS, retain=True)
+            self._online_info = client.publish(self.status_topic, self.online_payload, qos=QOS, retain=True)
         self._connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
@@ -93,18 +93,20 @@ class DeviceLink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    def connect(self, timeout: float = 5.0) -> "DeviceLink":
-        """Connect and, with status, wait until `online` is at the broker.
-        Raises BrokerUnreachable naming the broker when that takes longer than `timeout`."""
+    def connect(self, timeout: float = 5.0) -> Self:
+        """Connect and, with a status topic, wait until `online` is at the broker. Raises
+        BrokerUnreachable naming the broker when refused (at once: bad credentials do not get
+        better by waiting) or not done within `timeout`."""
         deadline = time.monotonic() + timeout
         self._client.connect_timeout = timeout
         self._client.connect_async(self._addr.host, self._addr.port, keepalive=self.keepalive)
         self._client.loop_start()
-        if not self._connected.wait(timeout):
+        self._answered.wait(timeout)
+        if not self._connected.is_set():
             self._client.disconnect()
             self._client.loop_stop()
             why = f"refused: {self._refusal}" if self._refusal else "TCP connection refused or timed out"
-            raise BrokerUnreachable(f"broker {self.broker_url} not reachable within {timeout:g} s ({why})")
+            raise BrokerUnreachable(f"broker {_safe_url(self.broker_url)} not reachable within {timeout:g} s ({why})")
         if self._online_info is not None:
             self.wait_acked([self._online_info], max(deadline - time.monotonic(), 0.0), what="online status")
         return self
@@ -113,30 +115,10 @@ class DeviceLink:
         """For a sender that must confirm delivery: paho queues a message published while the link
         is down and sends it on reconnect, but its PUBACK can then no longer be awaited."""
         if not self._connected.wait(timeout):
-            raise TimeoutError(f"device {self.device_id}: not connected to broker {self.broker_url} "
-                               f"within {timeout:g} s")
+            raise TimeoutError(f"{self.name}: not connected to broker {_safe_url(self.broker_url)} within {timeout:g} s")
 
-    def make_event(self, kind: DeviceEventKind, ts: datetime) -> DeviceEvent:
-        with self._seq_lock:
-            seq = next(self._seq)
-        return DeviceEvent(id=uuid4(), device_id=self.device_id, ts=ts, event=kind, seq=seq)
-
-    def send_event(self, kind: DeviceEventKind, ts: datetime) -> tuple[DeviceEvent, mqtt.MQTTMessageInfo]:
-        ev = self.make_event(kind, ts)
-        info = self._client.publish(topics.dev_event(self.device_id), ev.model_dump_json(), qos=QOS)
-        self.events_sent += 1
-        return ev, info
-
-    def make_telemetry(self, ts: datetime, readings: dict[str, float],
-                       battery_pct: Optional[float] = None) -> DeviceTelemetry:
-        return DeviceTelemetry(id=uuid4(), device_id=self.device_id, ts=ts, readings=readings,
-                               battery_pct=battery_pct)
-
-    def send_telemetry(self, tm: DeviceTelemetry) -> mqtt.MQTTMessageInfo:
-        # While disconnected paho keeps QoS 1 messages and sends them on reconnect, each with its own ts.
-        info = self._client.publish(topics.dev_telemetry(self.device_id), tm.model_dump_json(), qos=QOS)
-        self.telemetry_sent += 1
-        return info
+    def publish(self, topic: str, payload: Union[str, bytes], *, retain: bool = False) -> mqtt.MQTTMessageInfo:
+        return self._client.publish(topic, payload, qos=QOS, retain=retain)
 
     def wait_acked(self, infos: list[mqtt.MQTTMessageInfo], timeout: float, *, what: str) -> None:
         """Block until the broker has PUBACKed every message; TimeoutError names `what` if not."""
@@ -145,14 +127,14 @@ class DeviceLink:
             try:
                 info.wait_for_publish(max(deadline - time.monotonic(), 0.0))
             except (RuntimeError, ValueError) as exc:
-                raise TimeoutError(f"{what}: not accepted by broker {self.broker_url}: {exc}") from None
+                raise TimeoutError(f"{what}: not accepted by broker {_safe_url(self.broker_url)}: {exc}") from None
             if not info.is_published():
-                raise TimeoutError(f"{what}: broker {self.broker_url} did not acknowledge within {timeout:g} s")
+                raise TimeoutError(f"{what}: broker {_safe_url(self.broker_url)} did not acknowledge within {timeout:g} s")
 
     def close(self, timeout: float = 5.0) -> None:
         """A clean goodbye: retained `offline`, then DISCONNECT (which suppresses the will)."""
-        if self.announce_status and self.connected:
-            info = self._client.publish(topics.dev_status(self.device_id), STATUS_OFFLINE, qos=QOS, retain=True)
+        if self.status_topic is not None and self.connected:
+            info = self.publish(self.status_topic, self.offline_payload, retain=True)
             try:
                 self.wait_acked([info], timeout, what="offline status")
             except TimeoutError as exc:
@@ -170,11 +152,61 @@ class DeviceLink:
         self._connected.clear()
 
 
+def _safe_url(url: str) -> str:
+    """A broker URL fit for a message: without its password."""
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+class DeviceLink(MqttLink):
+    """One CareGuard device's connection to the gateway's broker, on `cg/dev/{device_id}/...`.
+
+    `announce_status=False` gives a link that only injects events (`careguard sim press`),
+    so that its coming and going does not mark the device online or offline."""
+
+    def __init__(self, broker_url: str, device_id: str, *, announce_status: bool = True,
+                 keepalive: int = DEFAULT_KEEPALIVE_S, seq_start: Optional[int] = None,
+                 username: Optional[str] = None, password: Optional[str] = None):
+        if not re.match(DEVICE_ID_RE, device_id):
+            raise ValueError(f"device_id {device_id!r} must match {DEVICE_ID_RE}")
+        super().__init__(broker_url, f"sim-{device_id}-{uuid4().hex[:8]}", name=f"device {device_id}",
+                         status_topic=topics.dev_status(device_id) if announce_status else None,
+                         keepalive=keepalive, username=username, password=password)
+        self.device_id = device_id
+        self.announce_status = announce_status
+        self._seq = itertools.count(initial_seq() if seq_start is None else seq_start)
+        self._seq_lock = threading.Lock()
+        self.events_sent = 0
+        self.telemetry_sent = 0
+
+    def make_event(self, kind: DeviceEventKind, ts: datetime) -> DeviceEvent:
+        with self._seq_lock:
+            seq = next(self._seq)
+        return DeviceEvent(id=uuid4(), device_id=self.device_id, ts=ts, event=kind, seq=seq)
+
+    def send_event(self, kind: DeviceEventKind, ts: datetime) -> tuple[DeviceEvent, mqtt.MQTTMessageInfo]:
+        ev = self.make_event(kind, ts)
+        info = self.publish(topics.dev_event(self.device_id), ev.model_dump_json())
+        self.events_sent += 1
+        return ev, info
+
+    def make_telemetry(self, ts: datetime, readings: dict[str, float],
+                       battery_pct: Optional[float] = None) -> DeviceTelemetry:
+        return DeviceTelemetry(id=uuid4(), device_id=self.device_id, ts=ts, readings=readings,
+                               battery_pct=battery_pct)
+
+    def send_telemetry(self, tm: DeviceTelemetry) -> mqtt.MQTTMessageInfo:
+        # While disconnected paho keeps QoS 1 messages and sends them on reconnect, each with its own ts.
+        info = self.publish(topics.dev_telemetry(self.device_id), tm.model_dump_json())
+        self.telemetry_sent += 1
+        return info
+
+
 def connect_button(broker_url: str, device_id: str, *, announce_status: bool = True, timeout: float = 5.0,
-                   battery_pct: float = 100.0, heartbeat_s: float = 60.0) -> Button:
+                   battery_pct: float = 100.0, heartbeat_s: float = 60.0, username: Optional[str] = None,
+                   password: Optional[str] = None) -> Button:
     """A connected button, ready to press. Close it with `button.link.close()`."""
-    return Button(DeviceLink(broker_url, device_id, announce_status=announce_status).connect(timeout),
-                  battery_pct=battery_pct, heartbeat_s=heartbeat_s)
+    link = DeviceLink(broker_url, device_id, announce_status=announce_status, username=username, password=password)
+    return Button(link.connect(timeout), battery_pct=battery_pct, heartbeat_s=heartbeat_s)
 
 
 SIMULATED_KINDS = frozenset({DeviceKind.PANIC_BUTTON}) | ANALOGUE_KINDS | EVENT_KINDS
@@ -193,6 +225,13 @@ class DeviceSpec(BaseModel):
     drift_per_hour: Optional[float] = Field(default=None, description="drift fault rate; metric default if unset")
     fault_value: Optional[float] = Field(default=None, description="stuck/out_of_range value; default if unset")
     battery_pct: float = Field(default=100.0, ge=0, le=100)
+    username: Optional[str] = Field(default=None, description="broker login; the device id when only a password is given")
+    password: Optional[SecretStr] = Field(default=None, description="broker password (`careguard edge provision` issues it)")
+
+    def login(self) -> tuple[Optional[str], Optional[str]]:
+        if self.password is None:
+            return self.username, None
+        return self.username or self.device_id, self.password.get_secret_value()
 
     @model_validator(mode="after")
     def _fault_fits_kind(self) -> "DeviceSpec":
@@ -313,7 +352,9 @@ class SensorFleet:
         now = utcnow()
         try:
             for spec in self.specs:
-                link = DeviceLink(self.broker_url, spec.device_id, keepalive=self.keepalive)
+                username, password = spec.login()
+                link = DeviceLink(self.broker_url, spec.device_id, keepalive=self.keepalive, username=username,
+                                  password=password)
                 self._devices[spec.device_id] = self._build(spec, link, now)
                 link.connect(self.connect_timeout)
         except BaseException:

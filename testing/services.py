@@ -73,16 +73,18 @@ class BrokerTls:
 class Mosquitto:
     """A Mosquitto broker on loopback, with the settings DESIGN.md asks for (nodelay, deep queues).
 
-    `acl` maps a username to its (password, [ACL lines]); without it, anonymous access. With
-    `tls`, its one listener speaks TLS only (a plain connection is refused); with
+    `acl` maps a username to its (password, [ACL lines]); `auth_files` is a (password file, ACL
+    file) pair written elsewhere (`careguard edge provision`); without either, anonymous access.
+    With `tls`, its one listener speaks TLS only (a plain connection is refused); with
     `use_identity_as_username`, `acl` passwords are unused."""
 
     def __init__(self, port: int | None = None, *, acl: dict[str, tuple[str, list[str]]] | None = None,
-                 max_queued: int = 1_000_000, persistence: bool = True, workdir: str | None = None,
-                 tls: BrokerTls | None = None):
+                 auth_files: tuple[Path, Path] | None = None, max_queued: int = 1_000_000, persistence: bool = True,
+                 workdir: str | None = None, tls: BrokerTls | None = None):
         self.port = port or free_port()
         self.tls = tls
         self.acl = acl
+        self.auth_files = auth_files
         self.max_queued = max_queued
         self.persistence = persistence
         self._own_dir = workdir is None
@@ -120,7 +122,9 @@ class Mosquitto:
                       f"use_identity_as_username {'true' if t.use_identity_as_username else 'false'}"]
             if t.crlfile:
                 lines.append(f"crlfile {t.crlfile}")
-        if self.acl is None:
+        if self.auth_files is not None:
+            lines += ["allow_anonymous false", f"password_file {self.auth_files[0]}", f"acl_file {self.auth_files[1]}"]
+        elif self.acl is None:
             lines.append("allow_anonymous true")
         else:
             acl_file = self.dir / "acl"

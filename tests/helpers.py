@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import AsyncIterator, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -85,3 +85,24 @@ def logged_in_page(browser, url: str, token: str, **page_options):
     page.get_by_label("访问令牌", exact=True).fill(token)
     page.get_by_role("button", name="进入").click()
     return page, errors
+
+
+@asynccontextmanager
+async def police_and_agent(make_config: Callable[[int], dict], account: str, key: str | None,
+                           hits: list) -> AsyncIterator:
+    """A police receiver recording into `hits` (the account encrypted with `key` unless None), and
+    an edge agent built from `make_config(receiver_port)` reporting to it, subscribed to its
+    devices; both stopped after."""
+    from arc.receiver import ArcAccount, ArcReceiver
+    from edge.agent import EdgeAgent
+    from edge.config import parse_config
+    arc = ArcReceiver({account: ArcAccount(key=key, plaintext=key is None)}, on_alarm=hits.append)
+    await arc.start()
+    agent = EdgeAgent(parse_config(make_config(arc.port)))
+    try:
+        await agent.start()
+        await asyncio.wait_for(agent.devices.connected.wait(), 15)
+        yield agent
+    finally:
+        await agent.stop()
+        await arc.close()

@@ -147,7 +147,7 @@ def test_facts_from_the_store_with_city_profile(tmp_path):
             env("retention.report", {"cameras": [{"camera_id": "cam1", "achieved_days": 31.0}]}, now),
             env("camera.health", {"cameras": [{"camera_id": "cam1", "state": "streaming", "fault": None}]},
                 now - timedelta(seconds=5)),
-            env("heartbeat", {}, now - timedelta(seconds=5))])
+            env("heartbeat", {"police_encrypted": True}, now - timedelta(seconds=5))])
         conn.execute(alarms.insert().values(
             alarm_id=str(uuid.uuid4()), facility="JN1", kind="test", severity="warning", source="z1", state="cleared",
             detail={}, sort_ts=now - timedelta(days=2), raised_at=now - timedelta(days=2),
@@ -159,4 +159,15 @@ def test_facts_from_the_store_with_city_profile(tmp_path):
         report = facility_compliance(conn, "JN1", now)
         assert [x.rule for x in report.findings] == ["children_areas_covered"]
         assert report.findings[0].evidence["cameras"] == {"cam1": "covered"}
+        conn.execute(envelopes.insert(), [env("heartbeat", {"police_encrypted": False}, now)])
+        report = facility_compliance(conn, "JN1", now)
+        assert [x.rule for x in report.findings] == ["police_path_encrypted", "children_areas_covered"]
     engine.dispose()
+
+
+def test_unencrypted_police_path_is_a_finding():
+    assert rules_failed(facts(police_encrypted=True)) == set() == rules_failed(facts(police_encrypted=None))
+    report = evaluate(facts(police_encrypted=False), NATIONAL, NOW)
+    assert [(x.rule, x.level) for x in report.findings] == [("police_path_encrypted", Level.BREACH)]
+    assert report.findings[0].message.startswith("police path not encrypted")
+    assert report.status is Status.NON_COMPLIANT

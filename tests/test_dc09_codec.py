@@ -168,3 +168,50 @@ def test_encode_rejects_bad_arguments():
         dc09.encode_null(account="12", seq=1, now=NOW)
     with pytest.raises(ValueError, match="timezone"):
         dc09.encode_null(account="1234", seq=1, now=NOW.replace(tzinfo=None))
+
+
+def _mutate(frame: bytes, edits: list[tuple[int, int]]) -> bytes:
+    out = bytearray(frame)
+    for pos, byte in edits:
+        out[pos % len(out)] = byte
+    return bytes(out)
+
+
+SAMPLES = [_frame(), _frame(key=bytes(range(16))), dc09.encode_null(account="1234", seq=1, now=NOW),
+           dc09.encode_ack(dc09.Header("SIA-DCS", True, 5, None, "0", "1234"), now=NOW, key=bytes(range(16))),
+           dc09.encode_nak(now=NOW)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=5000),
+                     st.builds(_mutate, st.sampled_from(SAMPLES),
+                               st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=8))))
+def test_decoders_raise_only_dc09_errors(raw):
+    """Random and mutated bytes: every decoder either decodes or raises DC09Error naming the fault."""
+    for decode in (lambda b: dc09.decode_frame(b, {"1234": None}), lambda b: dc09.decode_frame(b, {"1234": bytes(range(16))}),
+                   lambda b: dc09.decode_response(b, key=bytes(range(16))), dc09.decode_response):
+        try:
+            decode(raw)
+        except dc09.DC09Error as exc:
+            assert exc.kind and str(exc).startswith(exc.kind)
+
+
+def test_check_ack():
+    header = dc09.Header("SIA-DCS", True, 5, None, "0", "1234")
+    key = bytes(range(16))
+
+    def check(reply_bytes, sent_at=NOW, now=NOW, encrypted=True):
+        dc09.check_ack(dc09.decode_response(reply_bytes, key=key), seq=5, account="1234", encrypted=encrypted,
+                       sent_at=sent_at, now=now, tolerance_s=2)
+
+    check(dc09.encode_ack(header, now=NOW, key=key))
+    check(dc09.encode_ack(header, now=NOW - timedelta(seconds=3), key=key))  # 1 s resolution + 2 s tolerance
+    for reply, reason in ((dc09.encode_ack(header, now=NOW - timedelta(seconds=4), key=key), "older than the frame"),
+                          (dc09.encode_ack(header, now=NOW + timedelta(seconds=21), key=key), "ahead"),
+                          (dc09.encode_ack(dc09.Header("SIA-DCS", False, 5, None, "0", "1234"), now=NOW), "plain ACK"),
+                          (dc09.encode_ack(dc09.Header("SIA-DCS", True, 6, None, "0", "1234"), now=NOW, key=key), "sequence"),
+                          (dc09.encode_ack(dc09.Header("SIA-DCS", True, 5, None, "0", "9999"), now=NOW, key=key), "account"),
+                          (dc09.encode_duh(header), "DUH")):
+        with pytest.raises(dc09.DC09Error, match=reason):
+            check(reply)
+    check(dc09.encode_ack(dc09.Header("SIA-DCS", False, 5, None, "0", "1234"), now=NOW), encrypted=False)

@@ -4,13 +4,13 @@ simulated buttons, and the agent itself in-process or as a process killed with S
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 import json
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from wire.mqtt_client import make_client
@@ -20,22 +20,26 @@ from contracts import topics
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceEvent, DeviceEventKind
 from contracts.envelope import make_envelope
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from contracts.timefmt import utcnow
 from edge.agent import EdgeAgent
 from edge.config import parse_config
 from edge.devices import DeviceGateway
 from edge.alarms.journal import Journal
 from firmware_sim import connect_button
-from helpers import sync_until, until
+from helpers import police_and_agent, sync_until, until
+from wire.envelope_signing import public_key_hex, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "1234"
 KEY = "000102030405060708090a0b0c0d0e0f"
+CLOUD_KEY = Ed25519PrivateKey.generate()  # the cloud's command signing key, as the gateways pin it
 
 
 def edge_config(local: str, uplink: str, receivers: list[int], tmp: Path, **police) -> dict:
     return {
-        "facility_id": "F1", "local_broker": local, "uplink": {"broker": uplink, "heartbeat_s": 1},
+        "facility_id": "F1", "local_broker": local,
+        "uplink": {"broker": uplink, "heartbeat_s": 1, "cloud_public_key": public_key_hex(CLOUD_KEY)},
         "police": {"account": ACCOUNT, "receivers": [{"host": "127.0.0.1", "port": p} for p in receivers],
                    "ack_timeout_s": 0.5, "connect_timeout_s": 0.5, "supervision_interval_s": 0.5,
                    "retry_backoff_max_s": 0.2, **police},
@@ -52,20 +56,11 @@ def alarms_received(arc_hits, code=None):
     return [a for a in arc_hits if code is None or a.code == code]
 
 
-@asynccontextmanager
-async def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
+def agent_and_receiver(mosquitto, uplink_broker, tmp_path, hits, key=None):
     """A police receiver recording into `hits` and an edge agent reporting to it, both stopped after."""
-    arc = ArcReceiver({ACCOUNT: ArcAccount(key=key)}, on_alarm=hits.append)
-    await arc.start()
     police = {"key": key} if key else {}
-    agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [arc.port], tmp_path, **police)))
-    await agent.start()
-    await agent.devices.connected.wait()
-    try:
-        yield agent
-    finally:
-        await agent.stop()
-        await arc.close()
+    return police_and_agent(lambda port: edge_config(mosquitto.url, uplink_broker.url, [port], tmp_path, **police),
+                            ACCOUNT, key, hits)
 
 
 def test_press_reaches_police_and_cloud_with_one_alarm_id(mosquitto, uplink_broker, collector_factory, tmp_path):
@@ -97,7 +92,7 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
     dead_primary = free_port()
 
     async def scenario():
-        backup = ArcReceiver({ACCOUNT: ArcAccount()}, on_alarm=hits.append)
+        backup = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, on_alarm=hits.append)
         await backup.start()
         agent = EdgeAgent(parse_config(edge_config(mosquitto.url, uplink_broker.url, [dead_primary, backup.port],
                                                    tmp_path)))
@@ -109,7 +104,7 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
         assert await until(lambda: any(e["body"]["source"] == f"police:127.0.0.1:{dead_primary}"
                                        for e in cloud.of_type("alarm.raised")))
         # The primary comes back: supervision clears its police_link_down alarm.
-        primary = ArcReceiver({ACCOUNT: ArcAccount()}, port=dead_primary)
+        primary = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, port=dead_primary)
         await primary.start()
         assert await until(lambda: any(e["body"]["kind"] == "police_link_down" for e in cloud.of_type("alarm.cleared")))
         button.link.close()
@@ -121,6 +116,40 @@ def test_primary_down_backup_gets_it_and_path_down_is_raised(mosquitto, uplink_b
     assert hits[0].code == "PA" and hits[0].zone == 2
     delivered = cloud.of_type("alarm.delivered")
     assert delivered and delivered[0]["body"]["receiver"] != f"127.0.0.1:{dead_primary}"
+
+
+def test_police_path_failure_reaches_the_cloud_within_the_supervision_bound(mosquitto, uplink_broker,
+                                                                           collector_factory, tmp_path):
+    """Measured, not summed: the time from the receiver going away to the police_link_down alarm the
+    cloud receives, from the alarm's own origin time, against the bound the configuration sets
+    (the next NULL within one interval, failing within a connect or reply timeout)."""
+    cloud = collector_factory(uplink_broker.url)
+    cfg = parse_config(edge_config(mosquitto.url, uplink_broker.url, [free_port()], tmp_path, key=KEY,
+                                   supervision_interval_s=1.0))
+    police = cfg.police
+
+    async def scenario():
+        arc = ArcReceiver({ACCOUNT: ArcAccount(key=KEY)}, port=police.receivers[0].port)
+        await arc.start()
+        agent = EdgeAgent(cfg)
+        await agent.start()
+        try:
+            assert await until(lambda: agent.police.path_states() == {arc.name: True})
+            assert await until(lambda: cloud.of_type("heartbeat"))
+            assert cloud.of_type("heartbeat")[-1]["body"]["police_encrypted"] is True
+            killed_at = utcnow()
+            await arc.close()
+            assert await until(lambda: [e for e in cloud.of_type("alarm.raised")
+                                        if e["body"]["kind"] == "police_link_down"])
+            return killed_at
+        finally:
+            await agent.stop()
+
+    killed_at = asyncio.run(scenario())
+    (raised,) = [e for e in cloud.of_type("alarm.raised") if e["body"]["kind"] == "police_link_down"]
+    detected_after = datetime.fromisoformat(raised["ts"]) - killed_at
+    bound = timedelta(seconds=police.supervision_interval_s + police.connect_timeout_s + police.ack_timeout_s)
+    assert timedelta(seconds=-0.001) <= detected_after <= bound, detected_after
 
 
 def test_bad_device_input_is_counted_and_does_not_stop_the_agent(mosquitto, uplink_broker, collector_factory, tmp_path):
@@ -164,7 +193,8 @@ def test_reset_sends_restore_and_drill_is_a_test(mosquitto, uplink_broker, colle
             pub.connect(addr.host, addr.port)
             pub.loop_start()
             for action in ("disarm", "reset", "test"):
-                env = make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"}, source="cloud")
+                env = sign(make_envelope("F1", "arm.set", {"action": action, "zone": "class1", "by": "officer-7"},
+                                         source="cloud"), CLOUD_KEY)
                 pub.publish(topics.down("F1", "arm"), env.to_bytes(), qos=1).wait_for_publish(5)
             pub.loop_stop()
             assert await until(lambda: [h.code for h in hits] == ["PA", "PR", "TX"])
@@ -211,7 +241,7 @@ def test_sigkill_right_after_press_is_delivered_after_restart(mosquitto, uplink_
         button.link.close()
 
         async def receive():
-            arc = ArcReceiver({ACCOUNT: ArcAccount()}, port=arc_port, on_alarm=hits.append)
+            arc = ArcReceiver({ACCOUNT: ArcAccount(plaintext=True)}, port=arc_port, on_alarm=hits.append)
             await arc.start()
             p2 = await asyncio.to_thread(start_agent)
             try:

@@ -44,7 +44,7 @@ def test_panic_snapshot_and_camera_fault(mosquitto, uplink_broker, collector_fac
     hits = []
 
     async def scenario():
-        arc = ArcReceiver({"1234": ArcAccount()}, on_alarm=hits.append)
+        arc = ArcReceiver({"1234": ArcAccount(plaintext=True)}, on_alarm=hits.append)
         await arc.start()
         agent = EdgeAgent(config(mosquitto.url, uplink_broker.url, arc.port, camera.url, tmp_path))
         await agent.start()

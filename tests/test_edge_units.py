@@ -43,11 +43,13 @@ def ev(device, kind, ts=T0):
 def test_example_config_loads():
     cfg = load_config(EXAMPLE)
     assert cfg.facility_id == "F001" and len(cfg.police.receivers) == 2
+    assert cfg.police.key_bytes and cfg.uplink.cloud_public_key  # keys on by default
 
 
 @pytest.mark.parametrize("mutate, named", [
     (lambda c: c["police"].update(account="xyz"), "police.account"),
     (lambda c: c["police"].update(key="00ff"), "police.key"),
+    (lambda c: c["uplink"].update(cloud_public_key="abcd"), "uplink.cloud_public_key"),
     (lambda c: c["police"].update(receivers=[]), "police.receivers"),
     (lambda c: c.update(facility_id="bad/id"), "facility_id"),
     (lambda c: c["zones"][1].update(number=1), "zone number 1 appears twice"),

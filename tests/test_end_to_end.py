@@ -27,13 +27,16 @@ def test_press_to_police_page_and_acknowledge_back_to_the_gateway(mosquitto, upl
 
     cloud = CloudService(CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}",
                                      port=0, client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+                                     signing_key_path=tmp_path / "keys" / "cloud.key",
                                      tokens=[TokenEntry(token=POLICE, user="officer-zhao", role="police")])).start()
     hits = []
     arc_port = free_port()
-    arc = ArcReceiver({"2001": ArcAccount(facility="F9")}, port=arc_port, on_alarm=hits.append)
+    aes = "00112233445566778899aabbccddeeff"
+    arc = ArcReceiver({"2001": ArcAccount(facility="F9", key=aes)}, port=arc_port, on_alarm=hits.append)
     edge_cfg = {
-        "facility_id": "F9", "local_broker": mosquitto.url, "uplink": {"broker": uplink_broker.url},
-        "police": {"account": "2001", "receivers": [{"host": "127.0.0.1", "port": arc_port}]},
+        "facility_id": "F9", "local_broker": mosquitto.url,
+        "uplink": {"broker": uplink_broker.url, "cloud_public_key": cloud.public_key_hex},
+        "police": {"account": "2001", "key": aes, "receivers": [{"host": "127.0.0.1", "port": arc_port}]},
         "outbox": {"path": str(tmp_path / "edge.sqlite3")},
         "zones": [{"id": "toddlers", "number": 7, "kind": "panic", "devices": ["F9-btn"]}],
     }
@@ -81,12 +84,12 @@ def test_cloud_away_then_back_nothing_lost_nothing_duplicated(mosquitto, uplink_
     from firmware_sim import SensorFleet
 
     cloud = CloudService(CloudConfig(broker_url=uplink_broker.url, db_url=f"sqlite:///{tmp_path / 'cloud.db'}",
-                                     port=0, client_id="ingest-away",
+                                     port=0, client_id="ingest-away", signing_key_path=tmp_path / "cloud.key",
                                      tokens=[TokenEntry(token=POLICE, user="officer-zhao", role="police")])).start()
     witness = collector_factory(uplink_broker.url, "witness")  # sees what the gateway published
     hits = []
     arc_port = free_port()
-    arc = ArcReceiver({"2001": ArcAccount()}, port=arc_port, on_alarm=hits.append)
+    arc = ArcReceiver({"2001": ArcAccount(plaintext=True)}, port=arc_port, on_alarm=hits.append)
     runtime = EdgeRuntime(arc, [{
         "facility_id": "F9", "local_broker": mosquitto.url, "uplink": {"broker": uplink_broker.url, "heartbeat_s": 1},
         "police": {"account": "2001", "receivers": [{"host": "127.0.0.1", "port": arc_port}]},

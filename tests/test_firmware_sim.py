@@ -367,3 +367,36 @@ def test_cli_device_runs_until_sigterm(mosquitto, tap):
     assert proc.returncode == 0, err
     assert {tm.readings["co2"] for tm in readings} == {METRICS["co2"].out_of_range_value}
     assert retained_status(mosquitto.url, "cli-co2") == ("offline", True)
+
+
+def test_cli_zigbee2mqtt_bridge_publishes_as_zigbee2mqtt_does(mosquitto):
+    tap = Tap(mosquitto.url, "zigbee2mqtt/#")
+    proc = subprocess.Popen([sys.executable, "-m", "careguard", "sim", "zigbee2mqtt", "--broker", mosquitto.url,
+                             "--device", "class1/sos=sos", "--device", "nap/air=climate", "--report", "0.1"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert tap.next(on_topic("zigbee2mqtt/bridge/state")).payload == b"online"
+        assert tap.next(on_topic("zigbee2mqtt/class1/sos/availability")).payload == b"online"
+        state = json.loads(tap.next(on_topic("zigbee2mqtt/class1/sos")).payload)
+        assert "action" not in state and state["battery"] == 100  # action is never in the cached state
+        climate = json.loads(tap.next(on_topic("zigbee2mqtt/nap/air")).payload)
+        assert {"temperature", "humidity", "co2", "battery", "linkquality"} <= set(climate)
+        click = careguard("zigbee2mqtt-click", "--broker", mosquitto.url, "--friendly-name", "class1/sos",
+                          "--action", "emergency")
+        assert click.returncode == 0, click.stderr
+        assert json.loads(tap.next(lambda m: m.topic == "zigbee2mqtt/class1/sos" and b"action" in m.payload).payload
+                          )["action"] == "emergency"
+        proc.terminate()
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        tap.close()
+    assert proc.returncode == 0, err
+    bridge_state = Tap(mosquitto.url, "zigbee2mqtt/bridge/state")
+    try:
+        msg = bridge_state.next(lambda m: True)
+    finally:
+        bridge_state.close()
+    assert (msg.payload, msg.retain) == (b"offline", True)

@@ -111,8 +111,10 @@ def get(http, role: str, path: str, **params):
     return http.get(path, params=params, headers={"Authorization": f"Bearer {TOKENS[role]}"})
 
 
-def _leaks(text: str) -> list[str]:
-    return [marker for marker in (OTHER, AWAY[2], ALARM[OTHER], f"name-{OTHER}") if marker in text]
+def _leaks(text: str, district: bool = True) -> list[str]:
+    """What of the other district `text` shows: its facility, records, and (`district`) its name."""
+    markers = (OTHER, ALARM[OTHER], f"name-{OTHER}", f"addr-{OTHER}") + ((AWAY[2],) if district else ())
+    return [marker for marker in markers if marker in text]
 
 
 # (role, path, params): each lists the home district's records, and must hold nothing of the other.
@@ -194,7 +196,8 @@ def test_the_stream_carries_the_home_district_only(app, http):
 
 def _no_other_district(ctx, response, case) -> None:
     if 200 <= response.status_code < 300:
-        leaks = _leaks(response.text)
+        # The compliance profiles name districts as reference data, not as records of them.
+        leaks = _leaks(response.text, district=case.path != "/api/compliance/profiles")
         assert not leaks, f"{case.method} {case.formatted_path}: shows {leaks}"
 
 
@@ -203,6 +206,8 @@ def test_fuzzed_requests_with_a_bound_token_never_show_the_other_district(app, r
     schema = schemathesis.openapi.from_asgi("/openapi.json", app,
                                             headers={"Authorization": f"Bearer {TOKENS['admin']}"}
                                             ).exclude(path="/api/alarms/stream").exclude(method=["PUT", "DELETE"])
+    # This app runs no live hub, so the route answers 503 first; its scope check is the clip routes' one.
+    schema = schema.exclude(path="/api/facilities/{facility_id}/cameras/{camera_id}/live")
     for result in schema.get_all_operations():
         operation = result.ok()
 

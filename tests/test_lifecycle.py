@@ -22,6 +22,7 @@ from cloud.alarms.lifecycle import (EscalationCandidate, EscalationPolicy, Escal
 from cloud.registry.records import FacilityRegistration, register_facility, uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope
+from helpers import store_url
 
 POLICE = "police-token-0123456789"
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
@@ -38,9 +39,15 @@ def _facility(conn, fid: str, n: int, district: str) -> None:
         "district": {"province": "山东省", "city": "济宁市", "district": district, "street": "s"}}), T0)
 
 
-@pytest.fixture
-def engine(tmp_path):
-    eng = make_engine(f"sqlite:///{tmp_path / 'cloud.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    # Both stores: an insert's row count is not what it is on SQLite everywhere (see store.db.inserted).
+    with store_url(request, tmp_path, "life") as url:
+        yield from _engine(url)
+
+
+def _engine(url: str):
+    eng = make_engine(url)
     create_schema(eng)
     with eng.begin() as conn:
         _facility(conn, "F1", 1, "任城区")

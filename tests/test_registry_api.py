@@ -87,7 +87,8 @@ def test_register_round_trip_with_gateway_and_devices(api):
     assert fac["capacity"] == {"infant": 10, "toddler": 30, "older": 0, "mixed": 0}
     assert fac["enrolment"] == {"infant": 9, "toddler": 22, "older": 0, "mixed": 0}
     assert gw["mqtt_username"] == "JN-R1.gw-r1"
-    assert gw["acl"] == "user JN-R1.gw-r1\ntopic write cg/v1/fac/JN-R1/up/#\ntopic read cg/v1/fac/JN-R1/down/#\n"
+    assert gw["acl"] == ("user JN-R1.gw-r1\ntopic write cg/v1/fac/JN-R1/up/#\ntopic write cg/v1/fac/JN-R1/live/#\n"
+                         "topic read cg/v1/fac/JN-R1/down/#\n")
     with api.engine.connect() as conn:
         stored = conn.execute(sa.select(gateway_credentials.c.password_hash)).scalar_one()
     assert gw["password"] not in stored and verify_password(gw["password"], stored)

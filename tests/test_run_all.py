@@ -25,11 +25,16 @@ def test_make_run_system_end_to_end(tmp_path):
             assert proc.poll() is None, log.read_text()
             time.sleep(0.1)
         text = log.read_text()
-        press_broker = re.search(r"sim press --broker (\S+)", text).group(1)
+        press_broker, credentials = re.search(r"sim press --broker (\S+) --credentials (\S+)", text).groups()
         token = re.search(r"^\s+police\s+(\S+)$", text, re.M).group(1)
         url = re.search(r"dashboards\s+(http://127\.0\.0\.1:\d+)/police", text).group(1)
+        # The local broker takes logins only: without one the press is refused; with its own it goes through.
+        anonymous = subprocess.run([sys.executable, "-m", "careguard", "sim", "press", "--broker", press_broker,
+                                    "--device-id", "F001-btn-2"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert anonymous.returncode == 1 and "Not authorized" in anonymous.stderr
         out = subprocess.run([sys.executable, "-m", "careguard", "sim", "press", "--broker", press_broker,
-                              "--device-id", "F001-btn-2"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+                              "--credentials", credentials, "--device-id", "F001-btn-2"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         pressed = json.loads(out.stdout)
         alarm = None

@@ -24,7 +24,7 @@ from cloud.alarms.events_bus import EventBus
 from cloud.alarms.records import AlarmRecord, UtcTime, get_alarms, record_audit, record_step
 from cloud.periodic import PeriodicTask
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
-from cloud.store.db import alarms, escalations, facilities, upsert_insert
+from cloud.store.db import alarms, escalations, facilities, inserted, upsert_insert
 from contracts.alarms import DEFAULT_SEVERITY, AlarmKind, AlarmState, Severity
 from contracts.timefmt import utcnow
 
@@ -200,7 +200,7 @@ def apply_escalation(conn: Connection, due: EscalationDue, policy: EscalationPol
     ins = upsert_insert(conn.dialect.name, escalations).values(
         alarm_id=due.alarm_id, facility=due.facility, n=due.n, at=now, notified_role=policy.notify_role,
         unacked_s=due.unacked_s).on_conflict_do_nothing(index_elements=["alarm_id", "n"])
-    if conn.execute(ins).rowcount != 1:
+    if not inserted(conn, ins, escalations.c.id):
         return False
     record_step(conn, alarm_id=due.alarm_id, facility=due.facility, step="escalated" if due.n == 0 else "renotified",
                 n=due.n, at=now, actor="cloud",

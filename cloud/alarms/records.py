@@ -19,7 +19,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
-from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, upsert_insert
+from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, inserted, upsert_insert
 from cloud.store.paging import BadCursor, Page, decode_cursor, encode_cursor, keyset, trim
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState
 from contracts.envelope import Envelope
@@ -75,8 +75,7 @@ def record_step(conn: Connection, *, alarm_id: str, facility: str, step: str, at
     """Add one step to an alarm's history; False when (alarm_id, step, n) was recorded before."""
     ins = upsert_insert(conn.dialect.name, alarm_events).values(
         alarm_id=alarm_id, facility=facility, step=step, n=n, at=at, actor=actor, detail=detail or {})
-    result = conn.execute(ins.on_conflict_do_nothing(index_elements=["alarm_id", "step", "n"]))
-    return result.rowcount == 1
+    return inserted(conn, ins.on_conflict_do_nothing(index_elements=["alarm_id", "step", "n"]), alarm_events.c.id)
 
 
 _ENVELOPE_STEP = {"alarm.raised": "raised", "alarm.cleared": "cleared", "alarm.delivered": "delivered"}
@@ -276,3 +275,11 @@ def list_audit_page(conn: Connection, *, limit: int, cursor: Optional[str], acto
     rows = conn.execute(q.order_by(a.id.desc()).limit(limit + 1)).all()
     nxt = encode_cursor([rows[limit - 1].id]) if len(rows) > limit else None
     return Page[AuditEntry](items=[AuditEntry.model_validate(dict(r._mapping)) for r in rows[:limit]], next_cursor=nxt)
+
+
+def active_alarm_kinds(conn: Connection, facility_id: str) -> set[AlarmKind]:
+    """The kinds of the facility's active alarms."""
+    a = alarms.c
+    kinds = conn.execute(select(a.kind).distinct().where(a.facility == facility_id,
+                                                         a.state == AlarmState.ACTIVE.value)).scalars()
+    return {AlarmKind(k) for k in kinds if k in AlarmKind._value2member_map_}

@@ -37,7 +37,7 @@ from cloud.alarms.records import (
     list_alarms,
     list_escalations_page,
 )
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
 from cloud.registry.jurisdiction import facility_visible
@@ -255,7 +255,7 @@ def _alarm_in_scope(request: Request, who: Principal, alarm_id: UUID) -> AlarmRe
     rec = get_alarm(request.app.state.engine, alarm_id)
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(request, who, rec.facility)
+    forbid_outside_scope(request, who, rec.facility)
     return rec
 
 

@@ -22,14 +22,26 @@ from cloud.api import (
     care,
     commands,
     compliance,
+    credit,
     dashboard,
     devices,
     environment,
     facilities,
+    fees,
+    filings,
+    findings,
     gateways,
+    incidents,
+    inspections,
+    notices,
+    public,
+    reports,
     staff,
     statistics,
+    subsidies,
     tokens as token_routes,
+    uploads,
+    video,
 )
 from cloud.api.auth import Principal, StreamTickets, TokenTable, require_role
 from cloud.api.hardening import BodyLimit, SecurityHeaders
@@ -37,6 +49,8 @@ from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
 from cloud.ingest.counters import merge_counters
 from cloud.store.paging import BadCursor
+from cloud.supervision.uploads import MAX_UPLOAD_BYTES
+from cloud.video.live import LiveHub
 from dashboards import PAGES, STATIC_DIR, render_page
 
 
@@ -67,12 +81,14 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
-               ingest_counters: Optional[Callable[[], dict]] = None, max_body_bytes: int = 1024 * 1024,
+               ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None,
+               notice_bus: Optional[EventBus] = None, max_body_bytes: int = 1024 * 1024,
                hsts: bool = False) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders, hsts=hsts)
     # Added last, so it runs first: an oversized body is refused before anything else looks at it.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # Uploads (inspection photos and documents) are the one route that needs more.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, larger={"/api/uploads": MAX_UPLOAD_BYTES})
 
     @app.exception_handler(BadCursor)
     def _bad_cursor(_request, exc: BadCursor) -> JSONResponse:
@@ -83,9 +99,15 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.stream_tickets = StreamTickets()
     app.state.downlink = downlink
+    app.state.live_hub = live_hub
+    # Supervision notices have their own bus: the alarm stream's subscribers never see them.
+    app.state.notice_bus = notice_bus or EventBus()
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
-                   compliance.router, audit.router, care.router, environment.router, statistics.router, commands.router, dashboard.router,
-                   token_routes.router):
+                   compliance.router, audit.router, care.router, environment.router, statistics.router,
+                   commands.router, dashboard.router, video.router, token_routes.router):
+        app.include_router(router, responses=ERROR_RESPONSES)
+    for router in (uploads.router, inspections.router, findings.router, incidents.router, notices.router,
+                   filings.router, fees.router, subsidies.router, reports.router, credit.router, public.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

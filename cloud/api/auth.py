@@ -22,15 +22,16 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime
 from typing import Callable, Iterable, Optional
 
 from fastapi import HTTPException, Request, status
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cloud.config import JURISDICTION_ROLES, Role, TokenEntry
 from cloud.registry.api_tokens import live_token_rows
-from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facility_visible, parse_jurisdiction, show
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facility_in, parse_jurisdiction, show
 from contracts.timefmt import utcnow
 
 STREAM_TICKET_TTL_S = 30.0
@@ -42,12 +43,21 @@ class Principal:
     user: str
     role: Role
     facility_id: Optional[str] = None  # set for, and only for, the facility role
-    within: Jurisdiction = EVERYWHERE  # police, health, supervisor: the jurisdiction they see
+    jurisdiction: Optional[str] = None  # "province[/city[/district]]" an authority's token is limited to
     token_key: str = field(default="", compare=False, repr=False)  # the token's hash, to ask if it still lives
+
+    @cached_property
+    def within(self) -> Jurisdiction:
+        """The jurisdiction as the query functions take it; () for everywhere."""
+        return parse_jurisdiction(self.jurisdiction)
 
     def may_see(self, facility_id: str) -> bool:
         """The facility-role half of the check; the jurisdiction half needs the registry."""
         return self.role is not Role.FACILITY or self.facility_id == facility_id
+
+    def covers(self, province: str, city: str, district: str) -> bool:
+        """Whether a facility in province/city/district lies within this token's jurisdiction."""
+        return (province, city, district)[:len(self.within)] == self.within
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,7 @@ def _principal(user: str, role: Role | str, facility_id: Optional[str], jurisdic
     within = parse_jurisdiction(jurisdiction)
     if within and role not in JURISDICTION_ROLES:
         raise ValueError(f"token of user {user!r}: only police, health and supervisor tokens take a jurisdiction")
-    return Principal(user, role, facility_id, within)
+    return Principal(user, role, facility_id, "/".join(within) or None)
 
 
 class TokenTable:
@@ -195,15 +205,29 @@ def require_role(*roles: Role | str, allow_ticket: bool = False) -> Callable[[Re
     return dependency
 
 
-def forbid_other_facility(request: Request, who: Principal, facility_id: str) -> None:
-    """403 unless `who` may read or act on `facility_id`: its own facility for a facility token,
-    one filed under its jurisdiction for a bound token."""
+def forbid_other_facility(who: Principal, facility_id: str) -> None:
+    """403 unless a facility token asks about its own facility (the jurisdiction is not checked:
+    see `forbid_outside_scope`)."""
     if not who.may_see(facility_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail=f"a facility token for {who.facility_id!r} may not access facility {facility_id!r}")
-    if who.within and not facility_visible(request.app.state.engine, facility_id, who.within):
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                detail=f"facility {facility_id!r} is outside the jurisdiction {show(who.within)!r}")
+
+
+def forbid_outside_scope(request: Request, who: Principal, facility_id: str) -> None:
+    """403 unless `who` may read or act on `facility_id`: its own facility for a facility token,
+    one filed under its jurisdiction for a bound token."""
+    forbid_other_facility(who, facility_id)
+    if who.within:
+        with request.app.state.engine.connect() as conn:
+            check_in_scope(conn, who, facility_id)
+
+
+def check_in_scope(conn: Connection, who: Principal, facility_id: str) -> None:
+    """`forbid_outside_scope` on a connection the caller holds."""
+    forbid_other_facility(who, facility_id)
+    if who.within and not facility_in(conn, facility_id, who.within):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail=f"facility {facility_id!r} is outside the jurisdiction {show(who.within)!r}")
 
 
 def forbid_outside_jurisdiction(who: Principal, path: str) -> None:

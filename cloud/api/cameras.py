@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
@@ -69,7 +69,7 @@ def read_snapshot(request: Request, facility_id: FacilityPath,
                   alarm_id: Optional[UUID] = None) -> Response:
     """The newest snapshot of the camera (of one alarm, with `alarm_id`). The police read one only
     while the facility has an active alarm. Every read, and every refusal, is audited."""
-    forbid_other_facility(request, who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     now = utcnow()
     target = f"{facility_id}/{camera_id}"
     with transaction(request) as conn:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from pydantic import BaseModel
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import aware, field_error, transaction
 from cloud.care.health_rules import local_day
 from cloud.care.privacy import PrivacyError, app_cipher
@@ -107,7 +107,7 @@ def get_roster(request: Request, class_id: ClassPath, who: Annotated[Principal, 
     fid = scope_facility(who, facility)
     if fid is None:
         raise field_error("query", "facility", "required for the health role")
-    forbid_other_facility(request, who, fid)
+    forbid_outside_scope(request, who, fid)
     cipher = _cipher(request)
     with transaction(request) as conn:
         try:
@@ -138,7 +138,7 @@ def list_checks(request: Request, who: Annotated[Principal, Depends(require_role
     fid = scope_facility(who, facility)
     if fid is None:
         raise field_error("query", "facility", "required for the health role")
-    forbid_other_facility(request, who, fid)
+    forbid_outside_scope(request, who, fid)
     day = date_ or local_day(utcnow(), NATIONAL.care)
     cipher = _cipher(request)
     with transaction(request) as conn:
@@ -181,7 +181,7 @@ def list_clusters(request: Request, who: Annotated[Principal, Depends(require_ro
 def post_staff_record(request: Request, staff_id: ClassPath, body: StaffRecordIn,
                       who: Annotated[Principal, Depends(require_role(Role.ADMIN, Role.HEALTH, Role.FACILITY))]):
     """Record a staff member's health certificate, yearly check or training (the latest of each kind stands)."""
-    forbid_other_facility(request, who, body.facility)
+    forbid_outside_scope(request, who, body.facility)
     with transaction(request) as conn:
         return record_staff_record(conn, staff_id, body, user=who.user, now=utcnow())
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.compliance.profiles import Profile, all_profiles
@@ -41,6 +41,6 @@ def list_profiles(_who: Annotated[Principal, Depends(require_role(*READERS))]) -
 @router.get("/{facility_id}", response_model=ComplianceReport)
 def read_compliance(request: Request, facility_id: FacilityPath,
                     who: Annotated[Principal, Depends(require_role(*READERS))]) -> ComplianceReport:
-    forbid_other_facility(request, who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return facility_compliance(conn, facility_id, utcnow())

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.auth import Principal, forbid_outside_scope, require_role
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
@@ -49,7 +49,7 @@ def get_police_card(request: Request, facility_id: FacilityPath,
                     zone: Annotated[Optional[str], Query(pattern=DEVICE_ID_RE)] = None) -> PoliceCard:
     """What the facility card needs beyond GET /api/facilities/{id}, which the police may not
     read elsewhere: the guards, and which cameras look at the alarm's zone."""
-    forbid_other_facility(request, who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return police_card(conn, facility_id, zone)
 
@@ -58,7 +58,7 @@ def get_police_card(request: Request, facility_id: FacilityPath,
 def get_facility_status(request: Request, facility_id: FacilityPath,
                         who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.SUPERVISOR, Role.ADMIN))]
                         ) -> FacilityStatus:
-    forbid_other_facility(request, who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return facility_status(conn, facility_id)
 

@@ -4,7 +4,7 @@ reads the body, and the security headers of a page that holds children's and pol
 The body limit answers 413 from the Content-Length header alone, before authentication and
 before any parsing, and counts the bytes of a body sent without one (chunked), refusing it as
 soon as it passes the limit: a multi-gigabyte upload costs the server next to nothing.
-No route needs more than the default (1 MiB: the largest is a facility's registration)."""
+The default (1 MiB) covers every JSON body; the routes that take files name their own limit."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Pages load their scripts and styles from /static only: no inline script, no framing.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-                           "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-                           "frame-ancestors 'none'")
+                           "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+                           "form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = (
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -39,23 +39,26 @@ async def _answer(send: Send, status: int, detail: str) -> None:
 
 
 class BodyLimit:
-    """413 for a request body over `max_bytes`, checked before the application reads it."""
+    """413 for a request body over `max_bytes` (or over `larger[path]` on those paths), checked
+    before the application reads it."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.larger = larger or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope["path"], self.default_bytes)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
                 await _answer(send, 400, "Content-Length is not a number")
                 return
-            if int(length) > self.max_bytes:
-                await _answer(send, 413, f"request body over {self.max_bytes} bytes")
+            if int(length) > limit:
+                await _answer(send, 413, f"request body of {int(length)} bytes is larger than {limit} bytes")
                 return
         seen = 0
         started = answered = False
@@ -67,11 +70,11 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     # Answered here, whatever the application makes of the disconnect it now sees.
                     answered = True
                     if not started:
-                        await _answer(send, 413, f"request body over {self.max_bytes} bytes")
+                        await _answer(send, 413, f"request body larger than {limit} bytes")
                     return {"type": "http.disconnect"}
             return message
 
@@ -83,7 +86,13 @@ class BodyLimit:
                 started = True
             await send(message)
 
-        await self.app(scope, counted_receive, tracked_send)
+        try:
+            await self.app(scope, counted_receive, tracked_send)
+        except Exception:
+            if not answered:
+                raise
+            # The application failed on the body cut off under it (a client disconnect, to it):
+            # the client already has its 413.
 
 
 class SecurityHeaders:

@@ -127,6 +127,17 @@ class FieldCipher:
         except (binascii.Error, ValueError, InvalidTag):
             raise PrivacyError(f"cannot decrypt a field of {context}: wrong key or moved value") from None
 
+    def encrypt_bytes(self, plaintext: bytes, context: str) -> bytes:
+        """Media (clips, pictures) at rest: nonce + AES-GCM ciphertext, bound to `context`."""
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, context.encode())
+
+    def decrypt_bytes(self, sealed: bytes, context: str) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context.encode())
+        except (ValueError, InvalidTag):
+            raise PrivacyError(f"cannot decrypt {context}: wrong key or moved value") from None
+
     def reference(self, *parts: str) -> str:
         """A stable keyed hash of `parts`: equal inputs give equal references, nothing reverses it."""
         msg = "\x1f".join(unicodedata.normalize("NFKC", p).strip().casefold() for p in parts)

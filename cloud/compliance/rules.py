@@ -6,7 +6,8 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: only its time (the gateway watching the 24-hour zones is alive);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive) and `police_encrypted`
+  (whether its DC-09 path to the police runs with AES);
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -38,6 +39,8 @@ from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
 from cloud.store.paging import Page, keyset, trim
+from cloud.supervision.fees import FeeReport, fee_report
+from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
 
@@ -116,8 +119,11 @@ class FacilityFacts(BaseModel):
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
+    police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
+    overdue_rectifications: list[Overdue] = Field(default_factory=list, description="open findings past deadline")
+    fees: Optional[FeeReport] = Field(default=None, description="fee standards against the profile's 普惠 caps")
 
 
 # --- reading the store ------------------------------------------------------------------------
@@ -173,10 +179,14 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
                                          now - timedelta(seconds=profile.children_areas_covered.value))
     heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
+    encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
+    facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
     facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
+    facts.overdue_rectifications = overdue_findings(conn, now, facility_id)
+    facts.fees = fee_report(conn, facility_id)
     return facts
 
 
@@ -242,6 +252,18 @@ def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
                                 + ("ever" if age is None else f"for {age:.0f} s (at most {req.value:g} s)"),
                                 req.source, **evidence))
     return findings, evidence, req.source
+
+
+POLICE_PATH_ENCRYPTED_SOURCE = ("CareGuard platform rule: 与公安机关联网的报警通道应加密，防止报警信息被伪造、重放或压制"
+                                "（SIA DC-09 AES; EN 50136-1 substitution and information security）")
+
+
+def rule_police_path_encrypted(f: FacilityFacts, p: Profile, now: datetime):
+    evidence = {"police_encrypted": f.police_encrypted, "last_heartbeat": f.last_heartbeat}
+    if f.police_encrypted is False:
+        return [_breach("police_path_encrypted", "police path not encrypted: alarms to the police can be forged "
+                        "and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, POLICE_PATH_ENCRYPTED_SOURCE
+    return [], evidence, POLICE_PATH_ENCRYPTED_SOURCE
 
 
 def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
@@ -430,9 +452,29 @@ def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
     return findings, {"ledger": c.drill_ledger}, source
 
 
+def rule_rectification_overdue(f: FacilityFacts, p: Profile, now: datetime):
+    findings = [_breach("rectification_overdue", f"finding {o.finding_id} ({o.item_id}, {o.severity}): not rectified "
+                        f"by {o.deadline}", RECTIFICATION_SOURCE, finding_id=o.finding_id, item_id=o.item_id,
+                        deadline=o.deadline, escalated=o.escalated)
+                for o in f.overdue_rectifications]
+    return findings, {"overdue": len(f.overdue_rectifications)}, RECTIFICATION_SOURCE
+
+
+def rule_fee_cap(f: FacilityFacts, p: Profile, now: datetime):
+    source = next(iter(p.fee_caps.monthly_yuan.values())).source if p.fee_caps else "（本地未设普惠收费上限）"
+    if f.fees is None:
+        return [], {"fees": "not gathered"}, source
+    findings = [_breach("fee_cap", f"{fee.class_type.value} {fee.service_type.value}: {fee.amount_yuan} {fee.unit}, "
+                        f"普惠 cap {fee.cap_yuan}", fee.cap_source, class_type=fee.class_type.value,
+                        service_type=fee.service_type.value, amount_yuan=fee.amount_yuan, cap_yuan=fee.cap_yuan)
+                for fee in f.fees.fees if fee.within_cap is False]
+    return findings, {"caps_apply": f.fees.caps_apply, "puhui": f.fees.puhui}, source
+
+
 RULES: dict[str, Rule] = {
     "retention": rule_retention,
     "arming_24h": rule_arming_24h,
+    "police_path_encrypted": rule_police_path_encrypted,
     "children_areas_covered": rule_children_areas_covered,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
@@ -445,6 +487,8 @@ RULES: dict[str, Rule] = {
     "morning_checks": _care_rule(rule_morning_checks),
     "staff_health": _care_rule(rule_staff_health),
     "drill_ledger": _care_rule(rule_drill_ledger),
+    "rectification_overdue": rule_rectification_overdue,
+    "fee_cap": rule_fee_cap,
 }
 
 

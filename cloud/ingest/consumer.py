@@ -50,7 +50,7 @@ class IngestConsumer:
                  client_id: str, shared: bool = False, session_expiry_s: int = 7 * 24 * 3600,
                  buckets: FacilityBuckets | None = None, snapshot_cipher: FieldCipher | None = None):
         self.broker_url = broker_url
-        self.snapshot_cipher = snapshot_cipher
+        self.snapshot_cipher = snapshot_cipher  # seals snapshots before they are queued
         self.writer = writer
         self.counters = counters
         self.buckets = buckets
@@ -126,20 +126,21 @@ class IngestConsumer:
 
 
 class Ingest:
-    """Writer and consumer together, started and stopped in the right order."""
+    """Writer and consumer together, started and stopped in the right order. `cipher` (the data
+    key's) seals snapshots and alarm clips at rest."""
 
     def __init__(self, engine: Engine, broker_url: str, *, client_id: str, shared: bool = False,
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None,
-                 snapshot_cipher: FieldCipher | None = None):
+                 cipher: FieldCipher | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
                                    telemetry_store=telemetry_store, on_store_failure=self._redeliver,
-                                   on_acked=self._flush_acks)
+                                   on_acked=self._flush_acks, cipher=cipher)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
                                        session_expiry_s=session_expiry_s, buckets=buckets,
-                                       snapshot_cipher=snapshot_cipher)
+                                       snapshot_cipher=cipher)
 
     def _redeliver(self) -> None:
         self.consumer.redeliver()

@@ -3,6 +3,8 @@ turned into an envelope with its typed body, or refused with a reason that names
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from dataclasses import dataclass
@@ -14,9 +16,12 @@ from pydantic import ValidationError
 from cloud.store.telemetry import TelemetryRow
 from contracts.alarms import AlarmBody
 from contracts.envelope import (
+    CLIP_CHUNK_BYTES,
     MAX_TELEMETRY_POINTS,
     VALUE_MAX,
+    ClipChunkBody,
     Envelope,
+    SecurityEventBody,
     TelemetryBatch,
     check_envelope,
     check_origin_time,
@@ -62,6 +67,8 @@ class Accepted:
     alarm: Optional[AlarmBody] = None
     delivered_at: Optional[datetime] = None
     points: Optional[list[TelemetryRow]] = None
+    clip: Optional[ClipChunkBody] = None
+    clip_data: bytes = b""
     ack: Optional[Callable[[], None]] = None
 
 
@@ -149,5 +156,27 @@ def validate_message(topic: str, payload: bytes, received_at: datetime) -> Accep
         _alarm(env, item, received_at)
     elif env.type == "telemetry.batch":
         item.points = telemetry_rows(facility, env.body, received_at)
+    elif env.type == "camera.clip":
+        _clip(item)
+    elif env.type == "event.security":
+        try:
+            SecurityEventBody.model_validate(env.body)
+        except ValidationError as exc:
+            raise ContractError(f"invalid {env.type} body: {describe_validation_error(exc)}") from None
     return item
+
+
+def _clip(item: Accepted) -> None:
+    """A clip chunk: its bytes go to the clip store encrypted; the envelope row keeps the rest."""
+    try:
+        body = ClipChunkBody.model_validate(item.env.body)
+        data = base64.b64decode(body.data_b64, validate=True)
+    except ValidationError as exc:
+        raise ContractError(f"invalid camera.clip body: {describe_validation_error(exc)}") from None
+    except (binascii.Error, ValueError):
+        raise ContractError("invalid camera.clip body: data_b64 is not base64") from None
+    if len(data) > CLIP_CHUNK_BYTES or len(data) > body.size:
+        raise ContractError(f"invalid camera.clip body: chunk of {len(data)} bytes is larger than allowed")
+    item.clip, item.clip_data = body.model_copy(update={"data_b64": ""}), data
+    item.env = item.env.model_copy(update={"body": {**item.env.body, "data_b64": ""}})
 

@@ -13,11 +13,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.care.privacy import FieldCipher
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
 from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
 from cloud.ingest.validate import Accepted, reason_key
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
+from cloud.video.clips import store_chunk
 from contracts.timefmt import utcnow
 
 log = logging.getLogger("careguard.cloud.ingest")
@@ -30,14 +32,16 @@ class IngestWriter:
     """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
     `on_store_failure` is called when a store failed for a reason worth retrying, so the
     consumer can have the broker deliver the unacknowledged messages again. `on_acked` is
-    called after each batch's acks, so that they reach the broker together."""
+    called after each batch's acks, so that they reach the broker together. `cipher` seals alarm
+    clips; without it they are counted, not stored."""
 
     def __init__(self, engine: Engine, counters: IngestCounters, *, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None,
                  on_store_failure: Callable[[], None] | None = None,
-                 on_acked: Callable[[], None] | None = None):
+                 on_acked: Callable[[], None] | None = None, cipher: FieldCipher | None = None):
         self.engine = engine
+        self.cipher = cipher
         self.counters = counters
         self.batch_max = batch_max
         self.on_alarms = on_alarms
@@ -49,6 +53,19 @@ class IngestWriter:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _store_clip(self, conn, item: Accepted, now) -> None:
+        if self.cipher is None:
+            self.counters.add("clip_chunks_unstored")
+            return
+        try:
+            with conn.begin_nested():
+                store_chunk(conn, self.cipher, item.env.facility, item.clip, item.clip_data, now)
+            self.counters.add("clip_chunks")
+        except ValueError as exc:
+            # A chunk that does not fit its clip is refused alone; the rest of the batch stands.
+            self.counters.add("clip_chunks_refused")
+            log.warning("clip chunk of %s refused: %s", item.env.facility, exc)
 
     def submit(self, item: Item) -> None:
         self._q.append(item)
@@ -170,6 +187,8 @@ class IngestWriter:
                                                   envelope_id=str(item.env.id)))
                 elif item.points:
                     points.extend(item.points)
+                elif item.clip is not None:
+                    self._store_clip(conn, item, now)
             if refused:
                 gone = {r.envelope_id for r in refused}
                 delete_envelopes(conn, gone)

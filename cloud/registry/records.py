@@ -323,9 +323,11 @@ def mqtt_username(facility_id: str, gateway_id: str) -> str:
 
 
 def broker_acl(facility_id: str, username: str) -> str:
-    """DESIGN.md: gateway F writes only cg/v1/fac/F/up/# and reads only cg/v1/fac/F/down/#."""
+    """DESIGN.md: gateway F writes only cg/v1/fac/F/up/# (and its live view frames) and reads only
+    cg/v1/fac/F/down/#."""
     return (f"user {username}\n"
             f"topic write {topics.up_all(facility_id)}\n"
+            f"topic write {topics.live_all(facility_id)}\n"
             f"topic read {topics.down_all(facility_id)}\n")
 
 
@@ -387,6 +389,12 @@ def gateway_rows(rows) -> list[Gateway]:
 
 
 # --- facilities -----------------------------------------------------------------------------
+def require_camera(conn: Connection, facility_id: str, camera_id: str) -> None:
+    c = cameras.c
+    if conn.execute(select(c.camera_id).where(c.facility == facility_id, c.camera_id == camera_id)).first() is None:
+        raise NotFound(f"no camera {camera_id!r} in facility {facility_id!r}")
+
+
 def require_facility(conn: Connection, facility_id: str) -> None:
     if conn.execute(select(facilities.c.facility_id).where(facilities.c.facility_id == facility_id)).first() is None:
         raise NotFound(f"no facility {facility_id!r}")

@@ -36,6 +36,8 @@ class PolicePaths(BaseModel):
     district: str
     heartbeat_at: Optional[datetime] = Field(description="origin time of the newest heartbeat")
     paths: dict[str, bool] = Field(description="police receiver (host:port) -> path up, from the heartbeat")
+    encrypted: Optional[bool] = Field(description="the gateway's DC-09 path runs with AES (false: forgeable); "
+                                                  "null: not reported")
     link_down_alarms: int = Field(description="active police_link_down alarms")
 
 
@@ -189,8 +191,11 @@ def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city:
     items = []
     for r in rows:
         ts, body = beats.get(r.facility_id, (None, {}))
+        encrypted = body.get("police_encrypted")
         items.append(PolicePaths(facility=r.facility_id, name=r.name, city=r.city, district=r.district,
-                                 heartbeat_at=ts, paths=_paths(body), link_down_alarms=down.get(r.facility_id, 0)))
+                                 heartbeat_at=ts, paths=_paths(body),
+                                 encrypted=encrypted if isinstance(encrypted, bool) else None,
+                                 link_down_alarms=down.get(r.facility_id, 0)))
     return Page[PolicePaths](items=items, next_cursor=nxt)
 
 

@@ -334,3 +334,9 @@ def upsert_insert(engine_or_dialect_name, table: Table):
     if name == "sqlite":
         return sqlite.insert(table)
     raise ValueError(f"no upsert for dialect {name!r}")
+
+
+def inserted(conn, stmt, key_column) -> bool:
+    """Whether an INSERT ... ON CONFLICT DO NOTHING wrote its row. Asked with RETURNING: on
+    PostgreSQL (psycopg 3 under SQLAlchemy 2.1) the row count of such an insert is -1 either way."""
+    return conn.execute(stmt.returning(key_column)).first() is not None

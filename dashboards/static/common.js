@@ -28,7 +28,7 @@ window.CG = (function () {
       resolvedAs: "已结案", drill: "演练", drillNoDispatch: "演练报警，不派警", details: "详情",
       filterCity: "城市", filterDistrict: "区县", applyFilter: "筛选", clearFilter: "清除", loadMore: "加载更多",
       cardTitle: "机构信息", address: "地址", coordinates: "坐标", contact: "联系人", enrolled: "在托幼儿",
-      guards: "保安", snapshots: "区域摄像机最新画面", noSnapshot: "无画面", pathsTitle: "公安联网链路状态",
+      guards: "保安", snapshots: "区域摄像机最新画面", sceneTitle: "报警录像与实时画面", noSnapshot: "无画面", pathsTitle: "公安联网链路状态",
       heartbeat: "最近心跳", paths: "链路", linkDown: "链路中断报警", pathUp: "正常", pathDown: "中断",
       soundHint: "点击或按键后启用报警提示音",
       // health
@@ -83,7 +83,7 @@ window.CG = (function () {
       filterCity: "City", filterDistrict: "District", applyFilter: "Filter", clearFilter: "Clear",
       loadMore: "Load more", cardTitle: "Facility", address: "Address", coordinates: "Coordinates",
       contact: "Contact", enrolled: "Children enrolled", guards: "Guards", snapshots: "Latest pictures of the zone",
-      noSnapshot: "No picture", pathsTitle: "Police link state", heartbeat: "Last heartbeat", paths: "Paths",
+      sceneTitle: "Alarm clips and live view", noSnapshot: "No picture", pathsTitle: "Police link state", heartbeat: "Last heartbeat", paths: "Paths",
       linkDown: "Link-down alarms", pathUp: "up", pathDown: "down", soundHint: "Click or press a key to enable the alarm sound",
       roomsTitle: "Room climate (GB/T 18883)", device: "Device", metric: "Metric", latest: "Latest", limits: "Limits",
       inRange: "In range", breachSince: "Out of range since", chart: "Chart", chartTitle: "Chart", h24: "24 hours",
@@ -176,10 +176,12 @@ window.CG = (function () {
     constructor(status, message) { super(message); this.status = status; }
   }
 
+  // A Blob (a file from an <input type=file>) goes as the raw body with its own type; anything else as JSON.
   async function api(method, path, body) {
     const headers = { Authorization: `Bearer ${token()}` };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const raw = body instanceof Blob;
+    if (body !== undefined) headers["Content-Type"] = raw ? (body.type || "application/octet-stream") : "application/json";
+    const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : (raw ? body : JSON.stringify(body)) });
     if (resp.status === 401) { showLogin(t("badToken")); throw new ApiError(401, "unauthorized"); }
     if (!resp.ok) {
       let detail = await resp.text();
@@ -242,6 +244,14 @@ window.CG = (function () {
     page.start();
   }
 
+  function wireLanguage() {
+    $("lang-toggle").addEventListener("click", () => {
+      lang = lang === "zh" ? "en" : "zh";
+      localStorage.setItem(LANG_KEY, lang);
+      applyLanguage();
+    });
+  }
+
   // Wires the login form, the language switch and sign-out; `spec` is {title, start, stop}.
   function init(spec) {
     page = spec;
@@ -253,13 +263,24 @@ window.CG = (function () {
       begin();
     });
     $("logout").addEventListener("click", () => showLogin(""));
-    $("lang-toggle").addEventListener("click", () => {
-      lang = lang === "zh" ? "en" : "zh";
-      localStorage.setItem(LANG_KEY, lang);
-      applyLanguage();
-    });
+    wireLanguage();
     applyLanguage();
     if (token()) begin(); else showLogin("");
+  }
+
+  // A page's own words, merged into the shared ones: {zh: {...}, en: {...}}.
+  function addText(words) {
+    for (const l of Object.keys(TEXT)) Object.assign(TEXT[l], words[l] || {});
+  }
+
+  // A page anyone may read (no token): the language switch only, then `spec.start()`.
+  function initPublic(spec) {
+    page = spec;
+    $("link-state").hidden = true;
+    wireLanguage();
+    applyLanguage();
+    $("app").hidden = false;
+    spec.start();
   }
 
   // EventSource cannot send headers: the stream is opened with a short-lived, single-use ticket
@@ -473,7 +494,7 @@ window.CG = (function () {
   }
 
   return {
-    $, t, kindName, el, button, api, qs, init, stream, poller, refreshSeconds, setLinkState, announce,
+    $, t, kindName, el, button, api, qs, init, initPublic, addText, stream, poller, refreshSeconds, setLinkState, announce,
     showError, errorText, formatTime, fmtNumber, fmtPercent, downloadCsv, Table, barChart, lineChart,
     onLanguage: (fn) => langListeners.push(fn), lang: () => lang,
   };

@@ -8,6 +8,8 @@
   let poll = null;
   let tables = null;
   let status = null;
+  let live = null;  // the cameras' live view buttons, kept across status refreshes
+  let liveCameras = "";
 
   const yesNo = (v) => (v === null || v === undefined ? "—" : t(v ? "yes" : "no"));
 
@@ -72,6 +74,13 @@
     $("paths").textContent = paths.length ? paths.map(([n, up]) => `${n} ${t(up ? "pathUp" : "pathDown")}`).join(" · ") : "—";
     tables.zones.setItems(s.zones);
     tables.cameras.setItems(s.cameras);
+    const cameras = s.cameras.map((c) => c.camera_id);
+    if (cameras.join("\n") !== liveCameras) {
+      if (live) live.stopAll();
+      liveCameras = cameras.join("\n");
+      live = CGScene.liveButtons($("camera-live"), s.facility, cameras);
+      $("camera-live-buttons").replaceChildren(...live.buttons);
+    }
     tables.devices.setItems(s.devices);
     tables.events.setItems(s.arming_events);
     const select = $("drill-zone");

@@ -12,6 +12,7 @@
   let filter = { city: "", district: "" };
   let audio = null;
   let cardAlarm = null;
+  let cardScene = null;  // the open card's clip poller and live views
   let pathsTable = null;
 
   const COLUMNS = ["colFacility", "colZone", "colKind", "colRaised", "colDelivered", "colDeliveryMs", "colState",
@@ -202,11 +203,38 @@
       }));
       if (cardAlarm === a) {
         $("card-snapshots").replaceChildren(...(pics.length ? pics : [el("p", { class: "empty", text: t("noSnapshot") })]));
+        openScene(a, extra.zone_cameras);
       }
       $("card-close").focus();
     } catch (err) {
       if (err.status !== 401) CG.showError(CG.errorText(err));
     }
+  }
+
+  // The zone's alarm clips (polled until every one has arrived) and its cameras live.
+  function openScene(a, cameras) {
+    closeScene();
+    const live = CGScene.liveButtons($("card-live"), a.facility, cameras);
+    $("card-live-buttons").replaceChildren(...live.buttons);
+    const isCurrent = () => cardAlarm === a;
+    let timer = null;
+    const poll = async () => {
+      try {
+        const clips = await CGScene.showClips($("card-clips"), a.alarm_id, isCurrent);
+        if (isCurrent() && (!clips.length || clips.some((c) => !c.complete))) timer = setTimeout(poll, 3000);
+      } catch (err) {
+        if (isCurrent() && err.status !== 401) timer = setTimeout(poll, 5000);
+      }
+    };
+    poll();
+    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); } };
+  }
+
+  function closeScene() {
+    if (cardScene) cardScene.stop();
+    cardScene = null;
+    $("card-clips").replaceChildren();
+    $("card-live-buttons").replaceChildren();
   }
 
   // --- police paths ----------------------------------------------------------------------
@@ -269,7 +297,7 @@
     pathsTable.reload().catch(() => {});
   });
   $("load-more").addEventListener("click", () => loadList(true));
-  $("card-close").addEventListener("click", () => { $("card").hidden = true; cardAlarm = null; });
+  $("card-close").addEventListener("click", () => { $("card").hidden = true; cardAlarm = null; closeScene(); });
   document.addEventListener("click", unlockAudio, { once: false, capture: true });
   document.addEventListener("keydown", unlockAudio, { capture: true });
   CG.onLanguage(() => { if ($("alarm-head")) render(); });

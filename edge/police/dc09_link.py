@@ -3,10 +3,16 @@
 - One frame per write, then wait for the reply (cfg.ack_timeout_s); frames on one connection are
   serialised by a lock, so a reply always belongs to the frame before it.
 - A resend keeps its sequence number. A NAK carries the receiver's time: the path's clock offset is
-  corrected and the frame re-encoded with the corrected timestamp.
-- No reply or a bad reply counts as a timeout: the connection is dropped (a late ACK must not be
-  taken for the next frame's) and the next receiver is tried, primary first, round after round
-  with bounded backoff. send() never gives up on its own: the caller's journal owns durability.
+  corrected (within cfg.max_clock_offset_s, every change logged) and the frame re-encoded with the
+  corrected timestamp.
+- Every reply is checked before it counts (wire.dc09.check_ack): sequence and account must match,
+  and on an encrypted path only an encrypted ACK whose timestamp is not older than the frame
+  proves delivery; a replayed ACK, a plain ACK or an out-of-bounds NAK is refused and reported to
+  `on_security`.
+- No reply or a bad or refused reply counts as a timeout: the connection is dropped (a late ACK
+  must not be taken for the next frame's) and the next receiver is tried, primary first, round
+  after round with bounded backoff. send() never gives up on its own: the caller's journal owns
+  durability.
 - NULL supervision per path every cfg.supervision_interval_s; a failure reports the path down at
   once, an ACKed NULL or event reports it up.
 """
@@ -57,7 +63,9 @@ class PathFailure(Exception):
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
-        self.kind = kind  # counter key: connect, timeout, connection_lost, bad_reply, nak_repeated, refused
+        # counter key: connect, timeout, connection_lost, bad_reply, nak_repeated, refused (DUH), and
+        # reply_refused: a reply that decodes but proves nothing (a security event)
+        self.kind = kind
         self.writes = 0
 
 
@@ -111,14 +119,29 @@ class _Path:
             exc.writes = self._writes
             raise
 
+    def _fail(self, kind: str, reason: str) -> PathFailure:
+        self.drop()
+        return PathFailure(kind, reason)
+
+    def _learn_offset(self, receiver_time: datetime) -> None:
+        offset = receiver_time - utcnow()
+        if abs(offset.total_seconds()) > self.cfg.max_clock_offset_s:
+            raise self._fail("reply_refused", f"NAK says the receiver clock is {offset.total_seconds():+.0f} s from "
+                                              f"ours, beyond max_clock_offset_s {self.cfg.max_clock_offset_s:g}")
+        log.warning("DC-09 %s: NAK, receiver clock offset %+.1f s -> %+.1f s", self.name,
+                    self.offset.total_seconds(), offset.total_seconds())
+        self.offset = offset
+
     async def _exchange(self, build: Callable[[datetime], bytes], seq: int) -> int:
         self._writes = 0
         naks = 0
+        key = self.cfg.key_bytes
         while True:
             reused = self.writer is not None
             if not reused:
                 await self._connect()
-            frame = build(self.now())
+            sent_at = self.now()
+            frame = build(sent_at)
             self._writes += 1
             try:
                 raw = await self._round_trip(frame)
@@ -135,33 +158,39 @@ class _Path:
                 self.drop()  # cancelled mid-exchange: the stream state is unknown
                 raise
             try:
-                reply = dc09.decode_response(raw, key=self.cfg.key_bytes)
+                reply = dc09.decode_response(raw, key=key)
             except dc09.DC09Error as exc:
-                self.drop()
-                raise PathFailure("bad_reply", f"bad reply: {exc.reason}") from None
+                # An encrypted reply our key does not open is someone else's, not line noise.
+                raise self._fail("reply_refused" if exc.kind == "decrypt" else "bad_reply",
+                                 f"bad reply: {exc.reason}") from None
             if reply.kind == "NAK":
                 naks += 1
                 self.naks += 1
                 assert reply.timestamp is not None
-                self.offset = reply.timestamp - utcnow()
-                log.warning("DC-09 %s: NAK, receiver clock offset now %.0f s", self.name, self.offset.total_seconds())
+                self._learn_offset(reply.timestamp)
                 if naks > MAX_NAKS_PER_TRY:
                     raise PathFailure("nak_repeated", f"NAK {naks} times in a row")
                 continue
             if reply.kind != "ACK":
-                self.drop()
-                raise PathFailure("refused", f"receiver answered {reply.kind}")
-            if reply.seq != seq or (reply.account is not None and reply.account != self.cfg.account.upper()):
-                self.drop()
-                raise PathFailure("bad_reply", f"ACK for seq {reply.seq} account {reply.account}, sent seq {seq}")
+                raise self._fail("refused", f"receiver answered {reply.kind}")
+            try:
+                dc09.check_ack(reply, seq=seq, account=self.cfg.account, encrypted=key is not None, sent_at=sent_at,
+                               now=self.now(), tolerance_s=self.cfg.ack_clock_tolerance_s)
+            except dc09.DC09Error as exc:
+                raise self._fail("reply_refused", f"reply refused: {exc.reason}") from None
             return self._writes
 
 
 class PoliceLink:
-    def __init__(self, cfg: PoliceConfig, *, on_path_change: Callable[[str, bool, str], None] | None = None):
+    """`on_path_change(receiver, up, reason)` on each path state change; `on_security(receiver, reason)`
+    for each refused reply (replayed, plain or mismatched ACK, NAK beyond the clock bound)."""
+
+    def __init__(self, cfg: PoliceConfig, *, on_path_change: Callable[[str, bool, str], None] | None = None,
+                 on_security: Callable[[str, str], None] | None = None):
         self.cfg = cfg
         self._paths = [_Path(rc, cfg) for rc in cfg.receivers]
         self._on_path_change = on_path_change
+        self._on_security = on_security
         self._seq = 0
         self._tasks: list[asyncio.Task] = []
         # acked, nak, and one count per failure kind (connect, timeout, bad_reply...)
@@ -176,11 +205,15 @@ class PoliceLink:
             return
         path.up = up
         (log.info if up else log.warning)("DC-09 path %s %s: %s", path.name, "up" if up else "DOWN", reason)
-        if self._on_path_change is not None:
+        self._notify(self._on_path_change, path.name, up, reason)
+
+    @staticmethod
+    def _notify(callback: Callable[..., None] | None, *args) -> None:
+        if callback is not None:
             try:
-                self._on_path_change(path.name, up, reason)
+                callback(*args)
             except Exception:
-                log.exception("on_path_change callback failed")
+                log.exception("PoliceLink callback failed")
 
     def path_states(self) -> dict[str, bool]:
         """Each receiver's state; a path not yet tried counts as down."""
@@ -206,6 +239,9 @@ class PoliceLink:
             except PathFailure as exc:
                 self.counters[exc.kind] += 1
                 log.debug("DC-09 %s: %s", path.name, exc)
+                if exc.kind == "reply_refused":
+                    log.error("DC-09 %s: %s", path.name, exc)
+                    self._notify(self._on_security, path.name, str(exc))
                 self._set_state(path, False, str(exc))
                 return False, exc.writes
             finally:

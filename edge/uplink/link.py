@@ -35,11 +35,12 @@ REPLAY_WINDOW_S = 15.0
 
 class Uplink:
     def __init__(self, broker_url: str, facility_id: str, journal: Journal, loop: asyncio.AbstractEventLoop,
-                 on_down: Callable[[Envelope], None]):
+                 on_down: Callable[[Envelope], None], on_down_rejected: Callable[[str, str], None] | None = None):
         self.facility = facility_id
         self.journal = journal
         self.loop = loop
         self.on_down = on_down
+        self.on_down_rejected = on_down_rejected  # (topic, reason) of each down message refused here
         self.in_flight: dict[int, int] = {}  # MQTT mid -> outbox seq
         self.published = 0
         self.acked = 0
@@ -84,6 +85,12 @@ class Uplink:
         """For state, not facts (heartbeats): sent only when connected, never buffered."""
         if self.connected:
             self.client.publish(topics.up(self.facility, env.stream), env.to_bytes(), qos=qos)
+
+    def publish_live(self, camera_id: str, payload: bytes) -> bool:
+        """A live view frame, QoS 0 outside the durable path: dropped, not queued, while disconnected."""
+        if not self.connected:
+            return False
+        return self.client.publish(topics.live(self.facility, camera_id), payload, qos=0).rc == 0
 
     def kick(self) -> None:
         """Hand paho the next rows of the outbox, up to the in-flight window."""
@@ -183,5 +190,7 @@ class Uplink:
         except ContractError as exc:
             self.down_rejected += 1
             log.warning("rejected down message on %s: %s", topic, exc.reason)
+            if self.on_down_rejected is not None:
+                self.on_down_rejected(topic, exc.reason)
             return
         self.on_down(env)

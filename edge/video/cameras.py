@@ -10,9 +10,9 @@ import asyncio
 import logging
 from typing import Callable, Optional
 
+from edge.config import CameraConfig, VideoConfig
 from edge.video.capture import CameraMonitor, CaptureConfig
 from edge.video.health import FaultEvent, HealthConfig
-from edge.config import CameraConfig, VideoConfig
 
 log = logging.getLogger("careguard.edge.cameras")
 

@@ -29,8 +29,11 @@ BACKOFF_MAX_S = 30.0
 
 
 def ffmpeg_command(ffmpeg: str, source: str, root: Path, camera_id: str, segment_s: int) -> list[str]:
+    # An MJPEG stream over HTTP carries no timestamps; ffmpeg would assume 25 fps, so footage of a
+    # 5 fps camera would last a fifth of its real time. The arrival time is the frame's time.
+    clock = ["-use_wallclock_as_timestamps", "1"] if source.startswith(("http://", "https://")) else []
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *clock,
         "-i", source,
         "-map", "0:v", "-c", "copy",
         "-f", "segment", "-segment_time", str(segment_s), "-segment_atclocktime", "1",

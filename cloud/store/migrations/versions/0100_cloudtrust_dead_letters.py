@@ -2,14 +2,14 @@
 their receive time: the "latest" report of a facility is the one the cloud received last.
 
 Revision ID: 0100_cloudtrust_dead_letters
-Revises: 0002
+Revises: 0100_supervision_loop
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0100_cloudtrust_dead_letters'
-down_revision = '0002'
+down_revision = '0100_supervision_loop'
 branch_labels = None
 depends_on = None
 
