@@ -9,12 +9,19 @@
 - disk_scan_s / disk_incremental_s: a real tree that is created (64 cameras x 18 hours of 60 s
   segments, 3-byte files): the first sync (list, stat and hash everything) plus audit, then one new
   file per camera in today's folder (720 files by then), sync and audit.
+- cold_*: the same full audit of the 90-day index, and a first sync + audit of the disk tree
+  into a new index, each in a fresh process after the page cache was emptied, beside the same
+  run in a fresh process on a warm cache right after. As root the caches are dropped for the
+  whole machine (sync, then `echo 3 > /proc/sys/vm/drop_caches`: pages, dentries and inodes);
+  otherwise only the files' own pages are evicted (posix_fadvise DONTNEED), which leaves the
+  directory entries and inodes cached: "cold_method" says which.
 Temporary files are removed at the end."""
 
 import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -129,12 +136,68 @@ def disk_tree(tmp: Path) -> dict:
             "disk_incremental_s": round(inc_s, 4)}
 
 
+def timed_audit(job: str, index_path: Path, root: Path) -> float:
+    """One audit as a fresh gateway process would run it: `index` audits the 90-day index as it
+    is; `scan` syncs the disk tree into a new index, then audits."""
+    t = time.perf_counter()
+    with SegmentIndex(index_path) as index:
+        if job == "index":
+            index.rebuild_derived()
+            audit_index(index, root, required_days=90, now=NOW, free_bytes=FREE)
+        else:
+            now = NOW + timedelta(hours=12, seconds=SEG_S)
+            index.sync(root, now=now.timestamp())
+            audit_index(index, root, required_days=DISK_HOURS / 24, now=now, free_bytes=FREE)
+    return time.perf_counter() - t
+
+
+def empty_page_cache(paths: list[Path]) -> str:
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "drop_caches (sync; echo 3 > /proc/sys/vm/drop_caches), fresh process"
+    except OSError:
+        for path in paths:
+            for f in [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file()):
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+        return "posix_fadvise DONTNEED on the files (not root: dentries and inodes stay cached), fresh process"
+
+
+def in_fresh_process(job: str, index_path: Path, root: Path) -> float:
+    run = subprocess.run([sys.executable, __file__, "--timed-audit", job, str(index_path), str(root)],
+                         capture_output=True, text=True, check=True)
+    return float(run.stdout)
+
+
+def cold_and_warm(tmp: Path) -> dict:
+    out: dict = {}
+    big = tmp / "big.sqlite3"
+    root = tmp / "rec"
+    for job, index_path, files in (("index", big, [big]), ("scan", tmp / "scan.sqlite3", [root])):
+        out["cold_method"] = empty_page_cache(files)
+        cold = in_fresh_process(job, index_path, root)
+        if job == "scan":
+            index_path.unlink()
+        warm = in_fresh_process(job, index_path, root)
+        name = "full_audit" if job == "index" else "disk_scan"
+        out |= {f"cold_{name}_s": round(cold, 3), f"warm_{name}_fresh_process_s": round(warm, 3)}
+    return out
+
+
 def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--timed-audit":
+        print(timed_audit(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="cg-retention-bench-"))
     try:
         out = {"bench": "retention", "cameras": CAMERAS, "days": DAYS, "segment_s": SEG_S}
         out |= big_index(tmp)
         out |= disk_tree(tmp)
+        out |= cold_and_warm(tmp)
         out |= {"goal_full_audit_s": 10, "goal_incremental_s": 0.05}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

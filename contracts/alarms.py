@@ -20,6 +20,7 @@ class AlarmKind(str, Enum):
     DEVICE_OFFLINE = "device_offline"
     GATEWAY_OFFLINE = "gateway_offline"
     POLICE_LINK_DOWN = "police_link_down"
+    VIDEO_PLATFORM_DOWN = "video_platform_down"  # GB/T 28181: the gateway is not registered with the police video platform
     SYMPTOM_CLUSTER = "symptom_cluster"  # raised by the cloud's health rules, to the health role
     TEST = "test"
 
@@ -49,6 +50,7 @@ DEFAULT_SEVERITY: dict[AlarmKind, Severity] = {
     AlarmKind.CAMERA_FAULT: Severity.MAJOR,
     AlarmKind.RETENTION_BREACH: Severity.MAJOR,
     AlarmKind.POLICE_LINK_DOWN: Severity.CRITICAL,
+    AlarmKind.VIDEO_PLATFORM_DOWN: Severity.MAJOR,
     AlarmKind.GATEWAY_OFFLINE: Severity.MAJOR,
     AlarmKind.DEVICE_OFFLINE: Severity.MINOR,
     AlarmKind.SENSOR_RANGE: Severity.WARNING,

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Callable, Optional
 
@@ -47,6 +48,8 @@ from edge.alarms.journal import AlarmRecord, Journal, PoliceRecord
 from edge.config import ConfigError, EdgeConfig, load_config
 from edge.broker_auth import local_broker_url
 from edge.devices import DeviceGateway, DeviceMessage, DeviceStatus
+from edge.gb28181 import catalog as gb_catalog
+from edge.gb28181.device import GbDevice
 from edge.police.dc09_link import PoliceEvent, PoliceLink
 from edge.retention.runner import RetentionRunner
 from edge.security_reports import SecurityReports
@@ -72,6 +75,7 @@ TICK_S = 1.0
 SCENE_KINDS = frozenset({AlarmKind.PANIC, AlarmKind.INTRUSION, AlarmKind.FIRE})
 # The recorder flushes the segment being written every few hundred milliseconds.
 CLIP_SETTLE_S = 2.0
+CLIP_CHUNKS_PER_TURN = 4
 
 
 def has_restore_code(kind: AlarmKind) -> bool:
@@ -90,11 +94,13 @@ class EdgeAgent:
         self.cameras: Optional[CameraSupervisor] = None
         self.recorder: Optional[Recorder] = None
         self.retention: Optional[RetentionRunner] = None
+        self.gb: Optional[GbDevice] = None
         self.commands: Optional[CommandGuard] = None
         self.security = SecurityReports(self._emit_security)
         self.live: Optional[LiveStreamer] = None
         self.clips_sent = 0
         self._stopping = threading.Event()  # ends a clip being cut; its job stays for the next start
+        self._clip_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip")
         self.zone_of_camera = {c: z for z in cfg.zones for c in z.cameras}
         self.snapshots_sent = 0
         self._tasks: set[asyncio.Task] = set()
@@ -141,6 +147,12 @@ class EdgeAgent:
             self._spawn(self._send_clip(job))
         self.recorder = Recorder(self.cfg.cameras, self.cfg.video)
         self.recorder.start()
+        if self.cfg.gb28181 is not None:
+            self.gb = GbDevice(self.cfg.gb28181, gb_catalog.channels(self.cfg.cameras), timezone=self.cfg.timezone,
+                               address=self.facility, camera_online=self._cameras_online,
+                               recording=lambda: any(c.record for c in self.cfg.cameras),
+                               alarm_active=lambda: bool(self.engine.latched), on_state=self._on_video_platform)
+            await self.gb.start()
         if any(c.record for c in self.cfg.cameras):
             self.retention = RetentionRunner(self.cfg.video)
             self._spawn(self._retention_loop())
@@ -154,9 +166,12 @@ class EdgeAgent:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._clip_pool.shutdown(wait=False, cancel_futures=True)
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.gb:
+            await self.gb.close()
         self._flush_telemetry()
         if self.recorder:
             self.recorder.stop()
@@ -253,12 +268,15 @@ class EdgeAgent:
         why nothing is lost by it)."""
         police: list[PoliceRecord] = []
         panics: list[AlarmRecord] = []
+        raised: list[tuple[AlarmRecord, RaiseAlarm]] = []
         clip_jobs: list[dict] = []
         with self.journal.open_deferred():
             for action in actions:
                 if isinstance(action, RaiseAlarm):
                     rec, to_police = self._raise(action)
                     police += to_police
+                    if rec is not None:
+                        raised.append((rec, action))
                     if rec is not None and rec.kind in SCENE_KINDS and action.zone and action.zone.cameras:
                         panics.append(rec)
                         clip_jobs += self._clip_jobs(rec, action.zone.cameras)
@@ -277,6 +295,9 @@ class EdgeAgent:
             asyncio.get_running_loop().call_soon(self._commit_and_kick)
         else:
             self._commit_and_kick()
+        if self.gb is not None and raised:
+            # Queued behind the DC-09 frames' first steps and the commit: the video platform hears second.
+            asyncio.get_running_loop().call_soon(self._notify_video_platform, raised)
 
     def _commit_and_kick(self) -> None:
         self.journal.commit_pending()
@@ -318,6 +339,20 @@ class EdgeAgent:
         return AlarmBody(alarm_id=rec.alarm_id, kind=rec.kind, severity=rec.severity, source=rec.source,
                          zone=rec.zone, device_id=rec.device_id, state=state, detail=rec.detail)
 
+    # --- police video platform (GB/T 28181) ---------------------------------------------
+    def _notify_video_platform(self, raised: list[tuple[AlarmRecord, RaiseAlarm]]) -> None:
+        for rec, action in raised:
+            camera = rec.source if rec.kind is AlarmKind.CAMERA_FAULT else None
+            where = (action.zone.name or action.zone.id) if action.zone else rec.source
+            self.gb.notify_alarm(rec.kind, rec.raised_at, where, camera_id=camera)
+
+    def _cameras_online(self) -> dict[str, bool]:
+        return {h["camera_id"]: h["state"] == "streaming" and not h.get("fault") for h in self.cameras.health()}
+
+    def _on_video_platform(self, up: bool, reason: str) -> None:
+        platform = f"{self.cfg.gb28181.platform_host}:{self.cfg.gb28181.platform_port}"
+        self.apply([fault_rules.video_platform(platform, up, reason, utcnow())])
+
     # --- cameras ------------------------------------------------------------------------
     async def _send_snapshots(self, alarm: AlarmRecord) -> None:
         """The zone's pictures to the cloud with a panic, behind the DC-09 frame, never before it."""
@@ -349,47 +384,56 @@ class EdgeAgent:
 
     async def _send_clip(self, job: dict) -> None:
         """The clip of one camera around an alarm, to the cloud in chunks through the outbox, once its
-        window has been recorded. Behind the DC-09 frame by construction: it waits for the window."""
+        window has been recorded. Behind the DC-09 frame by construction: it waits for the window;
+        cut one at a time on a thread of its own, so clips never take the threads or cores the
+        alarm path and the live view need."""
         v = self.cfg.video
         at = datetime.fromisoformat(job["at"])
         start, end = at - timedelta(seconds=v.clip_before_s), at + timedelta(seconds=v.clip_after_s)
         await asyncio.sleep(max(0.0, (end - utcnow()).total_seconds() + CLIP_SETTLE_S))
+        loop = asyncio.get_running_loop()
+        bodies = await loop.run_in_executor(self._clip_pool, self._cut_clip, job, start, end)
+        if bodies is None:
+            return
+        # A few chunks per transaction, the loop free in between: an alarm arriving meanwhile is
+        # handled at once. No fsync per chunk: the job stays in the journal until the last is in.
+        for i in range(0, len(bodies), CLIP_CHUNKS_PER_TURN):
+            with self.journal.transaction(durable=False):
+                for body in bodies[i:i + CLIP_CHUNKS_PER_TURN]:
+                    self._enqueue(self._envelope("camera.clip", body, utcnow()), Priority.EVENT)
+                self.journal.set_state("seq", self._seq)
+            self.uplink.kick()
+            await asyncio.sleep(0)
+        with self.journal.transaction(durable=True):
+            self.journal.set_state("clip_jobs", [j for j in self.journal.get_state("clip_jobs", []) if j != job])
+        self.clips_sent += 1
+
+    def _cut_clip(self, job: dict, start: datetime, end: datetime) -> Optional[list[dict]]:
+        """On the clip thread: the chunk bodies of the camera's clip, or None when the agent is stopping."""
+        v = self.cfg.video
         camera = next((c for c in self.cfg.cameras if c.id == job["camera_id"]), None)
         try:
-            if camera is not None and camera.record:
-                segments = await asyncio.to_thread(clip_cutter.find_segments, v.recordings_root / camera.id,
-                                                   start, end, v.segment_s)
-            else:
-                segments = []
-            plan = clip_cutter.plan_clip(segments, start, end)
-            clip = await asyncio.to_thread(clip_cutter.cut_clip, plan, max_bytes=v.clip_max_bytes,
-                                           cancel=self._stopping)
+            segments = clip_cutter.find_segments(v.recordings_root / camera.id, start, end, v.segment_s) \
+                if camera is not None and camera.record else []
+            clip = clip_cutter.cut_clip(clip_cutter.plan_clip(segments, start, end), max_bytes=v.clip_max_bytes,
+                                        cancel=self._stopping)
         except clip_cutter.ClipError as exc:
             if self._stopping.is_set():
-                return
+                return None
             log.error("clip of %s for alarm %s failed: %s", job["camera_id"], job["alarm_id"], exc)
             clip = clip_cutter.Clip(clip_cutter.plan_clip([], start, end), b"", transcoded=False)
-        self._enqueue_clip(job, clip)
-
-    def _enqueue_clip(self, job: dict, clip: clip_cutter.Clip) -> None:
         plan = clip.plan
         count = clip_cutter.chunk_count(clip.data, CLIP_CHUNK_BYTES)
         clip_id = uuid.uuid5(ALARM_ID_NAMESPACE, f"clip/{job['alarm_id']}/{job['camera_id']}")
-        with self.journal.transaction(durable=True):
-            for index, piece in enumerate(clip_cutter.chunks(clip.data, CLIP_CHUNK_BYTES)):
-                body = ClipChunkBody(clip_id=clip_id, alarm_id=job["alarm_id"], camera_id=job["camera_id"],
-                                     index=index, count=count, window_start=plan.window_start,
-                                     window_end=plan.window_end, start=plan.start, end=plan.end,
-                                     missing=[MissingSpan(start=a, end=b) for a, b in plan.missing],
-                                     size=len(clip.data), sha256=clip.sha256, transcoded=clip.transcoded,
-                                     truncated=clip.truncated, data_b64=base64.b64encode(piece).decode("ascii"))
-                self._enqueue(self._envelope("camera.clip", body.model_dump(mode="json"), utcnow()), Priority.EVENT)
-            self.journal.set_state("clip_jobs", [j for j in self.journal.get_state("clip_jobs", []) if j != job])
-            self.journal.set_state("seq", self._seq)
-        self.clips_sent += 1
         log.info("clip of %s for alarm %s: %d bytes in %d chunks, %d gaps", job["camera_id"], job["alarm_id"],
                  len(clip.data), count, len(plan.missing))
-        self.uplink.kick()
+        return [ClipChunkBody(clip_id=clip_id, alarm_id=job["alarm_id"], camera_id=job["camera_id"], index=index,
+                              count=count, window_start=plan.window_start, window_end=plan.window_end,
+                              start=plan.start, end=plan.end,
+                              missing=[MissingSpan(start=a, end=b) for a, b in plan.missing], size=len(clip.data),
+                              sha256=clip.sha256, transcoded=clip.transcoded, truncated=clip.truncated,
+                              data_b64=base64.b64encode(piece).decode("ascii")).model_dump(mode="json")
+                for index, piece in enumerate(clip_cutter.chunks(clip.data, CLIP_CHUNK_BYTES))]
 
     def _on_camera_fault(self, ev: FaultEvent) -> None:
         zone = self.zone_of_camera.get(ev.camera_id)
@@ -511,6 +555,8 @@ class EdgeAgent:
                 "police_encrypted": self.cfg.police.key is not None,
                 "devices_rejected": dict(self.devices.rejected),
                 "latched": self.engine.snapshot()["latched"]}
+        if self.gb is not None:
+            body["gb28181"] = self.gb.status()
         self.uplink.publish_direct(self._envelope("heartbeat", body, utcnow()))
 
 

@@ -82,12 +82,25 @@ class ZoneConfig(_Strict):
     schedule: list[ArmWindow] = Field(default_factory=list, description="intrusion zones: when armed")
 
 
+GbId = Annotated[str, Field(pattern=r"^[0-9]{20}$", description="GB/T 28181 code: 20 digits")]
+
+
 class CameraConfig(_Strict):
     id: DeviceId
-    source: str = Field(min_length=1, description="stream URL (rtsp://, http:// MJPEG) or a video file")
+    source: str = Field(min_length=1, description="stream analysed: URL (rtsp://, http:// MJPEG) or a video file; "
+                                                  "for an RTSP camera, its sub-stream")
+    record_source: Optional[str] = Field(default=None, min_length=1,
+                                         description="stream recorded by copy (an RTSP camera's main stream); "
+                                                     "default: source")
+    transport: Literal["tcp", "udp"] = Field(default="tcp", description="RTSP transport for both streams")
+    keyframes_only: bool = Field(default=False, description="analyse H.264/H.265 key frames only (far less CPU; "
+                                                            "checks and snapshots at the key frame rate)")
     children_area: bool = Field(default=True, description="covers a room children use (compliance counts these)")
     record: bool = Field(default=True, description="the recorder keeps this camera's footage")
     analysis_fps: float = Field(default=1.0, gt=0, le=10, description="health checks per second (on a small frame)")
+    gb_id: Optional[GbId] = Field(default=None, description="GB/T 28181 channel code on the police video platform; "
+                                                            "cameras without one are not networked with the police")
+    gb_name: Optional[str] = Field(default=None, max_length=64, description="name in the platform's catalogue (id if unset)")
 
 
 class VideoConfig(_Strict):
@@ -133,6 +146,33 @@ class OutboxConfig(_Strict):
     path: Path = Field(default=Path("var/edge/outbox.sqlite3"), description="journal and outbox, one SQLite file")
     max_messages: int = Field(default=200_000, ge=100,
                               description="when full, the oldest telemetry goes first; alarms and events are never dropped")
+
+
+class GbConfig(_Strict):
+    """The gateway as a GB/T 28181 device on the police video platform (公安视频图像信息联网)."""
+    platform_id: GbId = Field(description="the platform's SIP server code (type 200)")
+    platform_domain: str = Field(pattern=r"^[0-9]{10}$", description="the platform's domain: 10 digits, its code's first 10")
+    platform_host: str = Field(min_length=1)
+    platform_port: int = Field(default=5060, ge=1, le=65535)
+    device_id: GbId = Field(description="this gateway's code on the platform")
+    password: str = Field(min_length=1, max_length=128, description="SIP digest password the platform gave this device")
+    transport: Literal["udp", "tcp"] = "udp"
+    local_ip: Optional[str] = Field(default=None, description="address the platform reaches the gateway at; the route's own if unset")
+    local_port: int = Field(default=5060, ge=0, le=65535, description="SIP port (0: any free one)")
+    keepalive_s: float = Field(default=60.0, gt=0, le=3600, description="Keepalive MESSAGE period (GB/T 28181 9.6.1: 60)")
+    keepalive_misses: int = Field(default=3, ge=1, le=10, description="unanswered keepalives in a row before the platform counts as lost")
+    register_expires_s: int = Field(default=3600, ge=60, le=86400, description="REGISTER Expires; renewed at 3/4 of it")
+    register_retry_max_s: float = Field(default=60.0, gt=0, le=3600, description="cap of the backoff between failed registrations")
+    response_timeout_s: float = Field(default=8.0, gt=0, le=64, description="wait for the platform's answer to one request")
+    max_streams: int = Field(default=4, ge=1, le=64, description="live streams to the platform at once")
+    stream_fps: int = Field(default=25, ge=1, le=60)
+    name: str = Field(default="CareGuard gateway", max_length=64, description="DeviceName in DeviceInfo")
+
+    @model_validator(mode="after")
+    def _codes(self) -> "GbConfig":
+        if self.platform_id == self.device_id:
+            raise ValueError("device_id: the same as platform_id")
+        return self
 
 
 def _compile_fields(rules: dict[Role, FieldRule]) -> tuple[CompiledField, ...]:
@@ -232,6 +272,7 @@ class EdgeConfig(_Strict):
     zones: list[ZoneConfig] = Field(min_length=1)
     cameras: list[CameraConfig] = Field(default_factory=list)
     video: VideoConfig = Field(default_factory=VideoConfig)
+    gb28181: Optional[GbConfig] = Field(default=None, description="GB/T 28181 video networking with the police; off when unset")
     timezone: str = Field(default="Asia/Shanghai", description="for arming schedules")
     debounce_ms: int = Field(default=50, ge=0, le=5000, description="presses closer than this are contact bounce")
     zigbee2mqtt: Zigbee2MqttConfig = Field(default_factory=Zigbee2MqttConfig,
@@ -265,6 +306,11 @@ class EdgeConfig(_Strict):
             for c in z.cameras:
                 if c not in cameras:
                     raise ValueError(f"zones: zone {z.id!r} names camera {c!r}, which is not in cameras")
+        gb_ids = [c.gb_id for c in self.cameras if c.gb_id]
+        if len(set(gb_ids)) != len(gb_ids):
+            raise ValueError("cameras: a gb_id appears twice")
+        if self.gb28181 is not None and self.gb28181.device_id in gb_ids:
+            raise ValueError("cameras: a gb_id is the gateway's own gb28181.device_id")
         return self
 
     def _place_mapped_devices(self, zone_of: dict[str, str]) -> None:

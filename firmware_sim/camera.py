@@ -1,5 +1,5 @@
-"""A simulated IP camera: the scenes of camera_scene.py served as MJPEG over HTTP, with
-faults injected at run time, and written as labelled video files.
+"""A simulated IP camera: the scenes of camera_scene.py served as MJPEG over HTTP (RTSP in
+camera_rtsp.py), with faults injected at run time, and written as labelled video files.
 
 HTTP interface (what cheap IP cameras offer, plus fault control for tests and drills):
     GET  /stream.mjpg            multipart/x-mixed-replace MJPEG stream ("/" too)
@@ -8,7 +8,10 @@ HTTP interface (what cheap IP cameras offer, plus fault control for tests and dr
     POST /fault?kind=covered[&cover=cloth][&duration=S]   inject (other Fault fields as query)
     POST /fault?kind=none        clear all faults
 An `offline` fault stops the camera serving: streams end and new requests are refused
-until it is cleared (over HTTP is then impossible, so give `duration`)."""
+until it is cleared (over HTTP is then impossible, so give `duration`). `stall` keeps the
+connections and sends nothing, `drops` ends every stream every `every_s` seconds and
+`resolution` changes the picture's size. `--rtsp h264|h265` serves the same scene over RTSP
+(camera_rtsp.py)."""
 
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from contracts.errors import describe_validation_error
+from firmware_sim.camera_scene import DELIVERY_KINDS, SCENES, Fault, FaultKind, Scene, frame_at, scene_by_name
 from firmware_sim.osd import stamp
-from firmware_sim.camera_scene import SCENES, Fault, FaultKind, Scene, frame_at, scene_by_name
 
 log = logging.getLogger("careguard.sim.camera")
 BOUNDARY = "careguardframe"
@@ -55,36 +58,30 @@ def encode_jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     return buf.tobytes()
 
 
-class SimulatedCamera:
-    """Renders the scene at `fps` in one thread and serves the latest JPEG to every client.
+class SceneCamera:
+    """A camera's picture: the scene rendered at `fps` on a thread of its own, with faults
+    injected at run time; subclasses serve what `_deliver` hands them.
 
-    Scene time is seconds since `start()`; faults injected at run time start "now"."""
+    Scene time is seconds since `start_rendering()`; faults injected at run time start "now".
+    Delivery faults are honoured here: offline and stall deliver nothing (offline also tells
+    `_deliver` with None), resolution renders at the fault's size, drops bump `drop_epoch`
+    every `every_s` seconds for the subclass to close its connections."""
 
-    def __init__(self, scene: Scene, *, host: str = "127.0.0.1", port: int = 0, fps: float = 10.0,
-                 width: int = 640, height: int = 360, faults: Sequence[Fault] = (), osd: bool = False):
+    def __init__(self, scene: Scene, *, fps: float = 10.0, width: int = 640, height: int = 360,
+                 faults: Sequence[Fault] = (), osd: bool = False):
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
         self.scene, self.fps, self.width, self.height = scene, fps, width, height
         self.osd = osd  # the time burnt into each frame, as real cameras do (firmware_sim/osd.py)
         self._faults: list[Fault] = list(faults)
         self._lock = threading.Condition()
-        self._jpeg: Optional[bytes] = None
-        self._frame_no = 0
         self._stop = threading.Event()
         self._t0 = 0.0
         self._t0_wall = 0.0
-        self._threads: list[threading.Thread] = []
-        self.frames_sent = 0
-        self.server = ThreadingHTTPServer((host, port), self._handler_class())
-        self.server.daemon_threads = True
-
-    @property
-    def port(self) -> int:
-        return self.server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.server.server_address[0]}:{self.port}/stream.mjpg"
+        self._render_thread: Optional[threading.Thread] = None
+        self._last_drop = 0.0
+        self.drop_epoch = 0
+        self.frames_rendered = 0
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -118,9 +115,16 @@ class SimulatedCamera:
 
     # --- frames ------------------------------------------------------------------------------
 
-    def _interval(self) -> float:
-        low = [f.fps for f in self.active_faults() if f.kind is FaultKind.LOW_FPS]
-        return 1.0 / min([self.fps] + low)
+    def _interval(self, active: dict[FaultKind, Fault]) -> float:
+        low = active.get(FaultKind.LOW_FPS)
+        return 1.0 / min(self.fps, low.fps) if low is not None else 1.0 / self.fps
+
+    def _deliver(self, frame: Optional[np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _picture_size(self, active: dict[FaultKind, Fault]) -> tuple[int, int]:
+        size = active.get(FaultKind.RESOLUTION)
+        return (size.width, size.height) if size is not None else (self.width, self.height)
 
     def _render_loop(self) -> None:
         next_at = time.monotonic()
@@ -128,19 +132,68 @@ class SimulatedCamera:
             t = self.now()
             with self._lock:
                 faults = list(self._faults)
-            frame = frame_at(self.scene, t, self.width, self.height, faults)
-            if frame is not None and self.osd:
-                # A frozen camera repeats one frame, its clock included.
-                frozen = [f.start_s for f in faults if f.kind is FaultKind.FROZEN and f.active(t)]
-                shown = frozen[0] if frozen else t
-                frame = stamp(frame.copy(), datetime.fromtimestamp(self._t0_wall + shown, timezone.utc))
-            jpeg = None if frame is None else encode_jpeg(frame)
-            with self._lock:
-                self._jpeg = jpeg
-                self._frame_no += 1
-                self._lock.notify_all()
-            next_at = max(next_at + self._interval(), time.monotonic())
+            active = {f.kind: f for f in faults if f.active(t)}
+            drops = active.get(FaultKind.DROPS)
+            if drops is not None and t - self._last_drop >= drops.every_s:
+                self._last_drop = t
+                self.drop_epoch += 1
+            if FaultKind.OFFLINE in active:
+                self._deliver(None)
+            elif FaultKind.STALL not in active:
+                width, height = self._picture_size(active)
+                frame = frame_at(self.scene, t, width, height, faults)
+                if self.osd:
+                    # A frozen camera repeats one frame, its clock included.
+                    frozen = active.get(FaultKind.FROZEN)
+                    shown = frozen.start_s if frozen is not None else t
+                    frame = stamp(frame.copy(), datetime.fromtimestamp(self._t0_wall + shown, timezone.utc))
+                self._deliver(frame)
+                self.frames_rendered += 1
+            next_at = max(next_at + self._interval(active), time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start_rendering(self) -> None:
+        self._t0 = time.monotonic()
+        self._t0_wall = time.time()
+        self._stop.clear()
+        self._render_thread = threading.Thread(target=self._render_loop, name="simcam-render", daemon=True)
+        self._render_thread.start()
+
+    def stop_rendering(self) -> None:
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        if self._render_thread is not None:
+            self._render_thread.join(timeout=5)
+
+
+class SimulatedCamera(SceneCamera):
+    """The scene as MJPEG over HTTP: the latest JPEG to every client."""
+
+    def __init__(self, scene: Scene, *, host: str = "127.0.0.1", port: int = 0, fps: float = 10.0,
+                 width: int = 640, height: int = 360, faults: Sequence[Fault] = (), osd: bool = False):
+        super().__init__(scene, fps=fps, width=width, height=height, faults=faults, osd=osd)
+        self._jpeg: Optional[bytes] = None
+        self._frame_no = 0
+        self._serve_thread: Optional[threading.Thread] = None
+        self.frames_sent = 0
+        self.server = ThreadingHTTPServer((host, port), self._handler_class())
+        self.server.daemon_threads = True
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.server.server_address[0]}:{self.port}/stream.mjpg"
+
+    def _deliver(self, frame: Optional[np.ndarray]) -> None:
+        jpeg = None if frame is None else encode_jpeg(frame)
+        with self._lock:
+            self._jpeg = jpeg
+            self._frame_no += 1
+            self._lock.notify_all()
 
     def wait_frame(self, after: int, timeout: float) -> tuple[int, Optional[bytes]]:
         """The next frame after frame number `after` (None while offline), or the same on timeout."""
@@ -151,22 +204,18 @@ class SimulatedCamera:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "SimulatedCamera":
-        self._t0 = time.monotonic()
-        self._t0_wall = time.time()
-        for target in (self._render_loop, self.server.serve_forever):
-            thread = threading.Thread(target=target, name=f"simcam-{self.port}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.start_rendering()
+        self._serve_thread = threading.Thread(target=self.server.serve_forever, name=f"simcam-{self.port}",
+                                              daemon=True)
+        self._serve_thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._lock:
-            self._lock.notify_all()
+        self.stop_rendering()
         self.server.shutdown()
         self.server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        if self._serve_thread is not None:
+            self._serve_thread.join(timeout=5)
 
     def __enter__(self) -> "SimulatedCamera":
         return self.start()
@@ -234,10 +283,11 @@ class SimulatedCamera:
                 self.end_headers()
                 self.connection.settimeout(CLIENT_WRITE_TIMEOUT_S)
                 seen = -1
+                epoch = camera.drop_epoch
                 try:
                     while not camera._stop.is_set():
                         seen, jpeg = camera.wait_frame(seen, 1.0)
-                        if camera.offline():
+                        if camera.offline() or camera.drop_epoch != epoch:
                             return
                         if jpeg is None:
                             continue
@@ -260,8 +310,10 @@ def write_clip(path: Path | str, scene: Scene, duration_s: float, *, fps: float 
     path = Path(path)
     if duration_s <= 0 or fps <= 0:
         raise ValueError(f"duration_s and fps must be > 0, got {duration_s} and {fps}")
-    if any(f.kind is FaultKind.OFFLINE for f in faults):
-        raise ValueError("an offline fault cannot be written to a file; serve the camera and stop it instead")
+    delivery = sorted(f.kind.value for f in faults if f.kind in DELIVERY_KINDS)
+    if delivery:
+        raise ValueError(f"{', '.join(delivery)}: a file has one size and no connection to lose; "
+                         "serve the camera to show these faults")
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height))
     if not writer.isOpened():
         raise ValueError(f"cannot write video {path} with codec {codec!r}")
@@ -316,6 +368,10 @@ def add_camera_commands(subparsers) -> None:
     cam.add_argument("--fault", action="append", default=[], help=fault_help)
     cam.add_argument("--duration", type=float, help="stop after S seconds (default: run until stopped)")
     cam.add_argument("--osd", action="store_true", help="burn the time into each frame, as real cameras do")
+    cam.add_argument("--rtsp", choices=("h264", "h265"),
+                     help="serve RTSP (streams /main and /sub at half size) instead of MJPEG over HTTP")
+    cam.add_argument("--user", default="", help="RTSP: user name clients must give (default: none)")
+    cam.add_argument("--password", default="", help="RTSP: password for --user")
     cam.set_defaults(camera_command="camera")
 
     clip = subparsers.add_parser("clip", help="write a labelled video clip of a simulated camera")
@@ -352,17 +408,30 @@ def run_camera_command(args: argparse.Namespace) -> int:
                                 faults=faults, codec=codec)
             print(json.dumps({"out": args.out, "labels": [lb.model_dump() for lb in labels]}))
             return 0
-        camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width, height=height,
-                                 faults=faults, osd=args.osd)
+        if args.rtsp:
+            from firmware_sim.camera_rtsp import RtspCamera  # it builds on SceneCamera, defined here
+            camera = RtspCamera(scene, codec=args.rtsp, host=args.host, port=args.port, fps=args.fps, width=width,
+                                height=height, user=args.user, password=args.password, faults=faults, osd=args.osd)
+        else:
+            camera = SimulatedCamera(scene, host=args.host, port=args.port, fps=args.fps, width=width,
+                                     height=height, faults=faults, osd=args.osd)
     except (ValueError, OSError) as exc:
         print(f"careguard sim {args.camera_command}: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with camera:
-        log.info("camera %s serving %s", args.scene, camera.url)
+    try:
+        camera.start()
+    except RuntimeError as exc:  # the RTSP server could not start
+        print(f"careguard sim camera: {exc}", file=sys.stderr)
+        return 2
+    try:
+        urls = [camera.url(s.name, with_credentials=False) for s in camera.streams] if args.rtsp else [camera.url]
+        log.info("camera %s serving %s", args.scene, " ".join(urls))
         try:
             stop.wait(args.duration)
         except KeyboardInterrupt:
             pass
+    finally:
+        camera.stop()
     return 0

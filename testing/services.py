@@ -14,6 +14,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -245,3 +246,90 @@ def victoria_metrics() -> Iterator[str]:
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _port_taken(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return True
+    return False
+
+
+class Sipp:
+    """SIPp (Debian `sip-tester`) playing a scenario on a loopback port, as the peer a test or a
+    benchmark talks to (the police video platform for GB/T 28181); restartable on the same port.
+    Every message it sends and receives goes to its message log, read back by `messages()`.
+
+    `keys` fill the scenario's [name] keywords, `variables` its $variables (-set)."""
+
+    def __init__(self, scenario: str | Path, workdir: str | Path, *, transport: str = "udp",
+                 port: int | None = None, keys: dict[str, str] | None = None,
+                 variables: dict[str, str] | None = None):
+        self.scenario = Path(scenario)
+        self.dir = Path(workdir)
+        self.transport = transport
+        self.kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        self.port = port or free_port()
+        self.keys = keys or {}
+        self.variables = variables or {}
+        self.proc: subprocess.Popen | None = None
+        self.runs = 0
+
+    @property
+    def message_log(self) -> Path:
+        return self.dir / f"sipp-{self.runs}-messages.log"
+
+    def start(self) -> "Sipp":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.runs += 1
+        cmd = [_require("sipp"), "-sf", str(self.scenario), "-i", LOOPBACK, "-p", str(self.port),
+               "-t", "u1" if self.transport == "udp" else "t1", "-nostdin", "-deadcall_wait", "0",
+               "-trace_msg", "-message_file", str(self.message_log),
+               "-trace_err", "-error_file", str(self.dir / f"sipp-{self.runs}-errors.log")]
+        for k, v in self.keys.items():
+            cmd += ["-key", k, v]
+        for k, v in self.variables.items():
+            cmd += ["-set", k, v]
+        self.out = open(self.dir / f"sipp-{self.runs}.out", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while not _port_taken(self.port, self.kind):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sipp exited with {self.proc.returncode}: "
+                                   + (self.dir / f"sipp-{self.runs}.out").read_text(errors="replace")[-2000:])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sipp not on port {self.port} after 15 s")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+            self.out.close()
+
+    def messages(self, run: int | None = None) -> list[tuple[str, bytes]]:
+        """("sent" | "received", message bytes) in the order SIPp logged them, for one run (the latest
+        by default; complete once stopped)."""
+        return [(direction, raw) for _, direction, raw in self.timed_messages(run)]
+
+    def timed_messages(self, run: int | None = None) -> list[tuple[float, str, bytes]]:
+        """As `messages`, each with the epoch time SIPp logged it at (its own clock, this machine's)."""
+        path = self.dir / f"sipp-{run or self.runs}-messages.log"
+        if not path.exists():
+            return []
+        out = []
+        for block in (b"\n" + path.read_bytes()).split(b"\n-----------------------------------------------")[1:]:
+            stamp, _, rest = block.partition(b"\n")
+            head, _, message = rest.partition(b"\n")  # "UDP message sent (346 bytes):"
+            when = datetime.strptime(stamp.decode().strip(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+            out.append((when, "sent" if b"message sent" in head else "received", message.strip(b"\r\n")))
+        return out
+
+    def __enter__(self) -> "Sipp":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

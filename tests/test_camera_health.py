@@ -17,7 +17,8 @@ from edge.video.capture import CameraMonitor, CaptureConfig
 from edge.video.check import find_faults
 from edge.video.health import CameraFault, CameraHealthAnalyser, HealthConfig, small_grey_from_jpeg
 from firmware_sim.camera import SimulatedCamera, parse_fault, write_clip
-from firmware_sim.camera_scene import Fault, FaultKind, LightMode, frame_at, scene_by_name
+from firmware_sim.camera_scene import (HELD_OUT_FAMILIES, Fault, FaultKind, LightMode, close_passes, frame_at,
+                                       held_out_scene, scene_by_name)
 from helpers import sync_until
 
 CLIP_SIZE = dict(width=320, height=180)
@@ -70,15 +71,16 @@ def test_normal_scene_with_infrared_lights_and_people_gives_no_fault(tmp_path):
 def test_clear_is_reported_and_cooldown_holds_a_repeat():
     scene = scene_by_name("day", seed=1)
     analyser = CameraHealthAnalyser("c", HealthConfig(cooldown_s=30))
-    covered = [Fault(kind=FaultKind.COVERED, start_s=40, end_s=50), Fault(kind=FaultKind.COVERED, start_s=60, end_s=100)]
+    covered = [Fault(kind=FaultKind.COVERED, start_s=40, end_s=55), Fault(kind=FaultKind.COVERED, start_s=60, end_s=110)]
     events = []
-    for t in range(100):
+    for t in range(110):
         grey = cv2.cvtColor(frame_at(scene, float(t), 160, 90, covered), cv2.COLOR_BGR2GRAY)
         events += [(e.fault, e.state, e.t, e.since_s) for e in analyser.check(grey, float(t))]
-    assert events[0][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[0][3] == 40
-    assert events[1][:2] == (CameraFault.COVERED, AlarmState.CLEARED) and events[1][3] == 50
-    # Covered again at 60, but held until the cooldown after the clear at 52 ends.
-    assert events[2][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[2][2] >= 52 + 30
+    # Raised once it has held min_persist_s (10 s), with the time it began.
+    assert events[0] == (CameraFault.COVERED, AlarmState.ACTIVE, 50, 40)
+    assert events[1][:2] == (CameraFault.COVERED, AlarmState.CLEARED) and events[1][3] == 55
+    # Covered again at 60, but held until the cooldown after the clear at 57 ends.
+    assert events[2][:2] == (CameraFault.COVERED, AlarmState.ACTIVE) and events[2][2] >= 57 + 30
     assert len(events) == 3
 
 
@@ -160,3 +162,29 @@ def test_bad_fault_specs_are_refused_with_the_reason(tmp_path):
         scene_by_name("garage")
     with pytest.raises(ValueError, match="JPEG"):
         small_grey_from_jpeg(b"\xff\xd8garbage")
+
+
+def test_view_faults_must_persist_so_people_passing_at_the_lens_raise_nothing():
+    """An hour of a held-out nursery morning at 1 fps, with people passing right in front of
+    the lens: nothing raised; without the 10 s persistence the same hour raises a fault."""
+    scene = held_out_scene(HELD_OUT_FAMILIES[0], seed=11)
+    start = 8 * 3600
+    assert len(close_passes(scene, 8)) >= 3
+    greys = [cv2.cvtColor(frame_at(scene, float(t), 160, 90), cv2.COLOR_BGR2GRAY) for t in range(start, start + 3600)]
+
+    def raised(config: HealthConfig) -> list:
+        analyser = CameraHealthAnalyser("c", config)
+        events = []
+        for k, grey in enumerate(greys):
+            events += analyser.check(grey, float(start + k))
+        return [e.fault for e in events if e.state is AlarmState.ACTIVE]
+
+    assert raised(HealthConfig(confirm_checks=2)) == []
+    assert raised(HealthConfig(confirm_checks=2, min_persist_s=0)) != []
+    # A real cover is raised once it has lasted the 10 s, not before.
+    analyser = CameraHealthAnalyser("c")
+    cover = [Fault(kind=FaultKind.COVERED, start_s=start + 100, end_s=start + 200)]
+    events = []
+    for t in range(start, start + 120):
+        events += analyser.check(cv2.cvtColor(frame_at(scene, float(t), 160, 90, cover), cv2.COLOR_BGR2GRAY), float(t))
+    assert [(e.fault, e.t, e.since_s) for e in events] == [(CameraFault.COVERED, start + 110, start + 100)]

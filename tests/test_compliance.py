@@ -11,9 +11,14 @@ import pytest
 from cloud.compliance.rules import (CameraStatus, FacilityFacts, Level, Status, evaluate, facility_compliance)
 from cloud.store.db import alarms, create_schema, envelopes, make_engine
 from cloud.compliance.profiles import NATIONAL, profile_for
+from contracts.video_platform import VideoPlatformStatus
 from cloud.registry.records import ClassIn, ClassType, Facility, FacilityRegistration, register_facility, uscc_check_char
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+# A heartbeat's gb28181 section: registered with the police video platform, cam1 one of its channels.
+NETWORKED = {"registered": True, "platform": "10.0.0.1:5060", "platform_id": "34020000002000000001",
+             "device_id": "34020000001180000001", "transport": "udp", "since": "2026-06-15T00:00:00Z",
+             "reason": "registered", "cameras": ["cam1"], "streams": 0}
 
 
 def _uscc(n: int) -> str:
@@ -37,7 +42,8 @@ def facts(classes: list[ClassIn] = (), **kw) -> FacilityFacts:
     base = dict(facility=facility, panic_buttons=["btn-1"], children_areas={"room1": ["cam1"]}, camera_ids=["cam1"],
                 retention_report_ts=NOW, retention_days={"cam1": 95.0},
                 camera_health={"cam1": CameraStatus(ts=NOW, online=True, state="streaming", fault=None)},
-                last_heartbeat=NOW - timedelta(seconds=10), last_drill_delivered=NOW - timedelta(days=3))
+                last_heartbeat=NOW - timedelta(seconds=10), last_drill_delivered=NOW - timedelta(days=3),
+                video_platform=VideoPlatformStatus.model_validate(NETWORKED))
     return FacilityFacts(**(base | kw))
 
 
@@ -147,7 +153,7 @@ def test_facts_from_the_store_with_city_profile(tmp_path):
             env("retention.report", {"cameras": [{"camera_id": "cam1", "achieved_days": 31.0}]}, now),
             env("camera.health", {"cameras": [{"camera_id": "cam1", "state": "streaming", "fault": None}]},
                 now - timedelta(seconds=5)),
-            env("heartbeat", {"police_encrypted": True}, now - timedelta(seconds=5))])
+            env("heartbeat", {"police_encrypted": True, "gb28181": NETWORKED}, now - timedelta(seconds=5))])
         conn.execute(alarms.insert().values(
             alarm_id=str(uuid.uuid4()), facility="JN1", kind="test", severity="warning", source="z1", state="cleared",
             detail={}, sort_ts=now - timedelta(days=2), raised_at=now - timedelta(days=2),
@@ -159,10 +165,24 @@ def test_facts_from_the_store_with_city_profile(tmp_path):
         report = facility_compliance(conn, "JN1", now)
         assert [x.rule for x in report.findings] == ["children_areas_covered"]
         assert report.findings[0].evidence["cameras"] == {"cam1": "covered"}
-        conn.execute(envelopes.insert(), [env("heartbeat", {"police_encrypted": False}, now)])
+        conn.execute(envelopes.insert(), [env("heartbeat", {"police_encrypted": False, "gb28181": NETWORKED}, now)])
         report = facility_compliance(conn, "JN1", now)
         assert [x.rule for x in report.findings] == ["police_path_encrypted", "children_areas_covered"]
     engine.dispose()
+
+
+def test_video_networked_with_the_police():
+    assert rules_failed(facts(video_platform=None)) == {"video_networked"}
+    lost = VideoPlatformStatus.model_validate({**NETWORKED, "registered": False, "reason": "3 keepalives unanswered"})
+    report = evaluate(facts(video_platform=lost), NATIONAL, NOW)
+    [finding] = report.findings
+    assert finding.rule == "video_networked" and finding.message.endswith("10.0.0.1:5060: 3 keepalives unanswered")
+    no_channel = VideoPlatformStatus.model_validate({**NETWORKED, "cameras": ["cam9"]})
+    report = evaluate(facts(video_platform=no_channel), NATIONAL, NOW)
+    [finding] = report.findings
+    assert finding.evidence["areas"] == ["room1"] and "room1" in finding.message
+    # One networked camera per children's area is enough, as for coverage.
+    assert rules_failed(facts(children_areas={"room1": ["cam1", "cam2"]})) == set()
 
 
 def test_unencrypted_police_path_is_a_finding():

@@ -100,6 +100,13 @@ def open_page(browser, cloud, path: str, role: str):
                           accept_downloads=True)
 
 
+def video_platform(registered: bool) -> dict:
+    """A heartbeat's gb28181 section (contracts/video_platform.py)."""
+    return {"registered": registered, "platform": "10.0.0.5:5060", "platform_id": "34020000002000000001",
+            "device_id": "34020000001180000001", "transport": "udp", "since": "2026-06-15T00:00:00Z",
+            "reason": "registered" if registered else "3 keepalives unanswered", "cameras": ["cam-1"], "streams": 0}
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -144,11 +151,12 @@ def test_command_and_dashboard_roles(cloud, mosquitto):
 def test_police_page_dispatch_resolve_drill_and_paths(cloud, mqtt, browser):
     from playwright.sync_api import expect
     publish(mqtt, F1, "heartbeat", {"uptime_s": 1, "police_paths": {"127.0.0.1:9000": True, "127.0.0.1:9001": False},
-                                    "latched": {}}, Stream.HEARTBEAT)
+                                    "latched": {}, "gb28181": video_platform(False)}, Stream.HEARTBEAT)
     page, errors = open_page(browser, cloud, "/police", "police")
     expect(page.locator("#link-state")).to_have_attribute("data-state", "live", timeout=10_000)
     paths_row = page.locator("#paths-table tbody tr").filter(has_text=F1)
     expect(paths_row).to_contain_text("127.0.0.1:9001 中断", timeout=10_000)
+    expect(paths_row).to_contain_text("10.0.0.5:5060 未注册: 3 keepalives unanswered")
 
     aid = raise_alarm(mqtt, AlarmKind.PANIC)
     wait_stored(cloud, 2)
@@ -191,7 +199,10 @@ def test_facility_page_live_health_and_drill(cloud, mqtt, mosquitto, browser):
                                                          "camera_fps": 12.5, "last_frame_age_s": 0.2,
                                                          "connection_quality": 0.98}]}, Stream.CAMERA)
         publish(mqtt, F1, "event.arming", {"zone": "room-2", "armed": True, "by": "schedule"}, Stream.EVENT)
+        publish(mqtt, F1, "heartbeat", {"uptime_s": 2, "police_paths": {}, "latched": {},
+                                        "gb28181": video_platform(True)}, Stream.HEARTBEAT)
         expect(cam_row).to_contain_text("12.5", timeout=10_000)  # polled, without reload
+        expect(page.locator("#video-platform")).to_have_text("10.0.0.5:5060 已注册", timeout=10_000)
         expect(page.locator("#events-table tbody tr")).to_have_count(1, timeout=10_000)
 
         page.locator("#drill-zone").select_option("room-2")

@@ -20,11 +20,11 @@ from typing import Callable, Optional
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from cloud.alarms.records import AlarmRecord, apply_alarm_envelope, get_alarms
+from cloud.alarms.lifecycle import clear_cloud_alarm, raise_cloud_alarm
+from cloud.alarms.records import AlarmRecord, get_alarms
 from cloud.periodic import PeriodicTask
 from cloud.store.db import alarms, gateways
-from contracts.alarms import DEFAULT_SEVERITY, AlarmBody, AlarmKind, AlarmState
-from contracts.envelope import make_envelope
+from contracts.alarms import AlarmKind, AlarmState
 from contracts.timefmt import iso_utc, utcnow
 
 log = logging.getLogger("careguard.cloud.gateway_watch")
@@ -88,16 +88,16 @@ def read_state(engine: Engine) -> tuple[list[GatewaySeen], dict[str, uuid.UUID]]
 
 
 def apply_change(engine: Engine, change: Change, now: datetime) -> list[AlarmRecord]:
-    """Write one decision as the alarm envelope the cloud would have received for it."""
+    """Raise or clear the facility's gateway_offline alarm, as every alarm the cloud raises itself."""
     kind = AlarmKind.GATEWAY_OFFLINE
-    body = AlarmBody(alarm_id=change.alarm_id, kind=kind, severity=DEFAULT_SEVERITY[kind], source=ALARM_SOURCE,
-                     state=AlarmState.ACTIVE if change.raise_ else AlarmState.CLEARED,
-                     detail={"reason": change.reason})
-    env = make_envelope(change.facility, "alarm.raised" if change.raise_ else "alarm.cleared", body,
-                        source="cloud", ts=now)
     with engine.begin() as conn:
-        alarm_id = apply_alarm_envelope(conn, env, body, None, now)
-        return get_alarms(conn, [alarm_id])
+        if change.raise_:
+            alarm_id, _ = raise_cloud_alarm(conn, facility=change.facility, kind=kind, source=ALARM_SOURCE, ts=now,
+                                            detail={"reason": change.reason}, alarm_id=str(change.alarm_id))
+        else:
+            alarm_id = clear_cloud_alarm(conn, facility=change.facility, kind=kind, source=ALARM_SOURCE, ts=now,
+                                         detail={"reason": change.reason})
+        return get_alarms(conn, [alarm_id]) if alarm_id else []
 
 
 class GatewayWatch:

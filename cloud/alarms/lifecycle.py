@@ -98,23 +98,28 @@ def resolve(conn: Connection, alarm_id: UUID, outcome: Outcome, *, user: str, ro
 
 # --- alarms the cloud raises itself -------------------------------------------------------------
 def raise_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime,
-                      severity: Optional[Severity] = None, detail: Optional[dict] = None) -> tuple[str, bool]:
+                      severity: Optional[Severity] = None, detail: Optional[dict] = None,
+                      alarm_id: Optional[str] = None) -> tuple[str, bool]:
     """Raise `kind` about `source` unless one is active already (one active alarm per (source,
-    kind), as ThingsBoard keeps it). Returns the alarm_id and whether it is new."""
+    kind), as ThingsBoard keeps it). Returns the alarm_id and whether it is new. An `alarm_id`
+    derived from the cause makes two cloud processes deciding the same thing raise one alarm."""
     c = alarms.c
     active = conn.execute(select(c.alarm_id).where(c.facility == facility, c.source == source, c.kind == kind.value,
                                                    c.state == AlarmState.ACTIVE.value)).first()
     if active is not None:
         return active[0], False
-    alarm_id = str(uuid.uuid4())
-    conn.execute(alarms.insert().values(
-        alarm_id=alarm_id, facility=facility, kind=kind.value, severity=(severity or DEFAULT_SEVERITY[kind]).value,
-        source=source, state=AlarmState.ACTIVE.value, detail=detail or {}, sort_ts=ts, raised_at=ts, updated_at=utcnow()))
+    alarm_id = alarm_id or str(uuid.uuid4())
+    if not inserted(conn, upsert_insert(conn.dialect.name, alarms).values(
+            alarm_id=alarm_id, facility=facility, kind=kind.value, severity=(severity or DEFAULT_SEVERITY[kind]).value,
+            source=source, state=AlarmState.ACTIVE.value, detail=detail or {}, sort_ts=ts, raised_at=ts,
+            updated_at=utcnow()).on_conflict_do_nothing(index_elements=["alarm_id"]), c.alarm_id):
+        return alarm_id, False
     record_step(conn, alarm_id=alarm_id, facility=facility, step="raised", at=ts, actor="cloud", detail=detail)
     return alarm_id, True
 
 
-def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime) -> Optional[str]:
+def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, source: str, ts: datetime,
+                      detail: Optional[dict] = None) -> Optional[str]:
     """Clear the active `kind` alarm about `source`, if any; returns its alarm_id."""
     c = alarms.c
     active = conn.execute(select(c.alarm_id).where(c.facility == facility, c.source == source, c.kind == kind.value,
@@ -123,7 +128,7 @@ def clear_cloud_alarm(conn: Connection, *, facility: str, kind: AlarmKind, sourc
         return None
     conn.execute(update(alarms).where(c.alarm_id == active[0])
                  .values(state=AlarmState.CLEARED.value, cleared_at=ts, updated_at=utcnow()))
-    record_step(conn, alarm_id=active[0], facility=facility, step="cleared", at=ts, actor="cloud")
+    record_step(conn, alarm_id=active[0], facility=facility, step="cleared", at=ts, actor="cloud", detail=detail)
     return active[0]
 
 

@@ -110,6 +110,8 @@ class Profile(BaseModel):
     carer_ratio: dict[ClassType, Requirement] = Field(description="children per carer, at most")
     licence_warning_days: Requirement
     filing: Requirement
+    video_networked: Requirement = Field(default_factory=lambda: VIDEO_NETWORKED,
+                                         description="value 1: registered (GB/T 28181) with children's cameras as channels")
     climate: ClimateRules = Field(default_factory=lambda: NORTHERN_CLIMATE)
     care: CareRules = Field(default_factory=lambda: NATIONAL_CARE)
     places_per_1000_targets: dict[int, Requirement] = Field(
@@ -141,6 +143,10 @@ NATIONAL_CARE = CareRules(
                     "幼儿出现相同症状，向卫生健康部门报警）"),
     certificate_source=f"{_GUIFAN}: 工作人员上岗前应当经健康检查合格，取得健康合格证明，每年进行一次健康检查",
 )
+
+VIDEO_NETWORKED = Requirement(
+    value=1, source="济宁市婴幼儿照护服务工作方案（十四）: 安装一键式报警器和视频监控系统并与公安机关、智慧云平台联网; "
+                      "昆明市晋宁区实施方案: 监控器材安装检测和联网布控（联网方式: GB/T 28181-2016，注册在公安视频图像信息平台）")
 
 NATIONAL_PLACES_TARGETS = {
     2025: Requirement(value=4.5, source="国家“十四五”规划纲要: 2025年每千人口拥有3岁以下婴幼儿托位数4.5个"),

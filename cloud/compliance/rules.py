@@ -6,8 +6,9 @@ rule, the source text of the requirement and the evidence.
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
   a camera is online when `state` is "streaming" and `fault` is empty, and its report is recent;
-- `heartbeat`: its time (the gateway watching the 24-hour zones is alive) and `police_encrypted`
-  (whether its DC-09 path to the police runs with AES);
+- `heartbeat`: its time (the gateway watching the 24-hour zones is alive), `police_encrypted`
+  (whether its DC-09 path to the police runs with AES) and its `gb28181` section
+  (contracts/video_platform.py): registered with the police video platform, which cameras;
 - drills: alarms of kind `test` with a police delivery time (delivered_at);
 - care (cloud.care.records): rosters and carers on duty, the day's first morning checks, staff health
   documents, and the drill ledger per one-button alarm and month."""
@@ -43,6 +44,7 @@ from cloud.supervision.fees import FeeReport, fee_report
 from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 
 class Status(str, Enum):
@@ -120,6 +122,7 @@ class FacilityFacts(BaseModel):
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
     police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
+    video_platform: Optional[VideoPlatformStatus] = Field(default=None, description="from the newest heartbeat")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
     overdue_rectifications: list[Overdue] = Field(default_factory=list, description="open findings past deadline")
@@ -181,6 +184,8 @@ def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: date
     facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
     encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
     facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
+    if heartbeat is not None and isinstance(heartbeat.body, dict):
+        facts.video_platform = read_video_platform(heartbeat.body)
     a = alarms.c
     facts.last_drill_delivered = conn.execute(
         select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
@@ -283,6 +288,30 @@ def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
                                     f"children's area {area}: " + ("no camera covers it" if not cams
                                                                    else "no covering camera online"),
                                     req.source, area_id=area, cameras=states))
+    return findings, evidence, req.source
+
+
+def rule_video_networked(f: FacilityFacts, p: Profile, now: datetime):
+    """Video networked with the police: the gateway registered with the police video platform
+    (GB/T 28181) at its newest heartbeat, and each children's area seen by one of its channels
+    (as coverage asks one camera online per area). A silent gateway is arming_24h's finding."""
+    req = p.video_networked
+    vp = f.video_platform
+    evidence = {"registered": vp.registered if vp else None, "platform": vp.platform if vp else None,
+                "reason": vp.reason if vp else None, "networked_cameras": vp.cameras if vp else [],
+                "last_heartbeat": f.last_heartbeat}
+    if vp is None:
+        return [_breach("video_networked", "the gateway reports no GB/T 28181 registration: video is not networked "
+                        "with the police", req.source, **evidence)], evidence, req.source
+    findings = []
+    if not vp.registered:
+        findings.append(_breach("video_networked", f"not registered with the police video platform {vp.platform}: "
+                                f"{vp.reason}", req.source, **evidence))
+    networked = set(vp.cameras)
+    unseen = [area for area, cams in f.children_areas.items() if cams and not networked.intersection(cams)]
+    if unseen:
+        findings.append(_breach("video_networked", "children's areas no camera networked with the police sees: "
+                                + ", ".join(unseen), req.source, areas=unseen, networked_cameras=sorted(networked)))
     return findings, evidence, req.source
 
 
@@ -476,6 +505,7 @@ RULES: dict[str, Rule] = {
     "arming_24h": rule_arming_24h,
     "police_path_encrypted": rule_police_path_encrypted,
     "children_areas_covered": rule_children_areas_covered,
+    "video_networked": rule_video_networked,
     "monthly_drill": rule_monthly_drill,
     "class_size": rule_class_size,
     "carer_ratio": rule_carer_ratio,

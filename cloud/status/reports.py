@@ -20,6 +20,7 @@ from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.store.db import alarms, camera_areas, cameras, devices, envelopes, facilities, gateways, staff
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
+from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
 # The supervision overview evaluates compliance for every facility of the city; it is kept this
 # long so that a room of supervisors reloading the page does not re-evaluate it each time.
@@ -39,6 +40,8 @@ class PolicePaths(BaseModel):
     encrypted: Optional[bool] = Field(description="the gateway's DC-09 path runs with AES (false: forgeable); "
                                                   "null: not reported")
     link_down_alarms: int = Field(description="active police_link_down alarms")
+    video_platform: Optional[VideoPlatformStatus] = Field(
+        default=None, description="GB/T 28181 registration with the police video platform, from the heartbeat")
 
 
 class PoliceCard(BaseModel):
@@ -102,6 +105,8 @@ class FacilityStatus(BaseModel):
     gateway_online: bool = Field(description="heard from and no active gateway_offline alarm")
     heartbeat_at: Optional[datetime]
     police_paths: dict[str, bool]
+    video_platform: Optional[VideoPlatformStatus] = Field(
+        default=None, description="GB/T 28181 registration with the police video platform, from the heartbeat")
     active_alarms: int
     zones: list[ZoneState]
     devices: list[DeviceState]
@@ -195,7 +200,7 @@ def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city:
         items.append(PolicePaths(facility=r.facility_id, name=r.name, city=r.city, district=r.district,
                                  heartbeat_at=ts, paths=_paths(body),
                                  encrypted=encrypted if isinstance(encrypted, bool) else None,
-                                 link_down_alarms=down.get(r.facility_id, 0)))
+                                 link_down_alarms=down.get(r.facility_id, 0), video_platform=read_video_platform(body)))
     return Page[PolicePaths](items=items, next_cursor=nxt)
 
 
@@ -280,7 +285,8 @@ def facility_status(conn: Connection, facility_id: str) -> FacilityStatus:
             zs.armed, zs.mode = ev.armed, ev.mode or zs.mode
     return FacilityStatus(facility=facility_id, name=name, gateway_last_seen_at=last_seen,
                           gateway_online=last_seen is not None and not offline, heartbeat_at=beat_ts,
-                          police_paths=_paths(beat), active_alarms=active, zones=list(zones.values()),
+                          police_paths=_paths(beat), video_platform=read_video_platform(beat), active_alarms=active,
+                          zones=list(zones.values()),
                           devices=device_list, cameras=camera_list, retention=retention, arming_events=events)
 
 

@@ -60,7 +60,9 @@ window.CG = (function () {
         panic: "一键报警", intrusion: "入侵", fire: "火警", tamper: "防拆", camera_fault: "摄像机故障",
         retention_breach: "录像保存不足", sensor_range: "传感器超限", device_offline: "设备离线",
         gateway_offline: "网关离线", police_link_down: "公安链路中断", test: "测试",
+        video_platform_down: "视频联网中断",
       },
+      videoPlatform: "视频联网（GB/T 28181）", vpRegistered: "已注册", vpDown: "未注册",
     },
     en: {
       logout: "Sign out", loginTitle: "Enter your access token", tokenLabel: "Access token", loginButton: "Open",
@@ -115,8 +117,9 @@ window.CG = (function () {
         panic: "Panic button", intrusion: "Intrusion", fire: "Fire", tamper: "Tamper", camera_fault: "Camera fault",
         retention_breach: "Recording retention short", sensor_range: "Sensor out of range",
         device_offline: "Device offline", gateway_offline: "Gateway offline", police_link_down: "Police link down",
-        test: "Test",
+        test: "Test", video_platform_down: "Police video platform lost",
       },
+      videoPlatform: "Police video platform (GB/T 28181)", vpRegistered: "registered", vpDown: "not registered",
     },
   };
 
@@ -133,6 +136,9 @@ window.CG = (function () {
     return s;
   }
   const kindName = (k) => TEXT[lang].kinds[k] || k;
+  // A gateway's GB/T 28181 registration (the heartbeat's gb28181 section) as one line of text.
+  const videoPlatformText = (vp) => (vp ? `${vp.platform} ${t(vp.registered ? "vpRegistered" : "vpDown")}`
+    + (vp.registered ? "" : `: ${vp.reason}`) : "—");
 
   function pad(n, width) { return String(n).padStart(width || 2, "0"); }
 
@@ -494,7 +500,8 @@ window.CG = (function () {
   }
 
   return {
-    $, t, kindName, el, button, api, qs, init, initPublic, addText, stream, poller, refreshSeconds, setLinkState, announce,
+    $, t, kindName, videoPlatformText, el, button, api, qs, init, initPublic, addText, stream, poller, refreshSeconds,
+    setLinkState, announce,
     showError, errorText, formatTime, fmtNumber, fmtPercent, downloadCsv, Table, barChart, lineChart,
     onLanguage: (fn) => langListeners.push(fn), lang: () => lang,
   };

@@ -72,6 +72,8 @@
     $("retention-req").textContent = r.required_days ? `${t("requiredDays")}: ${r.required_days}` : "";
     const paths = Object.entries(s.police_paths);
     $("paths").textContent = paths.length ? paths.map(([n, up]) => `${n} ${t(up ? "pathUp" : "pathDown")}`).join(" · ") : "—";
+    $("video-platform").textContent = CG.videoPlatformText(s.video_platform);
+    $("video-platform").className = s.video_platform && s.video_platform.registered ? "good" : "bad";
     tables.zones.setItems(s.zones);
     tables.cameras.setItems(s.cameras);
     const cameras = s.cameras.map((c) => c.camera_id);

@@ -254,8 +254,10 @@
         { key: "heartbeat_at", label: "heartbeat", render: (r) => formatTime(r.heartbeat_at) },
         { key: "paths", label: "paths", render: pathsCell },
         { key: "link_down_alarms", label: "linkDown", num: true },
+        { key: "video_platform", label: "videoPlatform", render: (r) => CG.videoPlatformText(r.video_platform) },
       ],
-      rowAttrs: (r) => ({ class: r.link_down_alarms || Object.values(r.paths).some((up) => !up) ? "path-bad" : null }),
+      rowAttrs: (r) => ({ class: r.link_down_alarms || Object.values(r.paths).some((up) => !up)
+        || (r.video_platform && !r.video_platform.registered) ? "path-bad" : null }),
       load: (cursor) => api("GET", "/api/dashboard/police-paths" + qs({ limit: 20, cursor, city: filter.city,
         district: filter.district })),
     });
@@ -277,7 +279,7 @@
       alarm: (a) => {
         upsert(a, true);
         render();
-        if (a.kind === "police_link_down") pathsTable.refresh().catch(() => {});
+        if (a.kind === "police_link_down" || a.kind === "video_platform_down") pathsTable.refresh().catch(() => {});
       },
       resync: () => loadList(false),
       closed: () => loadList(false),  // tells a rejected token (401) apart from a server that is down

@@ -1,5 +1,5 @@
 """The rules that turn the gateway's own faults into alarms: a camera fault, a police path
-that fails, footage that falls short of the required retention or was tampered with.
+or the police video platform that fails, footage that falls short of the required retention or was tampered with.
 
 Pure: each takes what was observed and returns the engine actions; the agent applies them."""
 
@@ -29,6 +29,14 @@ def police_path(receiver: str, up: bool, reason: str, now: datetime) -> Action:
     if up:
         return ClearAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, {"reason": reason})
     return RaiseAlarm(AlarmKind.POLICE_LINK_DOWN, source, now, None, None, {"receiver": receiver, "reason": reason})
+
+
+def video_platform(platform: str, up: bool, reason: str, now: datetime) -> Action:
+    """The police video platform (GB/T 28181) lost or refusing the gateway: an alarm to the cloud, as for a police path."""
+    source = f"gb28181:{platform}"
+    if up:
+        return ClearAlarm(AlarmKind.VIDEO_PLATFORM_DOWN, source, now, None, {"reason": reason})
+    return RaiseAlarm(AlarmKind.VIDEO_PLATFORM_DOWN, source, now, None, None, {"platform": platform, "reason": reason})
 
 
 def retention(result: RetentionCheck, cameras: Iterable[CameraConfig], now: datetime) -> list[Action]:

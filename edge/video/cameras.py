@@ -24,8 +24,8 @@ class CameraSupervisor:
         self.on_fault = on_fault
         health = HealthConfig(offline_after_s=video.offline_after_s)
         self.monitors: dict[str, CameraMonitor] = {
-            c.id: CameraMonitor(c.id, c.source, self._from_thread, capture=CaptureConfig(), health=health,
-                                analysis_fps=c.analysis_fps)
+            c.id: CameraMonitor(c.id, c.source, self._from_thread, health=health, analysis_fps=c.analysis_fps,
+                                capture=CaptureConfig(transport=c.transport, keyframes_only=c.keyframes_only))
             for c in cameras
         }
 

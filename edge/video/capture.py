@@ -1,12 +1,14 @@
-"""Camera capture on the gateway: OpenCV reading with timeouts, a watchdog and reconnects,
-health numbers per camera, and the monitor that feeds frames to the health analyser.
+"""Reading camera streams (RTSP with H.264/H.265, MJPEG over HTTP, or a file) with PyAV,
+with open and read timeouts that interrupt a blocked read; a camera that stops sending is a
+stall, a connection that ends is a drop, and either is reconnected with bounded exponential
+backoff. A watchdog also gives up on a reader that has delivered nothing for `read_timeout_s`
+(should a read hang where FFmpeg's interrupt does not reach) and abandons it.
 
-`CameraCapture` reads one source (RTSP, HTTP MJPEG, file) through OpenCV's FFMPEG backend
-with open and read timeouts (CAP_PROP_OPEN_TIMEOUT_MSEC / CAP_PROP_READ_TIMEOUT_MSEC). Those
-timeouts do not cover every way a stream can hang, so a watchdog also gives up on a reader
-that has delivered no frame for `read_timeout_s`: it abandons that reader thread (a blocked
-OpenCV call cannot be interrupted safely from another thread; the reader releases its
-capture and exits when the call returns) and reconnects with bounded exponential backoff.
+Only what is analysed is decoded: MJPEG frames (each a picture of its own) are decoded at
+`retrieve_fps`, the others only counted; H.264/H.265 must be decoded in full unless
+`keyframes_only`, where the decoder skips all but key frames (one every GOP, typically 1-2 s)
+at a fraction of the cost. A picture that changes size mid-stream is counted and analysed
+at the analysis size like any other. Credentials in the source never reach a log.
 
 `CameraMonitor` is what the edge agent runs per camera: capture plus analysis at a low rate
 (1 fps by default) of a small grey copy of the latest frame, fault events to a callback with
@@ -21,18 +23,21 @@ from collections import deque
 from datetime import timedelta
 from typing import Callable, Optional
 
+import av
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.alarms import AlarmState
 from contracts.timefmt import utcnow
-from edge.video.health import CameraFault, CameraHealthAnalyser, FaultEvent, HealthConfig, to_small_grey
+from edge.video.health import CameraFault, CameraHealthAnalyser, FaultEvent, HealthConfig
+from edge.video.source import Transport, open_video, redact, video_stream
 
 log = logging.getLogger("careguard.edge.camera")
 # Abandoned readers still blocked in OpenCV; past this many the watchdog waits rather than
 # start more threads against a camera that is not answering.
 MAX_ABANDONED_READERS = 2
+WATCHDOG_GRACE_S = 2.0
 JPEG_QUALITY = 80
 
 
@@ -49,6 +54,9 @@ class CaptureConfig(BaseModel):
                                           description="the camera's configured rate; default: the best rate seen")
     fps_window_s: float = Field(default=5.0, gt=0, description="window camera_fps is measured over")
     quality_window_s: float = Field(default=600.0, gt=0, description="stalls and reconnects this recent lower quality")
+    transport: Transport = Field(default="tcp", description="RTSP transport: tcp (interleaved) or udp")
+    keyframes_only: bool = Field(default=False, description="H.264/H.265: decode key frames only (analysis "
+                                                            "and snapshots at the key frame rate, far less CPU)")
 
 
 class CaptureHealth(BaseModel):
@@ -59,7 +67,11 @@ class CaptureHealth(BaseModel):
     last_frame_age_s: Optional[float] = None
     frames: int
     reconnects: int
-    stalls: int
+    stalls: int = Field(description="times the camera stayed connected but sent nothing for read_timeout_s")
+    drops: int = Field(description="times a connection that was delivering ended or failed")
+    resolution_changes: int
+    resolution: Optional[str] = Field(default=None, description="WIDTHxHEIGHT of the latest picture")
+    codec: Optional[str] = None
     connection_quality: float = Field(description="0..1: rate against expected, lowered by recent stalls/reconnects")
 
 
@@ -75,6 +87,7 @@ class CameraCapture:
     def __init__(self, camera_id: str, source: str, config: Optional[CaptureConfig] = None,
                  clock: Callable[[], float] = time.monotonic):
         self.camera_id, self.source = camera_id, source
+        self.source_name = redact(source)
         self.config = config or CaptureConfig()
         self._clock = clock
         self._lock = threading.Lock()
@@ -83,7 +96,7 @@ class CameraCapture:
         self._readers: list[threading.Thread] = []
         self._watchdog: Optional[threading.Thread] = None
         self._frame_times: deque[float] = deque()
-        self._latest: Optional[np.ndarray] = None
+        self._latest: Optional[av.VideoFrame] = None
         self._latest_no = 0
         self._latest_t: Optional[float] = None
         self._last_grab_t: Optional[float] = None
@@ -91,60 +104,97 @@ class CameraCapture:
         self._failed = threading.Event()
         self._incidents: deque[float] = deque()
         self._peak_fps = 0.0
+        self._size: Optional[tuple[int, int]] = None
+        self.codec: Optional[str] = None
         self.frames = 0
         self.reconnects = 0
         self.stalls = 0
+        self.drops = 0
+        self.resolution_changes = 0
         self.state = "stopped"
 
     # --- reading -----------------------------------------------------------------------------
 
-    def _open(self) -> cv2.VideoCapture:
-        c = self.config
-        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(c.open_timeout_s * 1000),
-                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(c.read_timeout_s * 1000)])
-
     def _read_loop(self, generation: int) -> None:
-        cap = None
+        c = self.config
+        container = None
+        delivered = False
         try:
-            cap = self._open()
-            if not cap.isOpened():
-                log.warning("camera %s: cannot open %s", self.camera_id, self.source)
-                return
-            retrieve_every = 1.0 / self.config.retrieve_fps
+            container = open_video(self.source, transport=c.transport, open_timeout_s=c.open_timeout_s,
+                                   read_timeout_s=c.read_timeout_s)
+            stream = video_stream(container, keyframes_only=c.keyframes_only)
+            intra_only = stream.codec_context.codec.intra_only
+            with self._lock:
+                self.codec = stream.codec_context.codec.name
+            retrieve_every = 1.0 / c.retrieve_fps
             last_retrieve = -float("inf")
-            while not self._stop.is_set() and generation == self._generation:
-                # grab() demuxes and decodes; retrieve() adds the colour conversion, needed
-                # only for the frames that are analysed or snapshotted.
-                if not cap.grab():
-                    log.warning("camera %s: stream ended or read failed", self.camera_id)
+            keyed = False
+            for packet in container.demux(stream):
+                if self._stop.is_set() or generation != self._generation:
                     return
+                if packet.size == 0:  # the demuxer's end-of-stream flush
+                    break
                 now = self._clock()
+                wanted = now - last_retrieve >= retrieve_every
                 frame = None
-                if now - last_retrieve >= retrieve_every:
-                    ok, frame = cap.retrieve()
-                    if ok:
-                        last_retrieve = now
-                    else:
-                        frame = None
+                # A picture coded on its own (MJPEG) need not be decoded unless it is kept;
+                # inter-coded video must go through the decoder to decode what follows.
+                if wanted or not intra_only:
+                    for decoded in packet.decode():
+                        # Joining mid-GOP, the decoder guesses at what it never saw: grey
+                        # smears that would read as a moved or blurred view. Wait for a key frame.
+                        keyed = keyed or decoded.key_frame
+                        if keyed and not decoded.is_corrupt:
+                            frame = decoded
+                if frame is not None and wanted:
+                    last_retrieve = now
+                else:
+                    frame = None
                 with self._lock:
                     if generation != self._generation:
                         return
+                    delivered = True
                     self.frames += 1
                     self._last_grab_t = now
                     self._frame_times.append(now)
-                    if self.state != "streaming":
-                        self.state = "streaming"
+                    self.state = "streaming"
                     if frame is not None:
+                        self._note_size(frame.width, frame.height)
                         self._latest, self._latest_t = frame, now
                         self._latest_no += 1
-        except cv2.error as exc:
-            log.warning("camera %s: OpenCV error: %s", self.camera_id, exc)
+            log.warning("camera %s: stream ended (%s)", self.camera_id, self.source_name)
+            self._count_end(generation, delivered, timed_out=False)
+        except ValueError as exc:  # open_video's message, already redacted
+            log.warning("camera %s: %s", self.camera_id, exc)
+        except av.error.FFmpegError as exc:
+            timed_out = isinstance(exc, (av.error.ExitError, av.error.TimeoutError))
+            log.warning("camera %s: %s: %s", self.camera_id, "no data, read timed out" if timed_out else "read failed",
+                        redact(str(exc)))
+            self._count_end(generation, delivered, timed_out)
         finally:
-            if cap is not None:
-                cap.release()
+            if container is not None:
+                container.close()
             if generation == self._generation:
                 self._failed.set()
+
+    def _note_size(self, width: int, height: int) -> None:
+        if self._size is not None and self._size != (width, height):
+            self.resolution_changes += 1
+            log.warning("camera %s: picture size changed from %dx%d to %dx%d", self.camera_id, *self._size,
+                        width, height)
+        self._size = (width, height)
+
+    def _count_end(self, generation: int, delivered: bool, timed_out: bool) -> None:
+        """A connection that delivered and then went quiet is a stall; one that ended or
+        failed is a drop. Either lowers the connection quality."""
+        with self._lock:
+            if generation != self._generation or not delivered:
+                return
+            if timed_out:
+                self.stalls += 1
+            else:
+                self.drops += 1
+            self._incidents.append(self._clock())
 
     def _watch(self) -> None:
         c = self.config
@@ -188,11 +238,14 @@ class CameraCapture:
             with self._lock:
                 last = self._last_grab_t if self._last_grab_t is not None and self._last_grab_t >= started else None
             quiet_since = last if last is not None else started
-            limit = c.read_timeout_s if last is not None else c.open_timeout_s + c.read_timeout_s
+            # A backstop: FFmpeg's own read timeout normally ends the reader first, and tells
+            # a stall from a drop; this catches a read that hangs where it does not reach.
+            limit = (c.read_timeout_s if last is not None else c.open_timeout_s + c.read_timeout_s) + WATCHDOG_GRACE_S
             if self._clock() - quiet_since > limit:
                 with self._lock:
-                    self.stalls += 1
-                    self._incidents.append(self._clock())
+                    if last is not None:
+                        self.stalls += 1
+                        self._incidents.append(self._clock())
                 log.warning("camera %s: no frame for %.1f s, reconnecting", self.camera_id, limit)
                 break
         with self._lock:
@@ -216,8 +269,8 @@ class CameraCapture:
         for reader in self._readers:
             reader.join(timeout)
 
-    def latest(self) -> tuple[int, Optional[float], Optional[np.ndarray]]:
-        """(picture number, capture time on the monotonic clock, BGR picture)."""
+    def latest(self) -> tuple[int, Optional[float], Optional[av.VideoFrame]]:
+        """(picture number, capture time on the monotonic clock, decoded picture)."""
         with self._lock:
             return self._latest_no, self._latest_t, self._latest
 
@@ -229,7 +282,7 @@ class CameraCapture:
         cached_no, cached = self._jpeg_cache
         if cached_no == no and cached is not None:
             return cached
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        ok, buf = cv2.imencode(".jpg", frame.to_ndarray(format="bgr24"), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         jpeg = buf.tobytes() if ok else None
         self._jpeg_cache = (no, jpeg)
         return jpeg
@@ -250,8 +303,17 @@ class CameraCapture:
             quality = ratio / (1 + len(self._incidents)) if self.state == "streaming" else 0.0
             return CaptureHealth(camera_id=self.camera_id, state=self.state, camera_fps=round(fps, 2),
                                  last_frame_age_s=None if age is None else round(age, 3), frames=self.frames,
-                                 reconnects=self.reconnects, stalls=self.stalls,
-                                 connection_quality=round(quality, 3))
+                                 reconnects=self.reconnects, stalls=self.stalls, drops=self.drops,
+                                 resolution_changes=self.resolution_changes,
+                                 resolution=None if self._size is None else f"{self._size[0]}x{self._size[1]}",
+                                 codec=self.codec, connection_quality=round(quality, 3))
+
+
+def small_grey_from_frame(frame: av.VideoFrame, config: HealthConfig) -> np.ndarray:
+    """The analyser's small grey frame straight from the decoder's picture: swscale takes the
+    luma plane and averages it down, with no colour conversion of the full picture."""
+    return frame.reformat(width=config.width, height=config.height, format="gray",
+                          interpolation="AREA").to_ndarray()
 
 
 class CameraMonitor:
@@ -309,8 +371,7 @@ class CameraMonitor:
         no, t, frame = self.capture.latest()
         if frame is not None and no != self._analysed_no and t is not None:
             self._analysed_no = no
-            size = self.analyser.config
-            events = self.analyser.check(to_small_grey(frame, size.width, size.height), t)
+            events = self.analyser.check(small_grey_from_frame(frame, self.analyser.config), t)
         else:
             events = self.analyser.no_frame(self._clock())
         for event in events:

@@ -1,5 +1,5 @@
-"""`careguard camera-check SOURCE [--fps N] --json`: analyse a video file or stream URL for
-camera faults and print one line per fault found, `{"kind", "start_s", "end_s"}` with --json.
+"""`careguard camera-check SOURCE [--fps N] --json`: analyse a video file or stream URL
+(rtsp:// with H.264 or H.265, http:// MJPEG) for camera faults and print one line per fault found, `{"kind", "start_s", "end_s"}` with --json.
 
 Times are seconds of media time from the start (the file's own timestamps). A file is read
 as fast as it decodes, analysing one frame every 1/fps seconds of media time; frames in
@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Iterator, Optional
 
-import cv2
+import av
+import numpy as np
 
 from contracts.alarms import AlarmState
-from edge.video.health import CameraHealthAnalyser, FaultEvent, HealthConfig, to_small_grey
+from edge.video.health import CameraHealthAnalyser, FaultEvent, HealthConfig
+from edge.video.source import Transport, is_url, open_video, redact, video_stream
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -31,80 +33,82 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline-after", type=float, default=20.0,
                         help="URL only: seconds without a frame that count as offline (default 20)")
     parser.add_argument("--timeout", type=float, default=10.0, help="URL only: open and read timeout (default 10)")
+    parser.add_argument("--transport", choices=("tcp", "udp"), default="tcp", help="RTSP only: transport (default tcp)")
 
 
-def _is_url(source: str) -> bool:
-    return "://" in source
-
-
-def _frames(cap: cv2.VideoCapture, fps: float, is_url: bool, duration: float) -> Iterator[tuple[float, object]]:
-    """(media seconds, frame or None for a missing one) every 1/fps seconds of media time."""
+def _frames(container, fps: float, is_live: bool, duration: float, size: tuple[int, int]) -> Iterator[tuple[float, Optional[np.ndarray]]]:
+    """(seconds, small grey frame, or None once a live stream stops) every 1/fps seconds:
+    of media time for a file (its own timestamps), of wall time for a stream."""
+    stream = video_stream(container)
+    intra_only = stream.codec_context.codec.intra_only
     period = 1.0 / fps
     next_t = 0.0
     started = time.monotonic()
     index = 0
-    file_fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    while True:
-        if is_url and time.monotonic() - started >= duration:
-            return
-        if not cap.grab():
-            if not is_url:
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    try:
+        for packet in container.demux(stream):
+            if is_live and time.monotonic() - started >= duration:
                 return
-            yield time.monotonic() - started, None
-            return
-        if is_url:
-            t = time.monotonic() - started
-        else:
-            pos = cap.get(cv2.CAP_PROP_POS_MSEC)
-            # Some containers report no timestamps; fall back to the frame count.
-            t = pos / 1000.0 if pos > 0 or index == 0 or file_fps <= 0 else index / file_fps
-        index += 1
-        if t + 1e-6 < next_t:
-            continue
-        next_t += period * max(1, int((t - next_t) / period) + 1)
-        ok, frame = cap.retrieve()
-        yield t, frame if ok else None
+            if packet.size == 0:
+                break
+            if is_live:
+                t = time.monotonic() - started
+            elif packet.pts is not None and packet.time_base is not None:
+                t = float((packet.pts - (stream.start_time or 0)) * packet.time_base)
+            else:  # some containers carry no timestamps: count frames
+                t = index / rate if rate > 0 else float(index)
+            index += 1
+            due = t + 1e-6 >= next_t
+            if not due and intra_only:
+                continue  # a picture coded on its own need not be decoded to skip it
+            for frame in packet.decode():
+                if due:
+                    next_t += period * max(1, int((t - next_t) / period) + 1)
+                    yield t, frame.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA").to_ndarray()
+                    due = False
+    except av.error.FFmpegError as exc:
+        if not is_live:
+            raise ValueError(f"reading {redact(container.name)}: {redact(str(exc))}") from None
+    if is_live:
+        yield time.monotonic() - started, None
 
 
 def find_faults(source: str, fps: float = 1.0, *, duration: float = 60.0, config: Optional[HealthConfig] = None,
-                timeout: float = 10.0) -> list[dict]:
+                timeout: float = 10.0, transport: Transport = "tcp") -> list[dict]:
     """The faults in a file or stream as `{"kind", "start_s", "end_s"}`; ValueError if unreadable."""
     if fps <= 0:
         raise ValueError(f"--fps must be > 0, got {fps}")
-    is_url = _is_url(source)
-    if not is_url:
+    live = is_url(source)
+    if not live:
         path = Path(source)
         if not path.exists():
             raise ValueError(f"no such file: {source}")
         if not path.is_file():
             raise ValueError(f"not a file: {source}")
-    ms = int(timeout * 1000)
-    cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
-                           [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
-    if not cap.isOpened():
-        raise ValueError(f"cannot open {source!r} as video")
     analyser = CameraHealthAnalyser("camera-check", config)
+    c = analyser.config
     events: list[FaultEvent] = []
     last_t = 0.0
     checked = 0
+    container = open_video(source, transport=transport, open_timeout_s=timeout, read_timeout_s=timeout)
     try:
-        for t, frame in _frames(cap, fps, is_url, duration):
+        for t, grey in _frames(container, fps, live, duration, (c.width, c.height)):
             last_t = t
-            if frame is None:
+            if grey is None:
                 # A live stream went quiet: keep checking until it counts as offline.
-                deadline = t + analyser.config.offline_after_s
+                deadline = t + c.offline_after_s
                 while t <= deadline:
                     events += analyser.no_frame(t)
                     t += 1.0 / fps
                 last_t = t
                 break
-            c = analyser.config
-            events += analyser.check(to_small_grey(frame, c.width, c.height), t)
+            events += analyser.check(grey, t)
             checked += 1
     finally:
-        cap.release()
+        container.close()
     if checked == 0:
-        raise ValueError(f"no decodable frame in {source!r}")
+        raise ValueError(f"no decodable frame in {redact(source)!r}")
     faults: list[dict] = []
     open_fault: Optional[dict] = None
     for event in events:
@@ -123,7 +127,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         config = HealthConfig(offline_after_s=args.offline_after)
-        faults = find_faults(args.source, args.fps, duration=args.duration, config=config, timeout=args.timeout)
+        faults = find_faults(args.source, args.fps, duration=args.duration, config=config, timeout=args.timeout,
+                             transport=args.transport)
     except ValueError as exc:
         print(f"careguard camera-check: {exc}", file=sys.stderr)
         return 2

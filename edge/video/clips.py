@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from edge.retention.segments import SegmentPathError, day_dir_name, parse_segmen
 # Codecs Chromium plays in a <video> element without hardware help; others are transcoded.
 BROWSER_CODECS = frozenset({"h264"})
 FFMPEG_TIMEOUT_S = 120.0
+CLIP_NICE = 10
 # A recorder names a segment by its start; one whose end we cannot read is taken to run to the
 # next segment's start or, for the newest, to its last write.
 _SLACK = timedelta(seconds=0.5)
@@ -94,17 +96,6 @@ def plan_clip(segments: list[Segment], window_start: datetime, window_end: datet
     return plan
 
 
-def probe_duration(path: Path, ffprobe: str = "ffprobe") -> Optional[float]:
-    """Seconds of footage in a segment file, or None when ffprobe cannot tell (a file still growing)."""
-    try:
-        out = subprocess.run([ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-                             capture_output=True, timeout=15, check=False).stdout
-        value = json.loads(out or b"{}").get("format", {}).get("duration")
-        return float(value) if value not in (None, "N/A") else None
-    except (subprocess.TimeoutExpired, ValueError, OSError):
-        return None
-
-
 def probe_codec(path: Path, ffprobe: str = "ffprobe") -> Optional[str]:
     try:
         out = subprocess.run([ffprobe, "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
@@ -115,8 +106,7 @@ def probe_codec(path: Path, ffprobe: str = "ffprobe") -> Optional[str]:
         return None
 
 
-def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime, segment_s: int,
-                  ffprobe: str = "ffprobe") -> list[Segment]:
+def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime, segment_s: int) -> list[Segment]:
     """The camera's segment files that may overlap the window, with their measured spans."""
     found: list[tuple[datetime, Path]] = []
     day = (window_start - timedelta(seconds=segment_s)).date()
@@ -132,15 +122,15 @@ def find_segments(camera_dir: Path, window_start: datetime, window_end: datetime
                     found.append((start, entry))
         day += timedelta(days=1)
     found.sort()
+    # Closed segments run to the next one's start, at most one segment long (no ffprobe per file:
+    # a minute of 2 s segments would cost more CPU in probes than the clip itself); a gap in the
+    # recording shows as the next file starting late. The newest runs to its last write.
     out = []
     for i, (start, path) in enumerate(found):
-        duration = probe_duration(path, ffprobe)
-        if duration is not None:
-            end = start + timedelta(seconds=duration)
+        if i + 1 < len(found):
+            end = min(found[i + 1][0], start + timedelta(seconds=segment_s) + _SLACK)
         else:
             end = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
-        if i + 1 < len(found):
-            end = min(end, found[i + 1][0] + _SLACK)
         if end > start:
             out.append(Segment(path, start, end))
     return out
@@ -159,7 +149,9 @@ def _concat_list(plan: ClipPlan) -> str:
 def _ffmpeg(args: list[str], cancel: Optional[threading.Event]) -> None:
     """Run ffmpeg to the end, or until `cancel` is set (the agent stopping: the clip job stays in the
     journal and is cut again on the next start)."""
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Niced: a clip may wait a moment, the alarm path on the same cores may not.
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.nice(CLIP_NICE))
     deadline = time.monotonic() + FFMPEG_TIMEOUT_S
     try:
         while True:

@@ -4,7 +4,7 @@ Pure and single-threaded: `CameraHealthAnalyser.check(small_grey, t)` takes a sm
 frame (160x90 by default: a 640x360 sub-stream JPEG decoded at a quarter of its size,
 which costs a fraction of a full decode) and the time in seconds, and returns the fault
 events that check decided. `no_frame(t)` tells it a check found no new frame. Capture,
-threads and alarms are elsewhere (camera_capture.py); the same analyser serves the live
+threads and alarms are elsewhere (capture.py); the same analyser serves the live
 gateway, `careguard camera-check` and the benchmark.
 
 Per check it measures (brightness and edges on the frame halved again by area averaging,
@@ -19,8 +19,9 @@ which keeps sensor noise, worst in infrared, out of the features at no cost):
   is compared by zero-mean normalised correlation of gradient magnitudes: invariant to
   brightness and contrast, hence to lights and infrared, while a shifted or rotated view
   moves the edges out of nearly every cell at once. A person covers a few cells only.
-A condition must hold for several consecutive checks before it is raised, and clear for
-several before it clears; after a fault clears, the same fault waits out a cooldown."""
+A condition must hold for several consecutive checks before it is raised (covered, defocused
+and displaced also for `min_persist_s`, 10 s by default, whatever the check rate), and clear
+for several before it clears; after a fault clears, the same fault waits out a cooldown."""
 
 from __future__ import annotations
 
@@ -44,6 +45,10 @@ class CameraFault(str, Enum):
     DISPLACED = "displaced"
 
 
+# Faults of the view, which passing activity can imitate for a moment: they must persist.
+PERSISTENT_FAULTS = frozenset({CameraFault.COVERED, CameraFault.DEFOCUSED, CameraFault.DISPLACED})
+
+
 class HealthConfig(BaseModel):
     """Thresholds, tuned on firmware_sim's scenes (bench/camera_health.py measures them)."""
     model_config = ConfigDict(extra="forbid")
@@ -54,6 +59,9 @@ class HealthConfig(BaseModel):
     confirm_checks: int = Field(default=3, ge=1, description="consecutive checks that confirm a fault")
     frozen_confirm_checks: int = Field(default=8, ge=1,
                                        description="a still room may repeat itself briefly after compression")
+    min_persist_s: float = Field(default=10.0, ge=0,
+                                 description="covered, defocused and displaced are raised only once they have "
+                                             "held this long: a person passing close to the lens never does")
     clear_checks: int = Field(default=3, ge=1, description="consecutive normal checks that clear a fault")
     cooldown_s: float = Field(default=60.0, ge=0, description="after a fault clears, the same fault waits this long")
     covered_max_std: float = Field(default=6.0, gt=0, description="grey-level spread below which the view is covered")
@@ -324,6 +332,8 @@ class CameraHealthAnalyser:
         needed = c.frozen_confirm_checks if observed is CameraFault.FROZEN else c.confirm_checks
         cleared_at = self._cleared_at.get(observed)
         if self._candidate_streak < needed or (cleared_at is not None and t - cleared_at < c.cooldown_s):
+            return []
+        if observed in PERSISTENT_FAULTS and t - self._candidate_since < c.min_persist_s:
             return []
         events = [self._clear(t, self._candidate_since, features)] if self.active is not None else []
         events.append(self._raise(observed, t, self._candidate_since, features))

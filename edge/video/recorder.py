@@ -1,4 +1,5 @@
-"""The recorder: each camera into segment files, without re-encoding.
+"""The recorder: each camera into segment files, without re-encoding (an RTSP camera's main
+stream, `record_source`, while the sub-stream is analysed).
 
 ffmpeg's segment muxer with `-c copy` writes `{root}/{camera}/{YYYY-MM-DD}/{HH-MM-SS}.mkv`
 named by each segment's UTC start (`-strftime 1` under TZ=UTC), the layout DESIGN.md
@@ -15,26 +16,28 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import deque
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Optional
 
 from edge.config import CameraConfig, VideoConfig
 from edge.retention.segments import FFMPEG_ENV, day_dir_name, ffmpeg_output_pattern
+from edge.video.source import Transport, ffmpeg_input_args, redact
 
 log = logging.getLogger("careguard.edge.recorder")
 
 SEGMENT_EXT = "mkv"  # holds any codec ffmpeg copies (H.264, H.265, MJPEG)
 BACKOFF_MAX_S = 30.0
+READ_TIMEOUT_S = 10.0  # a camera silent this long ends ffmpeg, which is then restarted
+ERROR_LINES_KEPT = 20
 
 
-def ffmpeg_command(ffmpeg: str, source: str, root: Path, camera_id: str, segment_s: int) -> list[str]:
-    # An MJPEG stream over HTTP carries no timestamps; ffmpeg would assume 25 fps, so footage of a
-    # 5 fps camera would last a fifth of its real time. The arrival time is the frame's time.
-    clock = ["-use_wallclock_as_timestamps", "1"] if source.startswith(("http://", "https://")) else []
+def ffmpeg_command(ffmpeg: str, source: str, root: Path, camera_id: str, segment_s: int,
+                   transport: Transport = "tcp") -> list[str]:
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", *clock,
-        "-i", source,
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error",
+        *ffmpeg_input_args(source, transport=transport, read_timeout_s=READ_TIMEOUT_S),
         "-map", "0:v", "-c", "copy",
         "-f", "segment", "-segment_time", str(segment_s), "-segment_atclocktime", "1",
         "-reset_timestamps", "1", "-strftime", "1",
@@ -51,7 +54,9 @@ class CameraRecorder:
     def __init__(self, camera: CameraConfig, video: VideoConfig, ffmpeg: str):
         self.camera = camera
         self.dir = Path(video.recordings_root) / camera.id
-        self.cmd = ffmpeg_command(ffmpeg, camera.source, Path(video.recordings_root), camera.id, video.segment_s)
+        self.source = camera.record_source or camera.source
+        self.cmd = ffmpeg_command(ffmpeg, self.source, Path(video.recordings_root), camera.id, video.segment_s,
+                                  camera.transport)
         self.restarts = 0
         self.last_error = ""
         self._proc: Optional[subprocess.Popen] = None
@@ -86,13 +91,22 @@ class CameraRecorder:
             started = time.monotonic()
             self._proc = subprocess.Popen(self.cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.PIPE)
+            errors: deque[bytes] = deque(maxlen=ERROR_LINES_KEPT)
+            # Drained all along: ffmpeg blocks once a full pipe of errors (UDP loss) is unread.
+            drain = threading.Thread(target=errors.extend, args=(self._proc.stderr,), daemon=True)
+            drain.start()
             while self._proc.poll() is None and not self._stop.is_set():
                 # Day folders must exist before ffmpeg opens the first segment after midnight.
                 ensure_day_folders(self.dir, datetime.now(timezone.utc))
-                self._stop.wait(5)
+                try:
+                    self._proc.wait(5)  # stop() ends ffmpeg itself, so this wakes at once for it too
+                except subprocess.TimeoutExpired:
+                    pass
             if self._stop.is_set():
                 break
-            err = (self._proc.stderr.read() or b"").decode("utf-8", "replace").strip()
+            drain.join(5)
+            # ffmpeg repeats the URL, credentials and all, in its messages.
+            err = redact(b"".join(errors).decode("utf-8", "replace").strip())
             self.last_error = err[-500:]
             self.restarts += 1
             log.warning("recorder for %s exited (%s): %s", self.camera.id, self._proc.returncode, self.last_error)
