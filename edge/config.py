@@ -144,8 +144,14 @@ class UplinkConfig(_Strict):
 
 class OutboxConfig(_Strict):
     path: Path = Field(default=Path("var/edge/outbox.sqlite3"), description="journal and outbox, one SQLite file")
+    media: Optional[Path] = Field(default=None, description="alarm clip chunks on their way to the cloud, a file "
+                                                            "of their own (default: beside `path`, -media)")
     max_messages: int = Field(default=200_000, ge=100,
                               description="when full, the oldest telemetry goes first; alarms and events are never dropped")
+
+    @property
+    def media_path(self) -> Path:
+        return self.media or self.path.with_name(self.path.stem + "-media" + self.path.suffix)
 
 
 class GbConfig(_Strict):
