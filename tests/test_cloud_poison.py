@@ -155,7 +155,8 @@ def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_sto
     try:
         now = datetime.now(timezone.utc)
         flood = [make_envelope("FLOOD", "telemetry.batch", {"points": [
-            {"device_id": "th-1", "metric": "temp_c", "value": 1.0, "ts": (now - timedelta(milliseconds=i)).isoformat()}]})
+            {"device_id": "th-1", "metric": "temp_c", "value": 1.0,
+             "ts": (now - timedelta(milliseconds=i)).isoformat()}]})
             for i in range(2000)]
         calm = [make_envelope("CALM", "telemetry.batch", {"points": [
             {"device_id": "th-1", "metric": "temp_c", "value": 1.0, "ts": (now - timedelta(seconds=i)).isoformat()}]})

@@ -65,7 +65,8 @@ def test_a_100_mb_body_without_a_token_is_refused_before_it_is_read(cloud):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent <= 4 * len(mb), f"{sent} bytes went in before the refusal"
     # Without a Content-Length (chunked), it is counted and cut off just past the limit.
-    head = b"POST /api/facilities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = (b"POST /api/facilities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
     chunk = b"%x\r\n" % len(mb) + mb + b"\r\n"
     answer, sent = _exchange(cloud.port, head, (chunk for _ in range(100)))
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cloud.config import JURISDICTION_ROLES, Role, TokenEntry
 from cloud.registry.api_tokens import live_token_rows
-from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facility_in, parse_jurisdiction, show
+from cloud.registry.jurisdiction import Jurisdiction, facility_in, parse_jurisdiction, show
 from contracts.timefmt import utcnow
 
 STREAM_TICKET_TTL_S = 30.0
@@ -253,8 +253,7 @@ def scope_facility(who: Principal, requested: Optional[str]) -> Optional[str]:
     """The facility filter a list must apply: a facility token sees its own facility only. A
     jurisdiction is applied by the query function itself (`who.within`)."""
     if who.role is Role.FACILITY:
-        if requested is not None and not who.may_see(requested):
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                detail=f"a facility token for {who.facility_id!r} may not access facility {requested!r}")
+        if requested is not None:
+            forbid_other_facility(who, requested)
         return who.facility_id
     return requested

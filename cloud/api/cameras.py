@@ -39,8 +39,8 @@ def list_areas(request: Request, who: Annotated[Principal, Depends(require_role(
                facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                children_area: Optional[bool] = None) -> Page[Area]:
     with transaction(request) as conn:
-        return queries.list_areas(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), within=who.within,
-                                  children_area=children_area)
+        return queries.list_areas(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility),
+                                  within=who.within, children_area=children_area)
 
 
 @router.post("/api/facilities/{facility_id}/cameras", response_model=Camera, status_code=status.HTTP_201_CREATED)

@@ -57,8 +57,8 @@ def list_facilities(
     filing_status: Optional[FilingStatus] = None,
 ) -> Page[Facility]:
     with transaction(request) as conn:
-        return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None), within=who.within,
-                                       province=province, city=city, district=district, street=street, kind=kind,
+        return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None),
+                                       within=who.within, province=province, city=city, district=district, street=street, kind=kind,
                                        filing_status=filing_status)
 
 
