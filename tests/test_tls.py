@@ -48,7 +48,8 @@ def connects(url: str) -> bool:
     try:
         with socket.create_connection((addr.host, addr.port), timeout=5) as raw:
             sock = tls_context(addr).wrap_socket(raw, server_hostname=addr.host) if addr.tls else raw
-            sock.sendall(codec.encode_connect(f"probe-{uuid.uuid4().hex[:6]}", v5=False, clean=True))
+            sock.sendall(codec.encode_connect(f"probe-{uuid.uuid4().hex[:6]}", v5=False, clean=True,
+                                              username=addr.username, password=addr.password))
             reply = sock.recv(4)
             return len(reply) == 4 and reply[0] == 0x20 and reply[3] == 0
     except (OSError, ssl.SSLError):
@@ -107,9 +108,17 @@ def test_gateway_and_cloud_over_mutual_tls_and_the_refusals(pki):
         gateway_url = f"{broker.url}&certfile={gw_cert}&keyfile={gw_key}"
 
         client, addr = make_client(gateway_url, "edge-F001")
+        commands: list[str] = []
+        client.on_message = lambda c, u, msg: commands.append(msg.topic)
         client.connect(addr.host, addr.port)
         client.loop_start()
         try:
+            client.subscribe(topics.down_all(FAC), qos=1)
+            # Down: a command through the cloud's downlink (its own certificate) reaches the gateway.
+            with httpx.Client(base_url=cloud.url, headers={"Authorization": f"Bearer {ADMIN}"}) as http:
+                assert sync_until(lambda: http.post(f"/api/facilities/{FAC}/zones/z1/arm").json()["published"])
+            assert sync_until(lambda: commands), "no command reached the gateway over TLS"
+            # Up: the gateway's heartbeat reaches the store.
             beat = make_envelope(FAC, "heartbeat", {})
             info = client.publish(up(FAC, Stream.HEARTBEAT), beat.to_bytes(), qos=1)
             info.wait_for_publish(10)
@@ -159,3 +168,22 @@ def test_https_with_hsts(pki, tmp_path):
             httpx.get(f"{cloud.url}/healthz", timeout=5)
     finally:
         cloud.stop()
+
+
+def test_passwords_over_tls_where_a_site_has_no_certificates(tmp_path):
+    now = datetime.now(timezone.utc)
+    ca = GatewayCA(tmp_path / "ca")
+    cert, key = _files(tmp_path, "broker", ca.issue_server(("127.0.0.1",), now))
+    password = "site-pass-0123456789"
+    broker = Mosquitto(workdir=str(tmp_path / "mosq"), acl={USERNAME: (password, [f"topic write {topics.up_all(FAC)}"])},
+                       tls=BrokerTls(cafile=str(ca.cert_path), certfile=cert, keyfile=key, require_certificate=False,
+                                     use_identity_as_username=False))
+    (tmp_path / "mosq").mkdir()
+    broker.start()
+    try:
+        tls_url = f"mqtts://{USERNAME}:{password}@127.0.0.1:{broker.port}?cafile={ca.cert_path}"
+        assert connects(tls_url)
+        assert not connects(f"mqtts://{USERNAME}:wrong-password-000@127.0.0.1:{broker.port}?cafile={ca.cert_path}")
+        assert not connects(f"mqtt://{USERNAME}:{password}@127.0.0.1:{broker.port}"), "a password in the clear"
+    finally:
+        broker.close()
