@@ -18,7 +18,7 @@ from cloud.registry.records import uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope
 from contracts.topics import DownKind, Stream, down, up
-from helpers import chromium, logged_in_page
+from helpers import chromium, logged_in_page, sync_until
 from tests.test_police_page import Mqtt, bearer, wait_stored
 
 F1, F2 = "F001", "F002"
@@ -277,5 +277,18 @@ def test_health_page_rooms_live(cloud, mqtt, browser):
     expect(row).to_contain_text("1234", timeout=10_000)  # over the CO2 limit of 1000 ppm
     expect(page.locator("#link-state")).to_have_attribute("data-state", "polling")
     shot(page, "health")
+    page.close()
+    assert errors == []
+
+
+def test_supervision_page_counts_dead_letters_per_facility(cloud, mqtt, browser):
+    from playwright.sync_api import expect
+    mqtt.send(up(F2, Stream.HEARTBEAT), b'{"v": 1, "id": ')  # poison from one gateway
+    mqtt.send(up(F2, Stream.HEARTBEAT), make_envelope(F2, "heartbeat", {}).to_bytes())
+    assert sync_until(lambda: cloud.counters["dead_lettered"] == 1 and cloud.counters["stored"] == 1)
+    page, errors = open_page(browser, cloud, "/supervision", "supervisor")
+    row = page.locator("#dead-letters-table tbody tr").filter(has_text=F2)
+    expect(row).to_contain_text("1", timeout=10_000)
+    expect(page.locator("#dead-letters-table tbody tr")).to_have_count(1)
     page.close()
     assert errors == []

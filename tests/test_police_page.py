@@ -110,9 +110,10 @@ def test_auth_errors(cloud):
         assert http.get("/api/alarms").status_code == 401
         assert http.get("/api/alarms", headers=bearer("not-a-known-token-xyz")).status_code == 401
         assert http.get("/api/alarms", headers={"Authorization": "Basic abc"}).status_code == 401
-        # Only the event stream takes ?token= (EventSource cannot set headers).
+        # No token ever rides in a URL: the event stream takes a single-use ticket instead.
         assert http.get("/api/alarms", params={"token": POLICE}).status_code == 401
         assert http.get("/api/alarms/stream").status_code == 401
+        assert http.get("/api/alarms/stream", params={"token": POLICE}).status_code == 401
         r = http.get("/api/alarms", headers=bearer(HEALTH))
         assert r.status_code == 403 and "health" in r.json()["detail"]
         assert http.post(f"/api/alarms/{uuid.uuid4()}/ack", headers=bearer(HEALTH)).status_code == 403

@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.alarms.events_bus import EventBus
 from cloud.alarms.records import AlarmRecord, UtcTime, get_alarms, record_audit, record_step
 from cloud.periodic import PeriodicTask
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
 from cloud.store.db import alarms, escalations, facilities, inserted, upsert_insert
 from contracts.alarms import DEFAULT_SEVERITY, AlarmKind, AlarmState, Severity
 from contracts.timefmt import utcnow
@@ -281,12 +282,14 @@ def _p(values: list[float], q: float) -> Optional[float]:
 
 
 def response_times(conn: Connection, *, since: datetime, until: datetime, city: Optional[str] = None,
-                   kinds: Optional[list[AlarmKind]] = None) -> list[ResponseTimes]:
+                   kinds: Optional[list[AlarmKind]] = None, within: Jurisdiction = EVERYWHERE) -> list[ResponseTimes]:
     c = alarms.c
     f = facilities.c
     q = (select(f.province, f.city, f.district, c.raised_at, c.acked_at, c.dispatched_at)
          .join(facilities, f.facility_id == c.facility)
          .where(c.raised_at >= since, c.raised_at < until, c.kind != AlarmKind.TEST.value))
+    if within:
+        q = q.where(under(c.facility, within))
     if city is not None:
         q = q.where(f.city == city)
     if kinds:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.auth import Principal, forbid_outside_scope, require_role
 from cloud.api.common import transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
@@ -46,7 +46,7 @@ class CommandResult(BaseModel):
 
 def send_zone_command(request: Request, who: Principal, facility_id: str, zone: str,
                       action: ZoneAction) -> CommandResult:
-    forbid_other_facility(who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     body = ArmSetBody(action=action, zone=zone, by=who.user)
     env = make_envelope(facility_id, DownType.ARM_SET.value, body.model_dump(mode="json"), source="cloud")
     with transaction(request) as conn:

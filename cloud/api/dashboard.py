@@ -7,12 +7,13 @@ import re
 from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.auth import Principal, forbid_other_facility, forbid_outside_scope, require_role
 from cloud.api.common import Cursor, Limit, field_error, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
+from cloud.ingest.dead_letters import dead_letter_counts
 from cloud.status.reports import (
     FacilityStatus,
     Place,
@@ -35,14 +36,14 @@ router = APIRouter(prefix="/api/dashboard", tags=["dashboard"])
 
 @router.get("/police-paths", response_model=Page[PolicePaths])
 def police_paths(request: Request,
-                 _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
+                 who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
                  limit: Limit = 50, cursor: Cursor = None,
                  city: Annotated[Optional[str], Query(max_length=32)] = None,
                  district: Annotated[Optional[str], Query(max_length=32)] = None) -> Page[PolicePaths]:
     """Each facility's DC-09 paths as its gateway last reported them, with its open
     police_link_down alarms; a page of facilities by facility_id."""
     with transaction(request) as conn:
-        return police_paths_page(conn, limit, cursor, city, district)
+        return police_paths_page(conn, limit, cursor, city, district, within=who.within)
 
 
 class Me(BaseModel):
@@ -76,10 +77,11 @@ def get_places(request: Request,
 
 @router.get("/police-card/{facility_id}", response_model=PoliceCard)
 def get_police_card(request: Request, facility_id: FacilityPath,
-                    _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.ADMIN))],
+                    who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.ADMIN))],
                     zone: Annotated[Optional[str], Query(pattern=DEVICE_ID_RE)] = None) -> PoliceCard:
     """What the facility card needs beyond GET /api/facilities/{id}, which the police may not
     read elsewhere: the guards, and which cameras look at the alarm's zone."""
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return police_card(conn, facility_id, zone)
 
@@ -88,14 +90,14 @@ def get_police_card(request: Request, facility_id: FacilityPath,
 def get_facility_status(request: Request, facility_id: FacilityPath,
                         who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.SUPERVISOR, Role.ADMIN))]
                         ) -> FacilityStatus:
-    forbid_other_facility(who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return facility_status(conn, facility_id)
 
 
 @router.get("/supervision", response_model=SupervisionOverview)
 def supervision(request: Request,
-                _who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))],
+                who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))],
                 city: Annotated[Optional[str], Query(max_length=32)] = None,
                 fresh: Annotated[bool, Query(description="recompute now instead of a copy up to a minute old")] = False
                 ) -> SupervisionOverview:
@@ -104,10 +106,26 @@ def supervision(request: Request,
     cache = getattr(request.app.state, "supervision_cache", None)
     if cache is None:
         cache = request.app.state.supervision_cache = OverviewCache()
-    if not fresh and (hit := cache.get(city)) is not None:
+    key = (city, who.within)
+    if not fresh and (hit := cache.get(key)) is not None:
         return hit
     with transaction(request) as conn:
-        overview = supervision_overview(conn, utcnow(), city)
-    cache.put(city, overview)
+        overview = supervision_overview(conn, utcnow(), city, within=who.within)
+    cache.put(key, overview)
     return overview
+
+
+class DeadLetterCount(BaseModel):
+    facility: str = Field(description="the facility its topic names; '' for a topic naming none")
+    dead_letters: int
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterCount])
+def dead_letters(request: Request, who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))],
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[DeadLetterCount]:
+    """Messages ingest refused for good (kept as dead letters), per facility, most first: a
+    gateway sending poison is found here."""
+    with transaction(request) as conn:
+        counts = dead_letter_counts(conn, within=who.within, limit=limit)
+    return [DeadLetterCount(facility=f, dead_letters=n) for f, n in counts]
 

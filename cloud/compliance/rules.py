@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.care.health_rules import (
     FACILITY_KEY,
     CertificateStatus,
@@ -140,16 +141,19 @@ class FacilityFacts(BaseModel):
 
 # --- reading the store ------------------------------------------------------------------------
 def _latest_envelope(conn: Connection, facility: str, type_: str):
+    """The envelope of `type_` the cloud received last (a gateway's clock decides nothing); its
+    `ts` stays the time of origin."""
     e = envelopes.c
     return conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == type_)
-                        .order_by(e.ts.desc()).limit(1)).first()
+                        .order_by(e.received_at.desc()).limit(1)).first()
 
 
 def _camera_health(conn: Connection, facility: str, since: datetime) -> dict[str, CameraStatus]:
     e = envelopes.c
     out: dict[str, CameraStatus] = {}
-    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health", e.ts >= since)
-                        .order_by(e.ts))
+    # By receive time, as _latest_envelope: a report dated ahead does not outrank later ones.
+    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health",
+                                                   e.received_at >= since).order_by(e.received_at))
     for ts, body in rows:
         entries = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
         for item in entries:
@@ -636,11 +640,11 @@ def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> Co
 
 def compliance_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
                     city: Optional[str] = None, district: Optional[str] = None,
-                    status: Optional[Status] = None) -> Page[ComplianceReport]:
+                    status: Optional[Status] = None, within: Jurisdiction = EVERYWHERE) -> Page[ComplianceReport]:
     """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
     page may hold fewer than `limit` items while `next_cursor` still continues."""
     f = facilities.c
-    q = select(f.facility_id)
+    q = select(f.facility_id).where(*path_clause((f.province, f.city, f.district), within))
     if own is not None:
         q = q.where(f.facility_id == own)
     if city is not None:

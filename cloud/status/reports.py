@@ -17,7 +17,8 @@ from cloud.alarms.lifecycle import ResponseTimes, response_times
 from cloud.compliance.profiles import profile_for
 from cloud.compliance.rules import facility_compliance
 from cloud.registry.records import StaffRole, require_facility
-from cloud.store.db import alarms, areas, camera_areas, classes, cameras, devices, envelopes, facilities, gateways, staff
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
+from cloud.store.db import alarms, areas, camera_areas, cameras, classes, devices, envelopes, facilities, gateways, staff
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
 from contracts.video_platform import VideoPlatformStatus, read_video_platform
@@ -177,15 +178,17 @@ class SupervisionOverview(BaseModel):
 
 # --- reading envelopes --------------------------------------------------------------------------
 def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of its newest envelope of `type_`, for `facility_ids` or all."""
+    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for `facility_ids`
+    or all. Chosen by receive time, so a gateway clock set ahead cannot pin a state (issue 10);
+    `ts` stays the time of origin."""
     e = envelopes.c
-    newest = select(e.facility, func.max(e.ts).label("ts")).where(e.type == type_)
+    newest = select(e.facility, func.max(e.received_at).label("received_at")).where(e.type == type_)
     if facility_ids is not None:
         newest = newest.where(e.facility.in_(facility_ids))
     newest = newest.group_by(e.facility).subquery()
     rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.ts == newest.c.ts))
-                        .where(e.type == type_))
+                        .join(newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
+                        .where(e.type == type_).order_by(e.ts))
     return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
 
 
@@ -245,11 +248,11 @@ def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
 
 # --- police -------------------------------------------------------------------------------------
 def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city: Optional[str],
-                      district: Optional[str]) -> Page[PolicePaths]:
+                      district: Optional[str], within: Jurisdiction = EVERYWHERE) -> Page[PolicePaths]:
     """Each facility's DC-09 paths as its gateway last reported them, with its open
-    police_link_down alarms; a page of facilities by facility_id."""
+    police_link_down alarms; a page of facilities by facility_id, under `within`."""
     f = facilities.c
-    q = select(f.facility_id, f.name, f.city, f.district)
+    q = select(f.facility_id, f.name, f.city, f.district).where(*path_clause((f.province, f.city, f.district), within))
     if city is not None:
         q = q.where(f.city == city)
     if district is not None:
@@ -379,9 +382,11 @@ def _ratio(total: int, good: int) -> Ratio:
     return Ratio(total=total, good=good, ratio=round(good / total, 4) if total else None)
 
 
-def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -> SupervisionOverview:
+def supervision_overview(conn: Connection, now: datetime, city: Optional[str],
+                         within: Jurisdiction = EVERYWHERE) -> SupervisionOverview:
     f = facilities.c
-    q = select(f.facility_id, f.province, f.city, f.district)
+    q = select(f.facility_id, f.province, f.city, f.district).where(*path_clause((f.province, f.city, f.district),
+                                                                                within))
     if city is not None:
         q = q.where(f.city == city)
     rows = conn.execute(q.order_by(f.facility_id)).all()
@@ -393,7 +398,7 @@ def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -
         dc.facilities += 1
         status = facility_compliance(conn, r.facility_id, now).status
         setattr(dc, status.value, getattr(dc, status.value) + 1)
-    ids = [r.facility_id for r in rows] if city is not None else None
+    ids = [r.facility_id for r in rows] if city is not None or within else None
     cams_total = cams_online = 0
     for _ts, body in latest_bodies(conn, "camera.health", ids).values():
         for item in camera_items(body):
@@ -408,6 +413,6 @@ def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -
                                cameras_online=_ratio(cams_total, cams_online),
                                retention_compliant=_ratio(ret_total, ret_ok),
                                response_times=response_times(conn, since=now - timedelta(days=30), until=now,
-                                                             city=city))
+                                                             city=city, within=within))
 
 

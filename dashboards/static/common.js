@@ -57,6 +57,7 @@ window.CG = (function () {
       emptyCerts: "30 天内没有到期的健康证。证件由机构或卫健部门录入。",
       emptySeries: "此时段内没有读数。",
       // supervision
+      deadLettersTitle: "拒收消息（按机构）", deadLetters: "拒收条数",
       districtTitle: "各区县合规情况", district: "区县", city: "城市", facilities: "机构数", compliant: "合规",
       warning: "预警", non_compliant: "不合规", facilityFindings: "机构检查结果", score: "得分",
       findings: "问题", rule: "规则", level: "级别", message: "说明", source: "依据", placesTitle: "每千人口托位数",
@@ -197,6 +198,7 @@ window.CG = (function () {
       emptyClusters: "No symptom cluster in 7 days (3 or more children of one class with one symptom within 48 h).",
       emptyCerts: "No certificate expires within 30 days. Facilities or the health authority enter them.",
       emptySeries: "No readings in this span.",
+      deadLettersTitle: "Refused messages by facility", deadLetters: "Refused",
       districtTitle: "Compliance by district", district: "District", city: "City", facilities: "Facilities",
       compliant: "Compliant", warning: "Warning", non_compliant: "Non-compliant", facilityFindings: "Facility findings",
       score: "Score", findings: "Findings", rule: "Rule", level: "Level", message: "Message", source: "Source",
@@ -594,22 +596,43 @@ window.CG = (function () {
     spec.start();
   }
 
-  // EventSource cannot send headers, so the stream alone takes the token in its URL.
+  // EventSource cannot send headers: the stream is opened with a short-lived, single-use ticket
+  // (POST /api/stream-tickets), never the token, which would land in URLs and logs. A spent
+  // ticket cannot reconnect, so every reconnection asks for a new one. Returns { close() }.
   function stream(path, handlers) {
-    const src = new EventSource(`${path}?token=${encodeURIComponent(token())}`);
-    src.addEventListener("open", () => { setLinkState("live"); if (handlers.open) handlers.open(); });
-    for (const [name, fn] of Object.entries(handlers)) {
-      if (name !== "open" && name !== "closed") src.addEventListener(name, (ev) => fn(JSON.parse(ev.data || "{}")));
+    let src = null;
+    let timer = null;
+    let stopped = false;
+    function again(delayMs) {
+      if (!stopped) timer = setTimeout(open, delayMs);
     }
-    src.addEventListener("error", () => {
-      if (src.readyState === EventSource.CLOSED) {
+    async function open() {
+      if (stopped) return;
+      let ticket;
+      try {
+        ticket = (await api("POST", "/api/stream-tickets")).ticket;
+      } catch (err) {
         setLinkState("offline");
         if (handlers.closed) handlers.closed();
-      } else {
-        setLinkState("reconnecting");
+        if (err.status !== 401) again(5000);  // a rejected token shows the login instead
+        return;
       }
-    });
-    return src;
+      if (stopped) return;
+      src = new EventSource(`${path}?ticket=${encodeURIComponent(ticket)}`);
+      src.addEventListener("open", () => { setLinkState("live"); if (handlers.open) handlers.open(); });
+      for (const [name, fn] of Object.entries(handlers)) {
+        if (name !== "open" && name !== "closed") src.addEventListener(name, (ev) => fn(JSON.parse(ev.data || "{}")));
+      }
+      src.addEventListener("error", () => {
+        const closed = src.readyState === EventSource.CLOSED;
+        src.close();
+        setLinkState(closed ? "offline" : "reconnecting");
+        if (closed && handlers.closed) handlers.closed();
+        again(2000);
+      });
+    }
+    open();
+    return { close() { stopped = true; clearTimeout(timer); if (src) src.close(); } };
   }
 
   // Pages without a stream refresh on a timer; `?refresh=N` (seconds) overrides the default.
@@ -649,7 +672,9 @@ window.CG = (function () {
 
   // --- CSV ---------------------------------------------------------------------------------
   function csvField(v) {
-    const s = v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+    let s = v === null || v === undefined ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+    // A text cell starting with = + - @ (or a tab or CR) would run as a formula in a spreadsheet.
+    if (typeof v !== "number" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
     return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   }
 

@@ -73,6 +73,12 @@
           { key: "kind", label: "colKind", render: (a) => kindName(a.kind) }, { key: "state", label: "colState", render: (a) => t(a.state) },
           { key: "acked_by", label: "ackedBy" },
         ], rowAttrs: (a) => ({ dataset: { alarmId: a.alarm_id }, class: `kind-${a.kind}` }) }),
+      // Messages ingest refused for good, per facility: a gateway sending poison shows up here.
+      deadLetters: new CG.Table($("dead-letters"), { id: "dead-letters-table", csvName: "dead-letters.csv",
+        label: "deadLettersTitle", empty: "noData", columns: [
+        { key: "facility", label: "colFacility", render: (r) => CG.named(CG.facilityName(r.facility), r.facility) },
+        { key: "dead_letters", label: "deadLetters", num: true },
+      ], load: async () => ({ items: await api("GET", "/api/dashboard/dead-letters"), next_cursor: null }) }),
     };
   }
 
@@ -126,6 +132,7 @@
     tables.response.setItems(overview.response_times);
     renderKpis();
     await tables.places.refresh();
+    await tables.deadLetters.refresh();
     CG.showError("");
   }
 

@@ -1,14 +1,14 @@
 """The police's notes on an alarm: what was dispatched, and how it was closed.
 
 Revision ID: pages_0004
-Revises: 0100_supervision_loop
+Revises: 0100_cloudtrust_gateway_certs
 Create Date: 2026-12-01
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = 'pages_0004'
-down_revision = '0100_supervision_loop'
+down_revision = '0100_cloudtrust_gateway_certs'
 branch_labels = None
 depends_on = None
 
