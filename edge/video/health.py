@@ -197,8 +197,8 @@ class CameraHealthAnalyser:
         self._prev: Optional[np.ndarray] = None
         c = self.config
         # For frozen: per recent key frame (JPEG: picture), its id and the first and the latest
-        # picture seen decoded from it; and the last repeat votes.
-        self._recent: deque[tuple[Optional[int], np.ndarray, np.ndarray]] = deque(maxlen=c.repeat_history)
+        # pictures seen decoded from it; and the last repeat votes.
+        self._recent: deque[tuple[Optional[int], tuple[np.ndarray, ...]]] = deque(maxlen=c.repeat_history)
         self._votes: deque[bool] = deque(maxlen=c.repeat_window)
         # Edges are compared on a coarse frame of whole cells, about half the analysis size.
         self._cell_h = max(2, c.height // 2 // c.grid_rows)
@@ -304,13 +304,13 @@ class CameraHealthAnalyser:
         its noise, and alike prove nothing; one key frame unlike the others (the encoder
         trying a new quantiser on a frozen picture) counts once, however long its GOP."""
         if keyframe_id is not None and self._recent and self._recent[-1][0] == keyframe_id:
-            self._recent[-1] = (keyframe_id, self._recent[-1][1], small_grey)
+            self._recent[-1] = (keyframe_id, (self._recent[-1][1][0], small_grey))
         else:
             if self._recent:
                 limit = self.config.frozen_max_diff * small_grey.size
                 self._votes.append(any(cv2.norm(small_grey, p, cv2.NORM_L1) <= limit
-                                       for _, first, latest in self._recent for p in (first, latest)))
-            self._recent.append((keyframe_id, small_grey, small_grey))
+                                       for _, pictures in self._recent for p in pictures))
+            self._recent.append((keyframe_id, (small_grey,)))
         return sum(self._votes) if self._votes else None
 
     # --- state machine --------------------------------------------------------------------------
