@@ -14,7 +14,11 @@ It refuses what it cannot authenticate and answers nobody it has not authenticat
   damaged: failing frames are a bug or an attack, and reading more of them only costs CPU); at
   most `max_connections` at once (a new one evicts the oldest that never authenticated) and
   `max_per_source` per source address; reject log lines are rate-limited, every reject counted.
-Each alarm is stored once (arc.store). A bad frame never stops the receiver.
+Each alarm is stored once (arc.store) and ACKed only once durably stored: alarms are committed in
+groups (arc.group_commit), so a burst shares fsyncs while a lone alarm is written at once. Each
+connection is an asyncio protocol (no task or stream objects per connection; one idle timer, re-armed
+only when it fires): an attacker's connection costs little, an idle one nothing per loop pass.
+A bad frame never stops the receiver.
 
 Accounts file (TOML):
     [accounts.1234]
@@ -40,13 +44,13 @@ import socket
 import time
 import tomllib
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from arc.group_commit import GroupCommit
 from arc.store import ArcAlarm, ArcStore
 from contracts.dc09_codes import (CID_CODES, MANUAL_TEST_CID, MANUAL_TEST_SIA, PERIODIC_TEST_CID, PERIODIC_TEST_SIA,
                                   SIA_CODES)
@@ -59,6 +63,8 @@ log = logging.getLogger(__name__)
 KNOWN_CODES = frozenset(SIA_CODES.values()) | frozenset(CID_CODES.values()) | {
     PERIODIC_TEST_SIA, PERIODIC_TEST_CID, MANUAL_TEST_SIA, MANUAL_TEST_CID}
 MAX_FRAME_BYTES = 4200
+SEND_BUFFER = 16384
+_UNKNOWN = object()  # an account not in the file (None is a plaintext account's key)
 
 
 class ArcAccount(BaseModel):
@@ -139,14 +145,14 @@ def load_accounts(path: str | Path) -> ArcAccountsFile:
 
 class RejectLog:
     """One warning per reject kind per interval, naming how many were not logged since; the counters
-    count them all."""
+    count them all. The reason is an exception, turned into text only when a line is written."""
 
     def __init__(self, interval_s: float):
         self.interval_s = interval_s
         self._last: dict[str, float] = {}
         self._unlogged: Counter[str] = Counter()
 
-    def __call__(self, kind: str, reason: str, peer: str) -> None:
+    def __call__(self, kind: str, reason: object, peer: str) -> None:
         now = time.monotonic()
         if now - self._last.get(kind, -math.inf) < self.interval_s:
             self._unlogged[kind] += 1
@@ -157,24 +163,145 @@ class RejectLog:
                     f" (and {more} more {kind} rejects unlogged since the last line)" if more else "")
 
 
-@dataclass(eq=False)
-class _Conn:
-    writer: asyncio.StreamWriter
-    source: str
-    opened: float = field(default_factory=time.monotonic)
-    authenticated: bool = False  # has sent a frame the receiver accepted
-
-    def abort(self) -> None:
-        self.writer.transport.abort()
-
-
 class _Reject(Exception):
     """A frame refused: `reply` is what to answer (None: nothing)."""
 
-    def __init__(self, kind: str, reason: str, reply: Optional[bytes]):
+    def __init__(self, kind: str, reason: object, reply: Optional[bytes]):
         super().__init__(reason)
         self.kind = kind
         self.reply = reply
+
+
+class _Connection(asyncio.Protocol):
+    """One sender's connection, driven by the loop's callbacks: no task, no stream objects, one timer.
+
+    Frames are handled in order; while one waits for its alarm to be committed, the next wait in
+    the buffer (reading pauses once a whole frame's worth is buffered), so replies keep the order of
+    the frames. The idle timer is armed once and re-armed only when it fires before the deadline,
+    which accepted frames move on: an idle connection costs the loop nothing until then."""
+
+    def __init__(self, rx: "ArcReceiver"):
+        self.rx = rx
+        self.loop = rx.loop
+        self.transport: Optional[asyncio.Transport] = None
+        self.source = "?"
+        self.authenticated = False  # has sent a frame the receiver accepted
+        self.closed = False
+        self._bad_in_a_row = 0
+        self._deadline = 0.0
+        self._buf = bytearray()
+        self._committing = False
+        self._write_paused = False
+        self._read_paused = False
+        self._timer: Optional[asyncio.TimerHandle] = None
+
+    # --- transport callbacks ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.source = str(peer[0]) if peer else "?"
+        if not self.rx._admit(self):
+            self.closed = True
+            transport.abort()
+            return
+        self.rx.counters["connections"] += 1
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Replies are about 100 bytes, one per frame: a fixed small kernel buffer (not autotuned
+            # up to megabytes) bounds what a peer that does not read can make the host hold.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self._deadline = self.loop.time() + self.rx.limits.idle_timeout_s
+        self._timer = self.loop.call_at(self._deadline, self._idle_check)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        self._handle_frames()
+
+    def pause_writing(self) -> None:
+        # A sender that does not read its replies gets no more frames read.
+        self._write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._update_reading()
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.rx._forget(self)
+        if exc is not None:
+            self.rx.counters["connection_errors"] += 1
+
+    # --- frames -------------------------------------------------------------------------
+    def _handle_frames(self) -> None:
+        buf = self._buf
+        while not self._committing and not self.closed:
+            end = buf.find(b"\r", 0, MAX_FRAME_BYTES)
+            if end < 0:
+                if len(buf) >= MAX_FRAME_BYTES:
+                    self.rx._reject("oversize", f"no CR within {MAX_FRAME_BYTES} bytes, dropping the connection",
+                                    self.source)
+                    self.close()
+                return
+            chunk = bytes(buf[:end + 1])
+            del buf[:end + 1]
+            # Bytes before the last LF are line noise, not part of this frame.
+            lf = chunk.rfind(b"\n")
+            self.rx._on_frame(self, chunk[lf:] if lf > 0 else chunk)
+        self._update_reading()
+
+    def accepted(self, reply: Optional[bytes]) -> None:
+        """The frame authenticated (ACK, NAK or DUH, or no reply when not stored or dropped)."""
+        self.authenticated = True
+        self._bad_in_a_row = 0
+        self._deadline = self.loop.time() + self.rx.limits.idle_timeout_s
+        if reply is not None and not self.closed:
+            self.transport.write(reply)
+
+    def refused(self) -> None:
+        """The frame failed authentication: no reply; a connection that never authenticated, or
+        that sends max_bad_frames of these in a row, is closed."""
+        self._bad_in_a_row += 1
+        if not self.authenticated or self._bad_in_a_row >= self.rx.limits.max_bad_frames:
+            self.rx.counters["closed_bad_frames"] += 1
+            self.close()
+
+    def wait_for_commit(self) -> None:
+        self._committing = True
+
+    def committed(self, reply: Optional[bytes]) -> None:
+        self._committing = False
+        self.accepted(reply)
+        self._handle_frames()
+
+    # --- state --------------------------------------------------------------------------
+    def _update_reading(self) -> None:
+        if self.closed:
+            return
+        pause = self._write_paused or (self._committing and len(self._buf) >= MAX_FRAME_BYTES)
+        if pause != self._read_paused:
+            self._read_paused = pause
+            (self.transport.pause_reading if pause else self.transport.resume_reading)()
+
+    def _idle_check(self) -> None:
+        if self.closed:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._idle_check)
+            return
+        self.rx.counters["idle_closed"] += 1
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.abort()
 
 
 class ArcReceiver:
@@ -198,9 +325,12 @@ class ArcReceiver:
         self.clock_skew = timedelta(seconds=clock_skew_s)
         self.drop_replies = drop_replies
         self.counters: Counter[str] = Counter()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self._log_reject = RejectLog(self.limits.log_interval_s)
+        self._commits = GroupCommit(self.store, self.counters)
         self._server: Optional[asyncio.Server] = None
-        self._conns: dict[asyncio.StreamWriter, _Conn] = {}
+        # Insertion order is opening order: the first unauthenticated one is the oldest.
+        self._conns: dict[_Connection, None] = {}
         self._per_source: Counter[str] = Counter()
 
     @property
@@ -218,122 +348,92 @@ class ArcReceiver:
         for acct, conf in self.accounts.items():
             if conf.plaintext:
                 log.warning("ARC account %s is plaintext: its frames are not authenticated and can be forged", acct)
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_FRAME_BYTES,
-                                                  backlog=1024)
+        self.loop = asyncio.get_running_loop()
+        self._server = await self.loop.create_server(lambda: _Connection(self), self.host, self.port, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("ARC receiver listening on %s", self.name)
 
     async def close(self) -> None:
+        """Stop listening, drop every connection, and wait until the alarms accepted are written."""
         if self._server is not None:
             self._server.close()
-            for conn in list(self._conns.values()):
+            for conn in list(self._conns):
                 conn.abort()
             await self._server.wait_closed()
             self._server = None
+            await self._commits.close()
 
     # --- connections --------------------------------------------------------------------
-    def _admit(self, conn: _Conn) -> bool:
+    def _admit(self, conn: _Connection) -> bool:
         """Room for a new connection under the caps, evicting the oldest unauthenticated one if need be."""
         if self._per_source[conn.source] >= self.limits.max_per_source:
             self._reject("per_source_cap", f"{self.limits.max_per_source} connections already open", conn.source)
             return False
         if len(self._conns) >= self.limits.max_connections:
-            idle = [c for c in self._conns.values() if not c.authenticated]
-            if not idle:
+            oldest = next((c for c in self._conns if not c.authenticated), None)
+            if oldest is None:
                 self._reject("connection_cap", f"{self.limits.max_connections} connections open, all authenticated",
                              conn.source)
                 return False
-            oldest = min(idle, key=lambda c: c.opened)
             self._forget(oldest)
             oldest.abort()
             self.counters["evicted"] += 1
-        self._conns[conn.writer] = conn
+        self._conns[conn] = None
         self._per_source[conn.source] += 1
         return True
 
-    def _forget(self, conn: _Conn) -> None:
-        if self._conns.pop(conn.writer, None) is not None:
+    def _forget(self, conn: _Connection) -> None:
+        if conn in self._conns:
+            del self._conns[conn]
             self._per_source[conn.source] -= 1
             if self._per_source[conn.source] <= 0:
                 del self._per_source[conn.source]
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        conn = _Conn(writer, str(peer[0]) if peer else "?")
-        if not self._admit(conn):
-            writer.transport.abort()
-            return
-        self.counters["connections"] += 1
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        idle = self.limits.idle_timeout_s
-        deadline = time.monotonic() + idle  # moved on by each accepted frame only: bad frames keep nobody connected
-        bad_in_a_row = 0
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        chunk = await reader.readuntil(b"\r")
-                except TimeoutError:
-                    self.counters["idle_closed"] += 1
-                    break
-                except asyncio.IncompleteReadError:
-                    break
-                except asyncio.LimitOverrunError:
-                    self._reject("oversize", f"no CR within {MAX_FRAME_BYTES} bytes, dropping the connection", conn.source)
-                    break
-                # Bytes before the last LF are line noise, not part of this frame.
-                lf = chunk.rfind(b"\n")
-                authenticated, reply = self._process(chunk[lf:] if lf >= 0 else chunk, conn.source)
-                if authenticated:
-                    conn.authenticated = True
-                    bad_in_a_row = 0
-                    deadline = time.monotonic() + idle
-                else:
-                    bad_in_a_row += 1
-                    if not conn.authenticated or bad_in_a_row >= self.limits.max_bad_frames:
-                        self.counters["closed_bad_frames"] += 1
-                        break
-                if reply is not None:
-                    writer.write(reply)
-                    async with asyncio.timeout(idle):
-                        await writer.drain()
-        except (ConnectionError, OSError, TimeoutError) as exc:
-            log.info("ARC connection from %s ended: %r", conn.source, exc)
-        finally:
-            self._forget(conn)
-            writer.close()
-
-    def _reject(self, kind: str, reason: str, peer: str) -> None:
+    def _reject(self, kind: str, reason: object, peer: str) -> None:
         self.counters[f"rejected_{kind}"] += 1
         self._log_reject(kind, reason, peer)
 
     # --- frames -------------------------------------------------------------------------
-    def _process(self, frame: bytes, peer: str) -> tuple[bool, Optional[bytes]]:
-        """(whether the frame authenticated, the reply to it or None). Only an authenticated frame
-        is ever answered, so a reject with a reply is one the account's key (or plaintext) let in."""
+    def _on_frame(self, conn: _Connection, frame: bytes) -> None:
+        """Only an authenticated frame is ever answered, so a reject with a reply is one the
+        account's key (or plaintext) let in. An alarm is answered once it is durably stored."""
         now = self.now()
         try:
             decoded = self._authenticate(frame)
             self._check_content(decoded, now)
         except _Reject as rej:
-            self._reject(rej.kind, str(rej), peer)
-            return rej.reply is not None, rej.reply
-        return True, self._accept(decoded, now)
-
-    def _accept(self, decoded: dc09.Frame, now: datetime) -> Optional[bytes]:
-        header = decoded.header
+            self._reject(rej.kind, rej, conn.source)
+            if rej.reply is None:
+                conn.refused()
+            else:
+                conn.accepted(rej.reply)
+            return
         if decoded.event is None:
             self.counters["null_ok"] += 1
+            conn.accepted(self._ack(decoded.header, now))
+            return
+        alarm = self._alarm(decoded, now)
+        conn.wait_for_commit()
+        self._commits.submit(alarm, lambda stored: self._stored(conn, decoded.header, now, alarm, stored))
+
+    def _stored(self, conn: _Connection, header: dc09.Header, now: datetime, alarm: ArcAlarm,
+                stored: Optional[bool]) -> None:
+        if stored is None:
+            self.counters["store_error"] += 1  # not stored means not ACKed: the sender will resend
+            conn.committed(None)
+            return
+        if stored:
+            self.counters["frames_ok"] += 1
+            if self.on_alarm is not None:
+                try:
+                    self.on_alarm(alarm)
+                except Exception:
+                    log.exception("on_alarm callback failed")
         else:
-            try:
-                self._record(decoded, now)
-            except Exception:
-                # Not stored means not ACKed: the sender will resend.
-                self.counters["store_error"] += 1
-                log.exception("ARC could not store an alarm from account %s", header.account)
-                return None
+            self.counters["duplicates"] += 1
+        conn.committed(self._ack(header, now))
+
+    def _ack(self, header: dc09.Header, now: datetime) -> Optional[bytes]:
         if self.drop_replies > 0:
             self.drop_replies -= 1
             self.counters["replies_dropped"] += 1
@@ -344,43 +444,34 @@ class ArcReceiver:
         """Cheapest checks first; until the account's key opened the frame, a reject gets no reply."""
         try:
             header, rest = dc09.read_header(frame)
-            if header.account not in self._keys:
+            key = self._keys.get(header.account, _UNKNOWN)
+            if key is _UNKNOWN:
                 raise dc09.DC09Error("account", f"unknown account {header.account}", header)
             dc09.check_crc(frame)
-            key = self._keys[header.account]
             try:
                 return dc09.open_frame(header, rest, key)
             except dc09.DC09Error as exc:
                 if exc.kind == "decrypt":
                     raise
-                raise _Reject(exc.kind, str(exc), dc09.encode_duh(header)) from None
+                raise _Reject(exc.kind, exc, dc09.encode_duh(header)) from None
         except dc09.DC09Error as exc:
-            raise _Reject(exc.kind, str(exc), None) from None
+            raise _Reject(exc.kind, exc, None) from None
 
     def _check_content(self, frame: dc09.Frame, now: datetime) -> None:
         try:
             dc09.check_timestamp(frame, now)
         except dc09.DC09Error as exc:
-            raise _Reject(exc.kind, str(exc), dc09.encode_nak(now=now)) from None
+            raise _Reject(exc.kind, exc, dc09.encode_nak(now=now)) from None
         if frame.event is not None and frame.event.code not in KNOWN_CODES:
             raise _Reject("code", f"event code {frame.event.code!r} not handled here", dc09.encode_duh(frame.header))
 
-    def _record(self, frame: dc09.Frame, now: datetime) -> None:
+    def _alarm(self, frame: dc09.Frame, now: datetime) -> ArcAlarm:
         ev, header = frame.event, frame.header
         assert ev is not None
-        alarm = ArcAlarm(account=header.account, facility=self.accounts[header.account].facility, seq=header.seq,
-                         protocol=header.token, code=ev.code, zone=ev.zone, area=ev.area, alarm_id=ev.alarm_id,
-                         event_time=ev.occurred_at or frame.timestamp or now, received_at=now, receiver=self.name,
-                         content=frame.data)
-        if self.store.record(alarm):
-            self.counters["frames_ok"] += 1
-            if self.on_alarm is not None:
-                try:
-                    self.on_alarm(alarm)
-                except Exception:
-                    log.exception("on_alarm callback failed")
-        else:
-            self.counters["duplicates"] += 1
+        return ArcAlarm(account=header.account, facility=self.accounts[header.account].facility, seq=header.seq,
+                        protocol=header.token, code=ev.code, zone=ev.zone, area=ev.area, alarm_id=ev.alarm_id,
+                        event_time=ev.occurred_at or frame.timestamp or now, received_at=now, receiver=self.name,
+                        content=frame.data)
 
 
 # ------------------------------------------------------------------ command line

@@ -5,14 +5,22 @@ A frame is the same alarm as one already stored when
   (a gateway's journal re-sends after a restart with a new sequence number), or
 - the same account, sequence number and content (data + extended data, not the timestamp, which a
   resend renews) were stored within DUPLICATE_HORIZON: an ACK lost on the way back.
-The horizon matters because sequence numbers wrap: a later alarm may reuse a number."""
+The horizon matters because sequence numbers wrap: a later alarm may reuse a number.
+
+Durability: the receiver ACKs an alarm only once `record_many` has returned, and the gateway then
+forgets it, so a commit must survive a power cut, not only a crash of the process. The database is
+in WAL mode with synchronous=FULL: every commit fsyncs the write-ahead log. (synchronous=NORMAL
+would skip that fsync, and a power cut could roll back alarms already ACKed; it survives only a
+process crash.) An fsync costs milliseconds, so the receiver commits in groups (arc.group_commit):
+one transaction and one fsync for all alarms that arrived together."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -39,6 +47,18 @@ CREATE INDEX IF NOT EXISTS arc_alarms_by_alarm ON arc_alarms (account, alarm_id,
 CREATE INDEX IF NOT EXISTS arc_alarms_by_seq ON arc_alarms (account, seq, content);
 """
 
+# One statement per alarm: inserted unless it is a resend (a NULL alarm id matches nothing). Inside
+# the batch's transaction, a resend of an alarm earlier in the same batch is seen too.
+_INSERT_NEW = """
+INSERT INTO arc_alarms (account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at,
+                        receiver, content)
+SELECT :account, :facility, :seq, :protocol, :code, :zone, :area, :alarm_id, :event_time, :received_at,
+       :receiver, :content
+WHERE NOT EXISTS (SELECT 1 FROM arc_alarms WHERE account = :account AND alarm_id = :alarm_id AND code = :code)
+  AND NOT EXISTS (SELECT 1 FROM arc_alarms WHERE account = :account AND seq = :seq AND content = :content
+                  AND received_at >= :horizon)
+"""
+
 
 class ArcAlarm(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -61,48 +81,50 @@ def _iso(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat()
 
 
+def _row(alarm: ArcAlarm) -> dict:
+    return {"account": alarm.account, "facility": alarm.facility, "seq": alarm.seq, "protocol": alarm.protocol,
+            "code": alarm.code, "zone": alarm.zone, "area": alarm.area,
+            "alarm_id": str(alarm.alarm_id) if alarm.alarm_id else None, "event_time": _iso(alarm.event_time),
+            "received_at": _iso(alarm.received_at), "receiver": alarm.receiver, "content": alarm.content,
+            "horizon": _iso(alarm.received_at - DUPLICATE_HORIZON)}
+
+
 class ArcStore:
+    """Safe to call from several threads: the receiver writes from its commit thread while tests and
+    tools read; one lock keeps each call's statements together on the one connection."""
+
     def __init__(self, path: str | Path = ":memory:"):
-        # Created on one thread, used on the receiver's loop thread only.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
-    def record(self, alarm: ArcAlarm) -> bool:
-        """Store the alarm unless it is a resend of one already stored; True when stored."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            if alarm.alarm_id is not None and db.execute(
-                    "SELECT 1 FROM arc_alarms WHERE account=? AND alarm_id=? AND code=?",
-                    (alarm.account, str(alarm.alarm_id), alarm.code)).fetchone():
+    def record_many(self, alarms: Sequence[ArcAlarm]) -> list[bool]:
+        """Store each alarm unless it is a resend of one stored before it (earlier in `alarms`
+        included), in one transaction, durable when this returns; for each alarm, True when stored."""
+        rows = [_row(a) for a in alarms]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = [db.execute(_INSERT_NEW, row).rowcount == 1 for row in rows]
                 db.execute("COMMIT")
-                return False
-            if db.execute("SELECT 1 FROM arc_alarms WHERE account=? AND seq=? AND content=? AND received_at>=?",
-                          (alarm.account, alarm.seq, alarm.content,
-                           _iso(alarm.received_at - DUPLICATE_HORIZON))).fetchone():
-                db.execute("COMMIT")
-                return False
-            db.execute(
-                "INSERT INTO arc_alarms (account, facility, seq, protocol, code, zone, area, alarm_id, event_time,"
-                " received_at, receiver, content) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                (alarm.account, alarm.facility, alarm.seq, alarm.protocol, alarm.code, alarm.zone, alarm.area,
-                 str(alarm.alarm_id) if alarm.alarm_id else None, _iso(alarm.event_time), _iso(alarm.received_at),
-                 alarm.receiver, alarm.content))
-            db.execute("COMMIT")
-            return True
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        return stored
 
     def alarms(self) -> list[ArcAlarm]:
-        rows = self._db.execute(
-            "SELECT account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at, receiver,"
-            " content FROM arc_alarms ORDER BY id").fetchall()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at,"
+                " receiver, content FROM arc_alarms ORDER BY id").fetchall()
         keys = ("account", "facility", "seq", "protocol", "code", "zone", "area", "alarm_id", "event_time",
                 "received_at", "receiver", "content")
         return [ArcAlarm.model_validate(dict(zip(keys, row))) for row in rows]
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            self._db.close()

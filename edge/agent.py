@@ -55,6 +55,7 @@ from edge.retention.runner import RetentionRunner
 from edge.security_reports import SecurityReports
 from edge.uplink.command_guard import CommandGuard, CommandRefused
 from edge.uplink.link import Uplink
+from edge.uplink.media import MediaOutbox, MediaSender
 from edge.uplink.outbox import Priority
 from edge.video import clips as clip_cutter
 from edge.video.cameras import CameraSupervisor
@@ -75,7 +76,6 @@ TICK_S = 1.0
 SCENE_KINDS = frozenset({AlarmKind.PANIC, AlarmKind.INTRUSION, AlarmKind.FIRE})
 # The recorder flushes the segment being written every few hundred milliseconds.
 CLIP_SETTLE_S = 2.0
-CLIP_CHUNKS_PER_TURN = 4
 
 
 def has_restore_code(kind: AlarmKind) -> bool:
@@ -98,6 +98,8 @@ class EdgeAgent:
         self.commands: Optional[CommandGuard] = None
         self.security = SecurityReports(self._emit_security)
         self.live: Optional[LiveStreamer] = None
+        self.media: Optional[MediaOutbox] = None
+        self.media_sender: Optional[MediaSender] = None
         self.clips_sent = 0
         self._stopping = threading.Event()  # ends a clip being cut; its job stays for the next start
         self._clip_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clip")
@@ -126,6 +128,7 @@ class EdgeAgent:
             log.warning("police path is NOT encrypted ([police] key unset): alarms and ACKs on it can be forged")
         self.police = PoliceLink(self.cfg.police, on_path_change=self._on_police_path,
                                  on_security=self._on_police_reply_refused)
+        self.media = MediaOutbox(self.cfg.outbox.media_path)
         self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down,
                              on_down_rejected=self._on_down_rejected)
         self.devices = DeviceGateway(local_broker_url(self.cfg), self.cfg.native_devices(), loop,
@@ -136,6 +139,7 @@ class EdgeAgent:
         for rec in self.journal.pending_police_events():
             self._spawn(self._deliver(rec))
         self.uplink.start()
+        self.media_sender = MediaSender(self.media, self.uplink.client, lambda: self.uplink.connected).start()
         self.devices.start()
         self.cameras = CameraSupervisor(self.cfg.cameras, self.cfg.video, loop, self._on_camera_fault)
         self.cameras.start()
@@ -181,8 +185,12 @@ class EdgeAgent:
             self.cameras.stop()
         if self.devices:
             self.devices.stop()
+        if self.media_sender:
+            self.media_sender.stop()
         if self.uplink:
             self.uplink.stop()
+        if self.media:
+            self.media.close()
         if self.police:
             await self.police.close()
         if self.journal:
@@ -395,18 +403,21 @@ class EdgeAgent:
         bodies = await loop.run_in_executor(self._clip_pool, self._cut_clip, job, start, end)
         if bodies is None:
             return
-        # A few chunks per transaction, the loop free in between: an alarm arriving meanwhile is
-        # handled at once. No fsync per chunk: the job stays in the journal until the last is in.
-        for i in range(0, len(bodies), CLIP_CHUNKS_PER_TURN):
-            with self.journal.transaction(durable=False):
-                for body in bodies[i:i + CLIP_CHUNKS_PER_TURN]:
-                    self._enqueue(self._envelope("camera.clip", body, utcnow()), Priority.EVENT)
-                self.journal.set_state("seq", self._seq)
-            self.uplink.kick()
-            await asyncio.sleep(0)
-        with self.journal.transaction(durable=True):
+        seq0, self._seq = self._seq, self._seq + len(bodies)
+        await loop.run_in_executor(self._clip_pool, self._store_clip, bodies, seq0)
+        # The chunks are on disk in the media outbox: the job is done. Lost in a power cut, it is
+        # done again, and the cloud stores each chunk once.
+        with self.journal.transaction(durable=False):
             self.journal.set_state("clip_jobs", [j for j in self.journal.get_state("clip_jobs", []) if j != job])
+            self.journal.set_state("seq", self._seq)
         self.clips_sent += 1
+        self.media_sender.wake()
+
+    def _store_clip(self, bodies: list[dict], seq0: int) -> None:
+        """On the clip thread: the chunk envelopes into the media outbox, away from the alarm journal."""
+        topic = topics.up(self.facility, topics.Stream.CAMERA)
+        self.media.put_many([(topic, make_envelope(self.facility, "camera.clip", body, seq=seq0 + 1 + i,
+                                                   ts=utcnow()).to_bytes()) for i, body in enumerate(bodies)])
 
     def _cut_clip(self, job: dict, start: datetime, end: datetime) -> Optional[list[dict]]:
         """On the clip thread: the chunk bodies of the camera's clip, or None when the agent is stopping."""

@@ -27,10 +27,13 @@ class _Strict(BaseModel):
 class ReceiverConfig(_Strict):
     host: str = Field(min_length=1, description="police alarm centre receiver (ARC) host")
     port: int = Field(ge=1, le=65535)
+    label: str = Field(default="", max_length=64,
+                       description="the alarm centre's name as dispatchers and operators know it; default host:port")
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        """How the path is named in reports, heartbeats and deliveries."""
+        return self.label or f"{self.host}:{self.port}"
 
 
 class PoliceConfig(_Strict):
@@ -40,6 +43,13 @@ class PoliceConfig(_Strict):
     receiver_number: Optional[str] = Field(default=None, pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'R' field")
     line_prefix: str = Field(default="0", pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'L' field")
     receivers: list[ReceiverConfig] = Field(min_length=1, description="primary first, then backups")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "PoliceConfig":
+        names = [r.name for r in self.receivers]
+        if len(set(names)) != len(names):
+            raise ValueError("receivers: two receivers have the same name (label, or host:port)")
+        return self
     ack_timeout_s: float = Field(default=2.0, gt=0, le=60, description="wait for ACK/NAK before a retry")
     connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     supervision_interval_s: float = Field(default=10.0, gt=0, le=3600,
@@ -131,7 +141,9 @@ def _valid_public_key(v: Optional[str]) -> Optional[str]:
 
 
 class UplinkConfig(_Strict):
-    broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker")
+    broker: str = Field(description="the cloud's broker: mqtts://host:8883?cafile=CA&certfile=CERT&keyfile=KEY (TLS, "
+                                    "the CA pinned, the gateway's certificate from its registration), or "
+                                    "mqtt://[user:pass@]host:port on a trusted network")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
     cloud_public_key: Annotated[Optional[str], AfterValidator(_valid_public_key)] = Field(
         default=None, description="the cloud's command signing key (64 hex digits, `careguard cloud --public-key`); "
@@ -142,8 +154,14 @@ class UplinkConfig(_Strict):
 
 class OutboxConfig(_Strict):
     path: Path = Field(default=Path("var/edge/outbox.sqlite3"), description="journal and outbox, one SQLite file")
+    media: Optional[Path] = Field(default=None, description="alarm clip chunks on their way to the cloud, a file "
+                                                            "of their own (default: beside `path`, -media)")
     max_messages: int = Field(default=200_000, ge=100,
                               description="when full, the oldest telemetry goes first; alarms and events are never dropped")
+
+    @property
+    def media_path(self) -> Path:
+        return self.media or self.path.with_name(self.path.stem + "-media" + self.path.suffix)
 
 
 class GbConfig(_Strict):

@@ -128,6 +128,44 @@ def test_per_source_cap():
     run(scenario())
 
 
+def test_a_sender_that_never_reads_its_replies_is_not_read_either():
+    """Anyone can send valid frames for a plaintext account and never read the ACKs: once the
+    replies back up, the receiver stops reading that connection instead of buffering replies."""
+    frame = dc09.encode_null(account=PLAIN, seq=1, now=utcnow())
+    burst = frame * 50_000  # about 4 MB of frames, 2 MB of replies
+
+    async def scenario():
+        receiver = ArcReceiver(ACCOUNTS)
+        await receiver.start()
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # replies back up early
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.sock_connect(sock, (LOOPBACK, receiver.port))
+            sent, stalled = 0, 0
+            while sent < len(burst) and stalled < 40:  # until the kernel takes no more for 2 s, or all is sent
+                try:
+                    sent += sock.send(burst[sent:sent + 65536])
+                    stalled = 0
+                except BlockingIOError:
+                    stalled += 1
+                    await asyncio.sleep(0.05)
+            answered = -1
+            for _ in range(40):  # until the receiver has answered all it is going to
+                if receiver.counters["null_ok"] == answered:
+                    break
+                answered = receiver.counters["null_ok"]
+                await asyncio.sleep(0.5)
+            return sent // len(frame), answered
+        finally:
+            sock.close()
+            await receiver.close()
+
+    sent, answered = run(scenario())
+    assert answered < sent
+
+
 # --- a live `careguard arc` fed by hypothesis ------------------------------------------------------
 def _valid_frames() -> list[bytes]:
     now = utcnow()

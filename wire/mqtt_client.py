@@ -1,15 +1,24 @@
-"""Broker URLs and paho-mqtt clients, set up the same way everywhere."""
+"""Broker URLs, their TLS context, and paho-mqtt clients, set up the same way everywhere.
+
+`mqtt://[user:pass@]host[:1883]` in the clear (loopback and the embedded broker), or
+`mqtts://[user:pass@]host[:8883][?cafile=CA.pem&certfile=CERT.pem&keyfile=KEY.pem]` over TLS:
+with `cafile` only that CA is trusted (pinned), otherwise the system's; `certfile`/`keyfile`
+present a client certificate (a gateway's, issued at its registration). The host name is
+always checked against the broker's certificate."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import re
+import ssl
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import paho.mqtt.client as mqtt
 
 _client_counter = itertools.count(1)
+_TLS_OPTIONS = ("cafile", "certfile", "keyfile")
 
 
 @dataclass(frozen=True)
@@ -18,24 +27,61 @@ class BrokerAddress:
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
-    """`mqtt://[user:pass@]host[:port]`; raises ValueError naming what is wrong."""
+    """`mqtt://` or `mqtts://` as above; raises ValueError naming what is wrong (never the password)."""
     u = urlparse(url)
-    if u.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"broker URL {url!r}: scheme must be mqtt://")
+    shown = redact_url(url)
+    if u.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+        raise ValueError(f"broker URL {shown!r}: scheme must be mqtt:// or mqtts://")
     if not u.hostname:
-        raise ValueError(f"broker URL {url!r}: no host")
-    return BrokerAddress(u.hostname, u.port or 1883,
+        raise ValueError(f"broker URL {shown!r}: no host")
+    tls = u.scheme in ("mqtts", "ssl")
+    query = parse_qs(u.query, keep_blank_values=True)
+    unknown = set(query) - set(_TLS_OPTIONS)
+    if unknown:
+        raise ValueError(f"broker URL {shown!r}: unknown option(s) {sorted(unknown)}; known: {list(_TLS_OPTIONS)}")
+    if query and not tls:
+        raise ValueError(f"broker URL {shown!r}: {sorted(query)} need mqtts://")
+    opts = {k: v[-1] for k, v in query.items()}
+    if ("certfile" in opts) != ("keyfile" in opts):
+        raise ValueError(f"broker URL {shown!r}: certfile and keyfile go together")
+    return BrokerAddress(u.hostname, u.port or (8883 if tls else 1883),
                          unquote(u.username) if u.username else None,
-                         unquote(u.password) if u.password else None)
+                         unquote(u.password) if u.password else None,
+                         tls, opts.get("cafile"), opts.get("certfile"), opts.get("keyfile"))
+
+
+_USERINFO_RE = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*):[^@/\s]*@")
+_SECRET_PARAM_RE = re.compile(r"(?P<head>[?&](?:password|pass|token|secret)=)[^&\s]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` fit for a log: the password of its user info and any password/token parameter
+    replaced by `***`. Every URL that may carry credentials is logged through this."""
+    url = _USERINFO_RE.sub(r"\g<head>:***@", str(url))
+    return _SECRET_PARAM_RE.sub(r"\g<head>***", url)
+
+
+def tls_context(addr: BrokerAddress) -> ssl.SSLContext:
+    """A client TLS context for `addr`: TLS 1.2 or later, the broker's name checked, its CA pinned
+    when `cafile` is given, a client certificate when `certfile` is."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=addr.cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if addr.certfile:
+        ctx.load_cert_chain(addr.certfile, addr.keyfile)
+    return ctx
 
 
 def make_client(url: str, client_id: str | None = None, *, v5: bool = False,
                 clean: bool = True) -> tuple[mqtt.Client, BrokerAddress]:
-    """A paho client for `url`, not yet connected. MQTT 3.1.1 unless `v5`
-    (shared subscriptions need v5; the embedded broker speaks only 3.1.1)."""
+    """A paho client for `url`, not yet connected, over TLS for `mqtts://`. MQTT 3.1.1 unless
+    `v5` (shared subscriptions need v5; the embedded broker speaks only 3.1.1)."""
     addr = parse_broker_url(url)
     cid = client_id or f"cg-{os.getpid()}-{next(_client_counter)}"
     if v5:
@@ -43,6 +89,8 @@ def make_client(url: str, client_id: str | None = None, *, v5: bool = False,
     else:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv311,
                              clean_session=clean)
+    if addr.tls:
+        client.tls_set_context(tls_context(addr))
     if addr.username:
         client.username_pw_set(addr.username, addr.password)
     client.max_inflight_messages_set(100)

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within
 from cloud.alarms.lifecycle import clear_cloud_alarm, raise_cloud_alarm
 from cloud.alarms.records import AlarmRecord, get_alarms
 from cloud.care.health_rules import ClimateMetric, ClimateState, Cluster, climate_state, clusters_for, day_to_judge
@@ -78,13 +79,17 @@ def facility_cities(conn: Connection) -> dict[str, str]:
 
 
 def climate_states(conn: Connection, now: datetime, *, since: Optional[datetime] = None,
-                   facility: Optional[str] = None) -> list[tuple[SensorSeries, ClimateState]]:
+                   facility: Optional[str] = None,
+                   within: Jurisdiction = EVERYWHERE) -> list[tuple[SensorSeries, ClimateState]]:
     """Each sensor's climate state at `now`, from readings since `since` (default: twice the
-    sustained duration, at least an hour)."""
+    sustained duration, at least an hour), of the facilities under `within`."""
     cities = facility_cities(conn)
+    allowed = facilities_within(conn, within)
     lookback = max(2 * NATIONAL.climate.sustained_s, 3600.0)
     out = []
     for s in sensor_series(conn, since or now - timedelta(seconds=lookback), now, facility=facility):
+        if allowed is not None and s.facility not in allowed:
+            continue
         profile = profile_for(cities.get(s.facility))
         state = climate_state(s.metric, s.readings, profile.climate, profile.care.timezone)
         if state is not None:

@@ -1,0 +1,79 @@
+"""Group commit: the receiver's alarms written to the store in batches, off the event loop.
+
+The store fsyncs every commit (arc.store), which costs milliseconds; one commit per alarm would make
+a burst of alarms wait for each other's fsync. Here alarms are queued as frames are accepted and
+written by one thread, one transaction per batch:
+- a lone alarm is written at once (its batch is whatever arrived in the same pass of the event
+  loop; nothing waits for a batch to fill);
+- while a batch is being written, the alarms accepted meanwhile queue up and form the next batch,
+  written as soon as the first is done. The loop keeps serving (NULLs, rejects, decoding) while
+  SQLite fsyncs.
+Each alarm's callback runs on the loop after its batch is durable, with whether it was new (True),
+a resend (False), or not stored (None, the batch failed): the receiver sends the ACK from there, so
+no ACK ever precedes the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Optional
+
+from arc.store import ArcAlarm, ArcStore
+
+log = logging.getLogger(__name__)
+
+Done = Callable[[Optional[bool]], None]
+
+
+class GroupCommit:
+    def __init__(self, store: ArcStore, counters: Counter[str]):
+        self.store = store
+        self.counters = counters  # "commits": transactions written
+        self._pending: list[tuple[ArcAlarm, Done]] = []
+        self._writing = False
+        self._flush_scheduled = False
+        self._idle: Optional[asyncio.Event] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="arc-commit")
+
+    def submit(self, alarm: ArcAlarm, done: Done) -> None:
+        """Queue `alarm`; `done` is called on the loop once it is durable (or failed)."""
+        self._pending.append((alarm, done))
+        if not self._writing and not self._flush_scheduled:
+            # At the end of this loop pass: the alarms accepted in the same pass share the commit.
+            self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._flush)
+            self._flush_scheduled = True
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        batch, self._pending = self._pending, []
+        self._writing = True
+        written = self._thread.submit(self.store.record_many, [alarm for alarm, _ in batch])
+        loop = self._loop
+        assert loop is not None
+        written.add_done_callback(lambda f: loop.call_soon_threadsafe(self._written, batch, f))
+
+    def _written(self, batch: list[tuple[ArcAlarm, Done]], result: Future) -> None:
+        self._writing = False
+        self.counters["commits"] += 1
+        try:
+            stored: list[Optional[bool]] = list(result.result())
+        except Exception:
+            log.exception("ARC could not store %d alarm(s); they are not ACKed, their senders will resend", len(batch))
+            stored = [None] * len(batch)
+        if self._pending:
+            self._flush()  # what queued meanwhile, at once
+        elif self._idle is not None:
+            self._idle.set()
+        for (_, done), outcome in zip(batch, stored):
+            done(outcome)
+
+    async def close(self) -> None:
+        """Wait for queued and in-flight batches to be written, then stop the thread."""
+        if self._writing or self._flush_scheduled:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
+        self._thread.shutdown(wait=True)
