@@ -22,9 +22,10 @@ which keeps sensor noise, worst in infrared, out of the features at no cost):
   quantiser of the moment (a frozen stream's key frames differ by coding noise, as much as a
   live one's by sensor noise), so what tells them apart is recurrence: a frozen stream
   returns to pictures it already sent, identical to the grey level, while pictures of a live
-  sensor decoded from different key frames never do. Each picture is compared with the
-  recent ones decoded from other key frames; frozen is several such repeats among the last
-  few comparisons;
+  sensor decoded from different key frames never do. The first picture seen from each key
+  frame (each JPEG) votes whether it repeats one of the recent other key frames; frozen is
+  3 repeats among the last 6 votes: about 10 s with a key frame every 2 s, a minute with one
+  every 10 s. A stream without key frames after its first (intra refresh) never votes;
 - where the edges are, cell by cell, against a reference picture the camera learns (the
   median of frames accepted as normal, so people walking past vanish from it). Each cell
   is compared by zero-mean normalised correlation of gradient magnitudes: invariant to
@@ -84,7 +85,7 @@ class HealthConfig(BaseModel):
                                                             "frozen count spans")
     repeat_min: int = Field(default=3, ge=1, description="repeats among the last repeat_window votes that make "
                                                          "the picture frozen")
-    defocus_max_ratio: float = Field(default=0.65, gt=0, lt=1, description="focus against the camera's own median")
+    defocus_max_ratio: float = Field(default=0.7, gt=0, lt=1, description="focus against the camera's own median")
     displaced_min_match: float = Field(default=0.45, gt=0, lt=1,
                                        description="fraction of the reference's edge cells still in place")
     cell_match_min_corr: float = Field(default=0.35, description="correlation at which a cell counts as in place")
@@ -104,8 +105,8 @@ class CheckFeatures(BaseModel):
     focus: float
     focus_ref: Optional[float] = None
     diff: Optional[float] = None
-    repeats: Optional[int] = Field(default=None, description="pictures among the last comparisons that repeated "
-                                                             "an earlier one")
+    repeats: Optional[int] = Field(default=None, description="votes among the last (one per key frame) that "
+                                                             "repeated a picture of another key frame")
     match: Optional[float] = None
 
 
@@ -277,10 +278,14 @@ class CameraHealthAnalyser:
                             interpolation=cv2.INTER_AREA)
         mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(coarse))
         dx, dy = cv2.spatialGradient(coarse)
-        fine = cv2.norm(cv2.Laplacian(small_grey, cv2.CV_16S), cv2.NORM_L1) / small_grey.size
-        broad = (cv2.norm(dx, cv2.NORM_L1) + cv2.norm(dy, cv2.NORM_L1)) / coarse.size
+        edges = np.abs(dx) + np.abs(dy)
+        curvature = cv2.resize(np.abs(cv2.Laplacian(small_grey, cv2.CV_16S)), (coarse.shape[1], coarse.shape[0]),
+                               interpolation=cv2.INTER_AREA)
+        edge_mean, edge_std = (float(v[0, 0]) for v in cv2.meanStdDev(edges))
+        strongest = cv2.compare(edges, edge_mean + edge_std, cv2.CMP_GE)
+        focus = cv2.mean(curvature, strongest)[0] / (cv2.mean(edges, strongest)[0] + 1.0)
         diff = None if self._prev is None else float(cv2.norm(small_grey, self._prev, cv2.NORM_L1)) / small_grey.size
-        features = CheckFeatures(mean=mean, std=std, focus=fine / (broad + 1.0), focus_ref=self._focus_ref, diff=diff)
+        features = CheckFeatures(mean=mean, std=std, focus=focus, focus_ref=self._focus_ref, diff=diff)
         return features, coarse, (dx, dy)
 
     def classify(self, f: CheckFeatures, gradients: tuple[np.ndarray, np.ndarray]) -> Optional[CameraFault]:
