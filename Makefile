@@ -6,6 +6,13 @@ DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg fo
 
 .PHONY: run test bench system-deps clean
 
+# axe-core from npm for the pages' accessibility tests (Node.js and npm: Debian's `npm` when missing).
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = "0" ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 $(VENV)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -33,7 +40,7 @@ system-deps:
 	  else echo "missing Debian packages (run as root to install):$$missing"; fi; \
 	fi
 
-test: system-deps $(VENV)/.installed-test
+test: system-deps $(VENV)/.installed-test node_modules/.installed
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
@@ -41,4 +48,4 @@ bench: system-deps $(VENV)/.installed-test
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info node_modules

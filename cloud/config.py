@@ -4,6 +4,8 @@ A bad file stops the cloud with a message naming the key and what was expected."
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
 import tomllib
 from urllib.parse import urlparse
@@ -11,8 +13,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cloud.care.privacy import default_key_file
 from contracts.errors import describe_validation_error
 from contracts.ids import FacilityId
 from wire.mqtt_client import parse_broker_url, parse_broker_urls
@@ -27,24 +30,41 @@ class Role(str, Enum):
     REGISTRAR = "registrar"  # the registration body's system (登记机关), pushing registrations
 
 
+# Roles whose tokens may be bound to a jurisdiction (a facility token is bound to its facility).
+JURISDICTION_ROLES = frozenset({Role.POLICE, Role.HEALTH, Role.SUPERVISOR})
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class TokenEntry(_Strict):
-    token: str = Field(min_length=16, description="bearer token; keep it secret, at least 16 characters")
+    token: Optional[str] = Field(default=None, min_length=16,
+                                 description="bearer token in the clear (at least 16 characters); prefer token_sha256")
+    token_sha256: Optional[str] = Field(default=None, pattern=r"^[0-9a-f]{64}$",
+                                        description="SHA-256 of the bearer token, hex: the file never holds the token")
     user: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
     role: Role
     facility_id: Optional[FacilityId] = Field(default=None, description="required for, and only for, role facility")
     jurisdiction: Optional[str] = Field(
-        default=None, pattern=r"^[^/]{1,32}/[^/]{1,32}(/[^/]{1,32})?$",
-        description="province/city or province/city/district an authority's token is limited to; none: everywhere")
+        default=None, pattern=r"^[^/\x00-\x1f]{1,32}(/[^/\x00-\x1f]{1,32}){0,2}$",
+        description="province[/city[/district]] a police, health or supervisor token sees; none: everywhere")
+    expires_at: Optional[AwareDatetime] = Field(default=None, description="refused from this time on")
 
     @model_validator(mode="after")
     def _facility_scope(self) -> "TokenEntry":
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(f"token of user {self.user!r}: give exactly one of token and token_sha256")
         if (self.role is Role.FACILITY) != (self.facility_id is not None):
             raise ValueError(f"token of user {self.user!r}: facility_id is required for, and only for, role facility")
+        if self.jurisdiction is not None and self.role not in JURISDICTION_ROLES:
+            raise ValueError(f"token of user {self.user!r}: only police, health and supervisor tokens take a "
+                             "jurisdiction")
         return self
+
+    @property
+    def sha256(self) -> str:
+        return self.token_sha256 or hashlib.sha256(self.token.encode()).hexdigest()
 
 
 class CloudConfig(_Strict):
@@ -76,6 +96,13 @@ class CloudConfig(_Strict):
     telemetry_token: str = Field(default="", description="InfluxDB API token (VictoriaMetrics ignores it)")
     telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
     telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
+    facility_rate_per_s: float = Field(
+        default=100.0, gt=0, description="per facility and ingest worker: telemetry envelopes a second beyond which a "
+                                         "flooding gateway is throttled (its excess acknowledged and counted, not "
+                                         "stored); a gateway sends about one a second; nothing else is throttled")
+    facility_burst: int = Field(default=5000, ge=1, description="telemetry envelopes a facility may send at once "
+                                                                "before the rate applies (an outbox draining about "
+                                                                "an hour's outage)")
     gateway_offline_s: float = Field(default=30.0, gt=0, le=3600,
                                      description="silence after which a gateway_offline alarm is raised")
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
@@ -91,12 +118,34 @@ class CloudConfig(_Strict):
     compliance_full_every_s: float = Field(default=3600.0, gt=0,
                                            description="every snapshot evaluated again this often, whatever changed")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
+    tokens_file: Optional[str] = Field(default=None, description="TOML file of [[tokens]], read again on SIGHUP and "
+                                                                 "POST /api/tokens/reload")
+    data_key_file: Optional[str] = Field(
+        default=None, description="the key of children's data and snapshots (created 0600 if missing); none: "
+                                  "CAREGUARD_DATA_KEY, else CAREGUARD_DATA_KEY_FILE, else ~/.config/careguard/data.key "
+                                  "(outside the data folder)")
+    snapshot_retention_days: Optional[float] = Field(
+        default=None, gt=0, le=3650, description="how long camera snapshots are kept; none: the footage period of "
+                                                 "each facility's jurisdiction (its compliance profile)")
+    gateway_ca_dir: Optional[str] = Field(
+        default=None, description="folder of the CA that issues gateway client certificates (created on first use; "
+                                  "keep it off the broker's machine); none: no certificates from this cloud")
+    tls_cert: Optional[str] = Field(default=None, description="PEM certificate (chain): serve HTTPS, with HSTS")
+    tls_key: Optional[str] = Field(default=None, description="PEM private key of tls_cert")
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+                                description="largest request body; larger ones are refused before they are read")
+
     signing_key_path: Path = Field(
         default=Path("keys/cloud-signing.key"),
         description="Ed25519 key that signs every down command; made (mode 0600) at first start if absent. Keep it "
                     "outside the data folder; gateways pin its public key ([uplink] cloud_public_key)")
     clip_retention_days: int = Field(default=90, ge=1, le=3650,
                                      description="alarm clips are deleted this long after their alarm (audited)")
+
+    @field_validator("broker_url", "db_url", "telemetry_token", mode="before")
+    @classmethod
+    def _secret(cls, v, info):
+        return resolve_secret(v, info.field_name)
 
     @field_validator("broker_url")
     @classmethod
@@ -120,6 +169,12 @@ class CloudConfig(_Strict):
         return v or None
 
     @model_validator(mode="after")
+    def _tls_pair(self) -> "CloudConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @model_validator(mode="after")
     def _workers_need_shared(self) -> "CloudConfig":
         if self.ingest_workers > 1 and not (self.shared_subscription or self.ingest_amqp_url):
             raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
@@ -129,13 +184,31 @@ class CloudConfig(_Strict):
     @field_validator("tokens")
     @classmethod
     def _unique_tokens(cls, v: list[TokenEntry]) -> list[TokenEntry]:
-        if len({t.token for t in v}) != len(v):
+        if len({t.sha256 for t in v}) != len(v):
             raise ValueError("the same token is listed twice")
         return v
 
 
 class ConfigError(ValueError):
     pass
+
+
+def resolve_secret(value, key: str):
+    """A setting that may hold a secret, given as is, as `env:NAME` (an environment variable) or
+    as `file:PATH` (the file's content, trimmed): the configuration file then holds no password."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("env:"):
+        name = value[4:]
+        if name not in os.environ:
+            raise ValueError(f"{key}: environment variable {name!r} is not set")
+        return os.environ[name]
+    if value.startswith("file:"):
+        try:
+            return Path(value[5:]).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"{key}: cannot read {value[5:]!r}: {exc.strerror}") from None
+    return value
 
 
 def _load_toml(path: str | Path) -> dict:
@@ -165,6 +238,11 @@ def load_config(path: Optional[str | Path] = None, **overrides) -> CloudConfig:
         return CloudConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path or 'cloud config'}: {describe_validation_error(exc)}") from None
+
+
+def data_key_file(config: CloudConfig) -> Path:
+    """Where the data key lives (cloud.care.privacy reads CAREGUARD_DATA_KEY first)."""
+    return Path(config.data_key_file) if config.data_key_file else default_key_file()
 
 
 def with_generated_police_token(config: CloudConfig) -> tuple[CloudConfig, Optional[str]]:

@@ -28,15 +28,18 @@ from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
 from cloud.background import BackgroundProcess, make_health_runner, make_refresher
-from cloud.config import CloudConfig, ConfigError, load_config, load_tokens, with_generated_police_token
+from cloud.config import CloudConfig, ConfigError, data_key_file, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.periodic import PeriodicTask
+from cloud.registry.gateway_ca import GatewayCA
+from cloud.status.snapshots import SnapshotSweeper
 from cloud.store.db import create_schema, make_engine
 from cloud.store.telemetry import make_telemetry_store
 from cloud.supervision.inspections import RectificationWatch
 from cloud.video.clips import prune_clips
 from cloud.video.live import LiveHub, request_live_view
 from contracts.timefmt import utcnow
+from wire.mqtt_client import redact_url
 
 log = logging.getLogger("careguard.cloud")
 
@@ -71,15 +74,22 @@ class CloudService:
         self.health = (make_health_runner(config, self.engine, self.telemetry, on_alarms=self._fan_out)
                        if in_threads else None)
         self.background = BackgroundProcess(config) if config.background_work == "process" else None
+        self.snapshots = SnapshotSweeper(self.engine, keep_days=config.snapshot_retention_days)
         self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
                             lambda f, c, until: request_live_view(self.downlink, f, c, until))
         self.clip_retention = PeriodicTask("clip-retention", 3600.0, self._prune_clips, logger=log,
                                            what="clip retention")
         self.notice_bus = EventBus()
         self.rectification = RectificationWatch(self.engine, self.notice_bus, interval_s=60.0)
-        self.app = create_app(engine=self.engine, bus=self.bus, tokens=TokenTable(config.tokens),
-                              downlink=self.downlink, ingest_counters=lambda: self.counters, live_hub=self.live,
-                              notice_bus=self.notice_bus, telemetry=self.telemetry)
+        tokens_file = config.tokens_file
+        self.tokens = TokenTable(config.tokens, engine=self.engine,
+                                 load_entries=(lambda: load_tokens(tokens_file)) if tokens_file else None)
+        self.app = create_app(engine=self.engine, bus=self.bus, tokens=self.tokens, downlink=self.downlink,
+                              ingest_counters=lambda: self.counters, live_hub=self.live, notice_bus=self.notice_bus,
+                              max_body_bytes=config.max_body_bytes, hsts=config.tls_cert is not None,
+                              telemetry=self.telemetry)
+        self.app.state.data_key_file = data_key_file(config)
+        self.app.state.gateway_ca = GatewayCA(config.gateway_ca_dir) if config.gateway_ca_dir else None
         self._server: Optional[uvicorn.Server] = None
         self._thread: Optional[threading.Thread] = None
         self._sock: Optional[socket.socket] = None
@@ -92,7 +102,15 @@ class CloudService:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        scheme = "https" if self.config.tls_cert else "http"
+        return f"{scheme}://{self.config.host}:{self.port}"
+
+    def reload_tokens(self) -> None:
+        """Read the tokens file and the API tokens again (SIGHUP); a bad file keeps the old tokens."""
+        try:
+            log.info("tokens reloaded: %d live", self.tokens.reload())
+        except Exception as exc:
+            log.error("tokens not reloaded, the previous ones stay: %s", exc)
 
     @property
     def counters(self) -> dict:
@@ -109,6 +127,7 @@ class CloudService:
 
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
+        self.tokens.reload()  # the API tokens, now that their table exists
         for problem in self.telemetry.check_server():
             log.error("telemetry store %s: %s", self.config.telemetry_query_url or self.config.telemetry_url, problem)
         self.downlink.start()
@@ -125,6 +144,7 @@ class CloudService:
         for background in (self.health, self.compliance, self.background):
             if background is not None:
                 background.start()
+        self.snapshots.start()
         self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
         self._sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET)
@@ -132,7 +152,8 @@ class CloudService:
         self._sock.bind((self.config.host, self.config.port))
         self.port = self._sock.getsockname()[1]
         self._server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2,
-                                                     lifespan="off"))
+                                                     lifespan="off", ssl_certfile=self.config.tls_cert,
+                                                     ssl_keyfile=self.config.tls_key))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="cloud-http", daemon=True)
         self._thread.start()
@@ -163,6 +184,7 @@ class CloudService:
         for background in (self.health, self.compliance, self.background):
             if background is not None:
                 background.stop()
+        self.snapshots.stop()
         self.rectification.stop()
         self.bus.close()
         self.notice_bus.close()
@@ -205,6 +227,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ingest-only", action="store_true",
                         help="run one ingest worker only (no API, no gateway watch); give each its own --client-id")
     parser.add_argument("--client-id", help="ingest MQTT client id")
+    parser.add_argument("--tls-cert", help="PEM certificate: serve HTTPS (with HSTS)")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     parser.add_argument("--public-key", action="store_true",
                         help="print the command signing public key (made if absent) for the gateways to pin, and exit")
 
@@ -221,16 +245,20 @@ def _listen(value: Optional[str]) -> dict:
 def build_config(args: argparse.Namespace) -> tuple[CloudConfig, Optional[str]]:
     overrides = dict(broker_url=args.broker, db_url=args.db, shared_subscription=args.shared,
                      ingest_workers=args.workers, telemetry_url=args.telemetry_url, client_id=args.client_id,
-                     **_listen(args.listen))
-    if args.tokens:
-        overrides["tokens"] = [t.model_dump() for t in load_tokens(args.tokens)]
-    return with_generated_police_token(load_config(args.config, **overrides))
+                     tokens_file=args.tokens, tls_cert=args.tls_cert, tls_key=args.tls_key, **_listen(args.listen))
+    config = load_config(args.config, **overrides)
+    if config.tokens_file:
+        load_tokens(config.tokens_file)  # a bad file stops the start, naming the key
+        return config, None
+    return with_generated_police_token(config)
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(on_hangup=None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if on_hangup is not None:
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=on_hangup, name="cloud-sighup").start())
     while not stop.wait(1.0):
         pass
 
@@ -239,7 +267,8 @@ def run_ingest_only(config: CloudConfig) -> int:
     engine = make_engine(config.db_url)
     create_schema(engine)
     ingest = make_ingest(config, engine, client_id=config.client_id).start()
-    print(f"careguard cloud: ingest worker {config.client_id} from {config.broker_url} into {config.db_url}"
+    print(f"careguard cloud: ingest worker {config.client_id} from {redact_url(config.broker_url)} into "
+          f"{redact_url(config.db_url)}"
           f"{', telemetry ' + config.telemetry_url if config.telemetry_url else ''}", flush=True)
     _wait_for_signal()
     ingest.stop()
@@ -269,10 +298,10 @@ def main(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"careguard cloud: could not start: {exc}", file=sys.stderr)
         return 1
-    print(f"careguard cloud: police page {service.url}/police, ingest from {config.broker_url}, "
-          f"store {config.db_url}, commands signed by {service.public_key_hex}", flush=True)
+    print(f"careguard cloud: police page {service.url}/police, ingest from {redact_url(config.broker_url)}, "
+          f"store {redact_url(config.db_url)}, commands signed by {service.public_key_hex}", flush=True)
     if generated:
         print(f"careguard cloud: no tokens configured; police token for this run: {generated}", flush=True)
-    _wait_for_signal()
+    _wait_for_signal(on_hangup=service.reload_tokens)
     service.stop()
     return 0

@@ -6,7 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from contracts.ids import DeviceId
+from contracts.ids import PLAIN_TEXT_RE, DeviceId
 
 
 class AlarmKind(str, Enum):
@@ -70,10 +70,12 @@ class AlarmBody(BaseModel):
     alarm_id: UUID
     kind: AlarmKind
     severity: Severity
-    source: str = Field(min_length=1, max_length=128, description="device, camera or path the alarm is about")
-    zone: Optional[str] = Field(default=None, max_length=64)
+    source: str = Field(min_length=1, max_length=128, pattern=PLAIN_TEXT_RE,
+                        description="device, camera or path the alarm is about")
+    zone: Optional[str] = Field(default=None, max_length=64, pattern=PLAIN_TEXT_RE)
     device_id: Optional[DeviceId] = None
     state: AlarmState = AlarmState.ACTIVE
     detail: dict = Field(default_factory=dict)
-    delivered_at: Optional[str] = Field(default=None, description="UTC time the police receiver ACKed (alarm.delivered)")
-    receiver: Optional[str] = None
+    delivered_at: Optional[str] = Field(default=None, max_length=40,
+                                        description="UTC time the police receiver ACKed (alarm.delivered)")
+    receiver: Optional[str] = Field(default=None, max_length=128, pattern=PLAIN_TEXT_RE)

@@ -1,9 +1,18 @@
 """The JSON envelope every uplink and downlink message travels in (DESIGN.md, Envelope).
 
-`ts` is the time of the fact at its origin, never the time of delivery."""
+`ts` is the time of the fact at its origin, never the time of delivery.
+
+Bounds: every number and time a message carries fits what the stores hold, so a message the
+store cannot write is refused at the door, named, instead of failing inside a transaction:
+- `seq` in [0, SEQ_MAX], a signed 63-bit integer (PostgreSQL bigint, SQLite INTEGER);
+- every time of origin (`ts`, telemetry points' `ts`, `delivered_at`) within
+  [received − MAX_AGE, received + MAX_AHEAD] of the receiver's clock (`check_origin_time`):
+  older than a buffered gateway can hold, or later than clock skew allows, is refused;
+- telemetry values finite and within ±VALUE_MAX; retention days within a century;
+- free-text fields bounded in length, with no NUL (PostgreSQL text cannot hold one)."""
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, Optional
 from uuid import UUID
@@ -21,6 +30,10 @@ CONTRACT_VERSION = 1
 # Snapshots (base64 JPEG) are the largest bodies; anything beyond this is refused unparsed.
 MAX_ENVELOPE_BYTES = 512 * 1024
 MAX_TELEMETRY_POINTS = 5000
+SEQ_MAX = 2**63 - 1
+MAX_AGE = timedelta(days=400)
+MAX_AHEAD = timedelta(minutes=5)
+VALUE_MAX = 1e15
 
 # Which stream each message type travels on; a type outside this table is refused.
 TYPE_STREAM: dict[str, Stream] = {
@@ -98,7 +111,7 @@ class SecurityEventBody(BaseModel):
     kind: SecurityKind
     source: str = Field(max_length=128, description="police receiver host:port, or the down topic")
     reason: str = Field(max_length=512, description="the latest refusal's reason")
-    count: int = Field(ge=1, description="refusals folded into this report")
+    count: int = Field(ge=1, le=2**31 - 1, description="refusals folded into this report")
     first_at: AwareDatetime
 
     @field_serializer("first_at")
@@ -151,7 +164,7 @@ class ClipChunkBody(BaseModel):
     start: Optional[AwareDatetime] = Field(default=None, description="first footage in the clip; none: no footage")
     end: Optional[AwareDatetime] = None
     missing: list[MissingSpan] = Field(default_factory=list, max_length=100)
-    size: int = Field(ge=0, description="bytes of the whole clip")
+    size: int = Field(ge=0, le=MAX_CLIP_CHUNKS * CLIP_CHUNK_BYTES, description="bytes of the whole clip")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="of the whole clip")
     transcoded: bool = Field(description="re-encoded to H.264 (the source codec does not play in a browser)")
     truncated: bool = Field(default=False, description="cut short by the per-alarm size cap")
@@ -175,7 +188,7 @@ class TelemetryPoint(BaseModel):
 
     device_id: DeviceId
     metric: str = Field(pattern=METRIC_NAME_RE)
-    value: float
+    value: float = Field(ge=-VALUE_MAX, le=VALUE_MAX, allow_inf_nan=False)
     ts: AwareDatetime
 
     @field_serializer("ts")
@@ -209,7 +222,7 @@ class RetentionCameraItem(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     camera_id: DeviceId
-    achieved_days: float = Field(ge=0)
+    achieved_days: float = Field(ge=0, le=36_500)
     compliant: bool
 
 
@@ -217,7 +230,7 @@ class RetentionReportBody(BaseModel):
     """What the compliance rules read of a gateway's retention audit; the full audit rides along."""
     model_config = ConfigDict(extra="allow")
 
-    required_days: float = Field(gt=0)
+    required_days: float = Field(gt=0, le=36_500)
     cameras: list[RetentionCameraItem]
 
 
@@ -230,7 +243,7 @@ class Envelope(BaseModel):
     source: Literal["edge", "cloud", "device", "sim"]
     type: str = Field(pattern=r"^[a-z_]+(\.[a-z_]+)?$")
     ts: AwareDatetime
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=SEQ_MAX)
     body: dict[str, Any] = Field(default_factory=dict)
     sig: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_-]{86}$",
                                description="down commands: the cloud's Ed25519 signature of signed_bytes(), base64url")
@@ -270,6 +283,15 @@ def make_envelope(facility: str, type_: str, body: dict | BaseModel, *, seq: int
         body = body.model_dump(mode="json")
     return Envelope(id=id_ or uuid.uuid4(), facility=facility, source=source, type=type_,
                     ts=ts or utcnow(), seq=seq, body=body)
+
+
+def check_origin_time(what: str, ts: datetime, received_at: datetime) -> None:
+    """Raise ContractError unless `ts` (a time of origin) lies within the bounds above of `received_at`."""
+    if ts < received_at - MAX_AGE:
+        raise ContractError(f"{what} {iso_utc(ts)} is more than {MAX_AGE.days} days before its receipt")
+    if ts > received_at + MAX_AHEAD:
+        raise ContractError(f"{what} {iso_utc(ts)} is more than {int(MAX_AHEAD.total_seconds())} s after its "
+                            "receipt (a clock ahead, or a forged time)")
 
 
 def load_envelope_json(payload: bytes | str) -> dict:

@@ -12,3 +12,5 @@ DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_RE)]
 CameraId = DeviceId
 # A metric name any device or bridge may send: lower-case and short (the telemetry store keys on it).
 METRIC_NAME_RE = r"^[a-z][a-z0-9_]{0,31}$"
+# Free text that reaches a column: no control characters (NUL above all: PostgreSQL text cannot hold it).
+PLAIN_TEXT_RE = r"^[^\x00-\x1f\x7f]*$"

@@ -27,10 +27,13 @@ class _Strict(BaseModel):
 class ReceiverConfig(_Strict):
     host: str = Field(min_length=1, description="police alarm centre receiver (ARC) host")
     port: int = Field(ge=1, le=65535)
+    label: str = Field(default="", max_length=64,
+                       description="the alarm centre's name as dispatchers and operators know it; default host:port")
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        """How the path is named in reports, heartbeats and deliveries."""
+        return self.label or f"{self.host}:{self.port}"
 
 
 class PoliceConfig(_Strict):
@@ -40,6 +43,13 @@ class PoliceConfig(_Strict):
     receiver_number: Optional[str] = Field(default=None, pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'R' field")
     line_prefix: str = Field(default="0", pattern=r"^[0-9A-Fa-f]{1,6}$", description="DC-09 'L' field")
     receivers: list[ReceiverConfig] = Field(min_length=1, description="primary first, then backups")
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> "PoliceConfig":
+        names = [r.name for r in self.receivers]
+        if len(set(names)) != len(names):
+            raise ValueError("receivers: two receivers have the same name (label, or host:port)")
+        return self
     ack_timeout_s: float = Field(default=2.0, gt=0, le=60, description="wait for ACK/NAK before a retry")
     connect_timeout_s: float = Field(default=2.0, gt=0, le=60)
     supervision_interval_s: float = Field(default=10.0, gt=0, le=3600,
@@ -131,7 +141,9 @@ def _valid_public_key(v: Optional[str]) -> Optional[str]:
 
 
 class UplinkConfig(_Strict):
-    broker: str = Field(description="mqtt://[user:pass@]host:port of the cloud's broker; a cluster's nodes as "
+    broker: str = Field(description="the cloud's broker: mqtts://host:8883?cafile=CA&certfile=CERT&keyfile=KEY (TLS, "
+                                    "the CA pinned, the gateway's certificate from its registration), or "
+                                    "mqtt://[user:pass@]host:port on a trusted network; a cluster's nodes as "
                                     "host1:port,host2:port,... (the next one is tried whenever a connection fails)")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
     cloud_public_key: Annotated[Optional[str], AfterValidator(_valid_public_key)] = Field(

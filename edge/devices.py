@@ -76,6 +76,7 @@ class DeviceGateway:
         self.accepted = 0
         self.stray = 0
         self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()  # the broker's SUBACK: from here on no device message is missed
         # Touched only on paho's thread, which handles one message at a time.
         self.mapped = {m.topic: m for m in mapped}
         self.availability_topics = {a.topic: a for a in availability}
@@ -85,6 +86,7 @@ class DeviceGateway:
         self.client, self.addr = make_client(broker_url, client_id, clean=False)
         self.client.manual_ack_set(True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: self.loop.call_soon_threadsafe(self.subscribed.set)
         self.client.on_message = self._on_mqtt_message
 
     def start(self) -> None:

@@ -29,6 +29,7 @@ from contracts.errors import describe_validation_error
 from firmware_sim.button import Button
 from firmware_sim.camera import add_camera_commands, run_camera_command
 from firmware_sim.fleet import add_fleet_command, run_fleet_command
+from firmware_sim.scenarios import add_scenario_command, run_scenario
 from firmware_sim.device_io import SIMULATED_KINDS, BrokerUnreachable, DeviceLink, DeviceSpec, SensorFleet
 from firmware_sim.sensors import FaultKind
 from firmware_sim.zigbee2mqtt import DEFAULT_BASE_TOPIC, Z2MKind, Zigbee2MqttBridge, publish_click
@@ -65,7 +66,7 @@ def _login(args: argparse.Namespace, device_id: str | None = None) -> tuple[str 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sim_command", required=True,
-                                metavar="{device,press,zigbee2mqtt,zigbee2mqtt-click,camera,clip,fleet}")
+                                metavar="{device,press,zigbee2mqtt,zigbee2mqtt-click,camera,clip,scenario,fleet}")
 
     dev = sub.add_parser("device", help="run one simulated device until Ctrl-C/SIGTERM or --duration")
     dev.add_argument("--broker", default=DEFAULT_BROKER, help=f"gateway's local broker (default {DEFAULT_BROKER})")
@@ -114,6 +115,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     _add_login(click, credentials_file=False)
 
     add_camera_commands(sub)
+    add_scenario_command(sub)
     add_fleet_command(sub)
 
 
@@ -121,6 +123,8 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if getattr(args, "camera_command", None):
         return run_camera_command(args)
+    if args.sim_command == "scenario":
+        return run_scenario(args)
     if args.sim_command == "press":
         return _press(args)
     if args.sim_command == "fleet":

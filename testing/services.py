@@ -8,15 +8,17 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 LOOPBACK = "127.0.0.1"
 
@@ -57,16 +59,33 @@ def _require(binary: str) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class BrokerTls:
+    """A TLS listener: the broker's certificate and key, the CA its clients' certificates must
+    come from, and the CRL it checks them against. With `require_certificate`, a client without
+    a certificate from `cafile` is refused; `use_identity_as_username` makes the certificate's
+    common name the username the ACL applies to (no password)."""
+    cafile: str
+    certfile: str
+    keyfile: str
+    crlfile: Optional[str] = None
+    require_certificate: bool = True
+    use_identity_as_username: bool = True
+
+
 class Mosquitto:
     """A Mosquitto broker on loopback, with the settings DESIGN.md asks for (nodelay, deep queues).
 
     `acl` maps a username to its (password, [ACL lines]); `auth_files` is a (password file, ACL
-    file) pair written elsewhere (`careguard edge provision`); without either, anonymous access."""
+    file) pair written elsewhere (`careguard edge provision`); without either, anonymous access.
+    With `tls`, its one listener speaks TLS only (a plain connection is refused); with
+    `use_identity_as_username`, `acl` passwords are unused."""
 
     def __init__(self, port: int | None = None, *, acl: dict[str, tuple[str, list[str]]] | None = None,
                  auth_files: tuple[Path, Path] | None = None, max_queued: int = 1_000_000, persistence: bool = True,
-                 workdir: str | None = None):
+                 workdir: str | None = None, tls: BrokerTls | None = None):
         self.port = port or free_port()
+        self.tls = tls
         self.acl = acl
         self.auth_files = auth_files
         self.max_queued = max_queued
@@ -77,6 +96,8 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"mqtts://{LOOPBACK}:{self.port}?cafile={self.tls.cafile}"
         return f"mqtt://{LOOPBACK}:{self.port}"
 
     def _write_config(self) -> Path:
@@ -97,19 +118,28 @@ class Mosquitto:
             # As root Mosquitto drops to the `mosquitto` user, which cannot write a persistence
             # file into a root-owned temporary folder: sessions would silently not survive a restart.
             lines.append("user root")
+        if self.tls is not None:
+            t = self.tls
+            lines += [f"cafile {t.cafile}", f"certfile {t.certfile}", f"keyfile {t.keyfile}", "tls_version tlsv1.2",
+                      f"require_certificate {'true' if t.require_certificate else 'false'}",
+                      f"use_identity_as_username {'true' if t.use_identity_as_username else 'false'}"]
+            if t.crlfile:
+                lines.append(f"crlfile {t.crlfile}")
         if self.auth_files is not None:
             lines += ["allow_anonymous false", f"password_file {self.auth_files[0]}", f"acl_file {self.auth_files[1]}"]
         elif self.acl is None:
             lines.append("allow_anonymous true")
         else:
-            pw_file = self.dir / "passwd"
-            pw_file.write_text("".join(f"{u}:{p}\n" for u, (p, _) in self.acl.items()))
-            pw_file.chmod(0o600)
-            subprocess.run([_require("mosquitto_passwd"), "-U", str(pw_file)], check=True, capture_output=True)
             acl_file = self.dir / "acl"
             acl_file.write_text("".join(f"user {u}\n" + "".join(f"{r}\n" for r in rules) + "\n"
                                         for u, (_, rules) in self.acl.items()))
-            lines += ["allow_anonymous false", f"password_file {pw_file}", f"acl_file {acl_file}"]
+            lines += ["allow_anonymous false", f"acl_file {acl_file}"]
+            if self.tls is None or not self.tls.use_identity_as_username:
+                pw_file = self.dir / "passwd"
+                pw_file.write_text("".join(f"{u}:{p}\n" for u, (p, _) in self.acl.items()))
+                pw_file.chmod(0o600)
+                subprocess.run([_require("mosquitto_passwd"), "-U", str(pw_file)], check=True, capture_output=True)
+                lines.append(f"password_file {pw_file}")
         conf = self.dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -130,6 +160,11 @@ class Mosquitto:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto reads its configuration, ACL, passwords and CRL again, keeping its clients."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def close(self) -> None:
         self.stop()
@@ -159,7 +194,8 @@ class PostgresNode:
     a streaming-replication standby copied from a primary (`clone`).
 
     PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
-    fsync is off: the tests kill processes, not machines, and the page cache outlives a process."""
+    Unless `durable`, fsync is off: the tests kill processes, not machines, and the page cache
+    outlives a process."""
 
     def __init__(self, name: str = "pg"):
         self.port = free_port()
@@ -192,11 +228,13 @@ class PostgresNode:
             with open(self.data / "postgresql.auto.conf", "a") as f:
                 f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
 
-    def start(self, timeout: float = 30.0) -> "PostgresNode":
+    def start(self, timeout: float = 30.0, *, durable: bool = False) -> "PostgresNode":
+        on = "on" if durable else "off"
         with open(self.root / "pg.log", "ab") as log:
             self.proc = subprocess.Popen(self._as + [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
-                                                     "-h", LOOPBACK, "-k", str(self.root), "-c", "fsync=off", "-c",
-                                                     "full_page_writes=off"], stdout=subprocess.DEVNULL, stderr=log)
+                                                     "-h", LOOPBACK, "-k", str(self.root), "-c", f"fsync={on}",
+                                                     "-c", f"full_page_writes={on}"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
         wait_for_port(self.port, timeout, proc=self.proc)
         deadline = time.monotonic() + timeout
         while subprocess.run([_pg_bin("pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-U", PG_USER],
@@ -236,11 +274,15 @@ class PostgresNode:
 
 
 @contextmanager
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL."""
+def postgres(*, durable: bool = False) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL.
+
+    `durable`: fsync, full page writes and synchronous commit on, as a production server runs
+    (benchmarks); otherwise off, which is faster and enough for tests of behaviour."""
     node = PostgresNode()
     try:
-        node.init().start()
+        # In the configuration, not on the command line: a replicated primary sets it on for itself.
+        node.init(synchronous_commit="on" if durable else "off").start(durable=durable)
         node.createdb()
         yield node.url()
     finally:

@@ -51,8 +51,10 @@ class Collector:
     def __init__(self, url: str, client_id: str = "collector"):
         self.envelopes: list[dict] = []
         self.lock = threading.Lock()
+        self.subscribed = threading.Event()
         self.client, addr = make_client(url, client_id, clean=False)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topics.UP_WILDCARD, qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(addr.host, addr.port)
         self.client.loop_start()
@@ -79,7 +81,9 @@ def collector_factory():
     made: list[Collector] = []
 
     def make(url: str, client_id: str = "collector") -> Collector:
+        """A collector whose subscription is in place (the broker's SUBACK) when it is returned."""
         made.append(Collector(url, client_id))
+        assert made[-1].subscribed.wait(10), f"no SUBACK from {url}"
         return made[-1]
 
     yield make

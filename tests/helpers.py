@@ -106,3 +106,12 @@ async def police_and_agent(make_config: Callable[[int], dict], account: str, key
     finally:
         await agent.stop()
         await arc.close()
+
+
+def all_journaled_delivered(agent, collector) -> bool:
+    """Whether everything the edge agent put in its outbox has been acknowledged by the broker and
+    reached `collector` (a barrier: after it, nothing more from before it can still arrive). Call
+    it on the agent's loop (its journal connection belongs there)."""
+    import json
+    ids = {json.loads(p)["id"] for (p,) in agent.journal.conn.execute("SELECT payload FROM outbox")}
+    return agent.journal.outbox.count() == 0 and ids <= collector.distinct()

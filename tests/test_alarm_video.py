@@ -218,8 +218,8 @@ def check_police_page(cloud: CloudService, alarm_id: str) -> None:
         # Chromium plays it: currentTime moves on.
         page.evaluate("(v) => { v.muted = true; return v.play(); }", videos.first.element_handle())
         page.wait_for_function("(v) => v.currentTime > 0.5", arg=videos.first.element_handle(), timeout=15000)
-        page.get_by_role("button", name="查看实时画面 · cam1").click()
+        page.get_by_role("button", name="查看实时画面 · 活动室").click()
         page.wait_for_function("() => { const i = document.querySelector('#card-live img'); "
                                "return i && Number(i.dataset.seq || 0) > 1; }", timeout=20000)
-        page.get_by_role("button", name="停止实时画面 · cam1").click()
+        page.get_by_role("button", name="停止实时画面 · 活动室").click()
         assert not errors, errors

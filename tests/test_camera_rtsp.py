@@ -175,3 +175,27 @@ def test_sim_camera_command_serves_rtsp():
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_a_still_room_over_rtsp_is_not_frozen_and_a_frozen_camera_is():
+    """Nobody in the room, through GStreamer's encoder (constant bit rate, not the benchmark's
+    libx264 at constant quality): the live capture numbers the key frames, each picture
+    carries the number of its own, and a still room is not frozen; a camera whose picture
+    freezes (its encoder still running) is raised as frozen."""
+    events: list = []
+    streams = [RtspStream(name="sub", width=320, height=180, kbps=300, gop=8)]
+    with RtspCamera(scene_by_name("empty", seed=5), codec="h264", fps=8, width=320, height=180,
+                    streams=streams) as camera:
+        mon = monitor(camera.url("sub"), events)
+        try:
+            mon.start()
+            assert sync_until(lambda: mon.health().frames >= 8 * 20, 40)  # 20 s of a still room
+            assert events == [] and mon.health().features["repeats"] == 0
+            # A key frame a second: each picture knows which one it was decoded from.
+            first_key = mon.capture.latest()[3]
+            assert sync_until(lambda: mon.capture.latest()[3] >= first_key + 3, 10)
+            camera.inject("frozen")
+            assert sync_until(lambda: mon.health().fault is CameraFault.FROZEN, 30)
+        finally:
+            mon.stop()
+    assert [e.fault for e in events] == [CameraFault.FROZEN]

@@ -36,6 +36,7 @@ def http(tmp_path, monkeypatch):
                          "carers": 1}]}), datetime.now(timezone.utc))
     app = create_app(engine=engine, bus=EventBus(), tokens=TokenTable([
         TokenGrant(FAC, "director-a", "facility", "A"), TokenGrant(HEALTH, "inspector", "health")]))
+    app.state.data_key_file = tmp_path / "keys" / "data.key"
     with TestClient(app) as client:
         client.engine = engine
         client.tmp = tmp_path
@@ -51,7 +52,10 @@ def test_encrypted_at_rest_and_key_file_generated(http):
     r = http.post("/api/care/checks", headers=h, json={"class_id": "c1", "child_id": "pseudo-7731", "kind": "morning",
                                                        "temperature_c": 36.5, "action": "observed-quietly"})
     assert r.status_code == 201, r.text
-    assert (http.tmp / "var" / "data.key").exists()
+    # The key file is made 0600, outside the data folder: a copy of var/ holds no key.
+    key_file = http.tmp / "keys" / "data.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert not list((http.tmp / "var").glob("*.key"))
     with http.engine.connect() as conn:
         raw = [str(tuple(row)) for row in conn.execute(sa.select(care_children))]
         raw += [str(tuple(row)) for row in conn.execute(sa.select(care_checks))]
@@ -96,4 +100,4 @@ def test_cipher_binds_rows_and_keys(tmp_path, monkeypatch):
     monkeypatch.delenv(KEY_ENV)
     with pytest.raises(RuntimeError, match=KEY_ENV):
         load_data_key(None)
-    assert load_data_key(tmp_path) == load_data_key(tmp_path)  # generated once, then read
+    assert load_data_key(tmp_path / "k") == load_data_key(tmp_path / "k")  # generated once, then read

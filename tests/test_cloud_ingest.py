@@ -17,7 +17,9 @@ from cloud.store.db import alarms, envelopes, gateways, telemetry
 from cloud.main import CloudService
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import MAX_ENVELOPE_BYTES, make_envelope
+from contracts.timefmt import iso_utc
 from contracts.topics import Stream, up
+from cloud.ingest.dead_letters import dead_letters
 from helpers import store_url
 
 FAC = "F001"
@@ -85,7 +87,7 @@ def alarm_body(alarm_id: uuid.UUID, **kw) -> AlarmBody:
 def test_each_kind_stored_once_and_duplicates_counted(mosquitto, publisher, db_url):
     cloud = start_cloud(mosquitto.url, db_url, shared_subscription=True)
     try:
-        origin = datetime(2026, 11, 23, 10, 48, 16, 123000, tzinfo=timezone.utc)
+        origin = (datetime.now(timezone.utc) - timedelta(days=1)).replace(microsecond=123000)
         aid = uuid.uuid4()
         raised = make_envelope(FAC, "alarm.raised", alarm_body(aid), ts=origin)
         points = {"points": [{"device_id": "th-1", "metric": "temp_c", "value": 22.5, "ts": "2026-11-23T10:00:00Z"},
@@ -121,9 +123,10 @@ def test_delivered_before_raised_joins_by_alarm_id(mosquitto, publisher, tmp_pat
     cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}")
     try:
         aid = uuid.uuid4()
-        t0 = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
+        t0 = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0)
         delivered = make_envelope(FAC, "alarm.delivered", alarm_body(
-            aid, delivered_at="2026-11-23T10:00:00.250Z", receiver="127.0.0.1:9000"), ts=t0 + timedelta(seconds=1))
+            aid, delivered_at=iso_utc(t0 + timedelta(milliseconds=250)), receiver="127.0.0.1:9000"),
+            ts=t0 + timedelta(seconds=1))
         publisher.send(up(FAC, Stream.ALARM), delivered.to_bytes())
         wait_until(lambda: cloud.counters["stored"] == 1)
         publisher.send(up(FAC, Stream.ALARM), make_envelope(FAC, "alarm.raised", alarm_body(aid), ts=t0).to_bytes())
@@ -172,6 +175,14 @@ def test_bad_input_rejected_with_reason_and_consumer_goes_on(mosquitto, publishe
         assert by_reason == {key: 1 for key in cases}, by_reason
         assert cloud.counters["rejected"] == len(cases)
         assert count(cloud, envelopes) == 2
+        # Each refused message kept once, with its reason, under the facility its topic names.
+        wait_until(lambda: cloud.counters["dead_lettered"] == len(cases), what="the dead letters")
+        with cloud.engine.connect() as conn:
+            kept = {r.reason_key: r for r in conn.execute(sa.select(dead_letters))}
+        assert set(kept) == set(cases)
+        assert kept["facility_mismatch"].facility == "F999" and kept["alarm_facility_conflict"].facility == "F002"
+        assert kept["oversized"].payload_bytes == len(cases["oversized"][1]) and len(kept["oversized"].payload) == 4096
+        assert kept["malformed_json"].payload == cases["malformed_json"][1]
         assert get_alarm(cloud.engine, owned).state.value == "active"
     finally:
         cloud.stop()

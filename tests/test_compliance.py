@@ -97,6 +97,36 @@ def test_retention_national_and_city_profile():
     assert rules_failed(facts(retention_days={})) == {"retention"}, "a camera missing from the report"
 
 
+def test_retention_building_up_warns_and_a_gap_breaches():
+    jining = profile_for("济宁市")
+    building = evaluate(facts(retention_days={"cam1": 12.0}, retention_gaps={"cam1": 0}), jining, NOW)
+    [finding] = building.findings
+    assert (finding.key, finding.level, building.status) == ("retention.building_up", Level.WARNING, Status.WARNING)
+    assert finding.params == {"camera": "cam1", "days": 12.0, "required": 30.0}
+    broken = evaluate(facts(retention_days={"cam1": 12.0}, retention_gaps={"cam1": 1}), jining, NOW)
+    assert [(x.key, x.level) for x in broken.findings] == [("retention.short", Level.BREACH)]
+    # A report that does not list gaps proves nothing about them: short is a breach.
+    assert rules_failed(facts(retention_days={"cam1": 12.0}), jining) == {"retention"}
+
+
+def test_findings_carry_a_key_their_pages_can_render():
+    """Every finding names its rule in its key, with the parameters its message uses; the pages
+    have a text for every key the rules can produce, in both languages."""
+    import re
+    from pathlib import Path
+    source = Path(__file__).resolve().parents[1] / "cloud" / "compliance" / "rules.py"
+    keys = set(re.findall(r'_(?:breach|warning)\(\s*(?:f)?"([a-z_0-9]+\.[a-z_{}.]+)"', source.read_text()))
+    keys = {k for k in keys if "{" not in k} | {"children_areas_covered.no_camera", "children_areas_covered.none_online",
+                                                "drill_ledger.facility_month", "drill_ledger.button_month"}
+    assert len(keys) >= 25, sorted(keys)
+    common = (Path(__file__).resolve().parents[1] / "dashboards" / "static" / "common.js").read_text()
+    for key in keys:
+        assert common.count(f'"{key}":') == 2, f"{key}: a text in both languages"
+    report = evaluate(facts(retention_report_ts=None, retention_days={}, last_drill_delivered=None, panic_buttons=[]),
+                      NATIONAL, NOW)
+    assert report.findings and all(f.key.split(".")[0] == f.rule and f.key in keys for f in report.findings)
+
+
 def test_monthly_drill_edge():
     assert rules_failed(facts(last_drill_delivered=NOW - timedelta(days=31))) == set()
     assert rules_failed(facts(last_drill_delivered=NOW - timedelta(days=31, seconds=1))) == {"monthly_drill"}

@@ -4,6 +4,7 @@ dashboard) against a real Mosquitto, the cloud on SQLite and Chromium."""
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ from cloud.registry.records import uscc_check_char
 from contracts.alarms import AlarmBody, AlarmKind, Severity
 from contracts.envelope import make_envelope, parse_envelope
 from contracts.topics import DownKind, Stream, down, up
-from helpers import chromium, logged_in_page
+from helpers import chromium, logged_in_page, sync_until
 from tests.test_police_page import Mqtt, bearer, wait_stored
 
 F1, F2 = "F001", "F002"
@@ -229,13 +230,17 @@ def test_supervision_page_drill_down_csv_and_live(cloud, mqtt, browser):
     aid = raise_alarm(mqtt, AlarmKind.FIRE)
     expect(page.locator(f'#recent-table tr[data-alarm-id="{aid}"]')).to_contain_text("火警", timeout=10_000)
 
-    district_row.get_by_role("button", name="区县: 任城区").click()
+    district_row.get_by_role("button", name="区县: 济宁市 任城区").click()
     fac_row = page.locator("#district-facilities-table tbody tr").filter(has_text=F1)
     expect(fac_row).to_be_visible(timeout=10_000)
     fac_row.get_by_role("button").click()
     findings = page.locator("#findings-table tbody tr")
     expect(findings.first).to_be_visible(timeout=10_000)
-    expect(page.locator("#findings-title")).to_contain_text(F1)
+    expect(page.locator("#findings-title")).to_contain_text("托育园1")
+    # Findings are rendered from their key in the page's language: no English left in the Chinese page.
+    expect(page.locator("#findings-table")).to_contain_text("尚无报警演练送达公安")
+    messages = page.locator("#findings-table tbody td:nth-child(3)").all_text_contents()
+    assert messages and not any(re.search(r"[A-Za-z]{4,}", m) for m in messages), messages
 
     with page.expect_download() as dl:
         page.locator("#findings").locator("xpath=..").get_by_role("button", name="导出 CSV").click()
@@ -243,8 +248,22 @@ def test_supervision_page_drill_down_csv_and_live(cloud, mqtt, browser):
     assert text.splitlines()[0] == "规则,级别,说明,依据"
     assert len(text.splitlines()) == 1 + findings.count()
     shot(page, "supervision")
+    page.get_by_role("button", name="English").click()
+    expect(page.locator("#findings-table")).to_contain_text("No alarm drill has reached the police yet")
+    expect(page.locator("#findings-title")).to_contain_text("Facility findings")
+    page.get_by_role("button", name="中文").click()
     page.close()
     assert errors == []
+
+
+def test_wrong_role_gets_the_login_form_with_a_friendly_message(cloud, browser):
+    from playwright.sync_api import expect
+    page, errors = open_page(browser, cloud, "/health", "police")
+    expect(page.locator("#login")).to_be_visible(timeout=10_000)
+    expect(page.locator("#login-error")).to_have_text("此令牌无权查看本页，请输入本页角色的令牌（如公安、卫健、监管或机构令牌）")
+    expect(page.locator("#app")).to_be_hidden()
+    expect(page.locator("#token-input")).to_be_focused()
+    page.close()
 
 
 def test_health_page_rooms_live(cloud, mqtt, browser):
@@ -258,5 +277,18 @@ def test_health_page_rooms_live(cloud, mqtt, browser):
     expect(row).to_contain_text("1234", timeout=10_000)  # over the CO2 limit of 1000 ppm
     expect(page.locator("#link-state")).to_have_attribute("data-state", "polling")
     shot(page, "health")
+    page.close()
+    assert errors == []
+
+
+def test_supervision_page_counts_dead_letters_per_facility(cloud, mqtt, browser):
+    from playwright.sync_api import expect
+    mqtt.send(up(F2, Stream.HEARTBEAT), b'{"v": 1, "id": ')  # poison from one gateway
+    mqtt.send(up(F2, Stream.HEARTBEAT), make_envelope(F2, "heartbeat", {}).to_bytes())
+    assert sync_until(lambda: cloud.counters["dead_lettered"] == 1 and cloud.counters["stored"] == 1)
+    page, errors = open_page(browser, cloud, "/supervision", "supervisor")
+    row = page.locator("#dead-letters-table tbody tr").filter(has_text=F2)
+    expect(row).to_contain_text("1", timeout=10_000)
+    expect(page.locator("#dead-letters-table tbody tr")).to_have_count(1)
     page.close()
     assert errors == []

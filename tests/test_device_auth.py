@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -217,10 +218,14 @@ def test_on_the_provisioned_broker_a_device_learns_nothing_by_subscribing_to_eve
         spy.username_pw_set("btn2", done.passwords["btn2"])
         seen = []
         spy.on_message = lambda c, u, msg: seen.append(msg.topic)
+        suback = threading.Event()
+        spy.on_subscribe = lambda *_: suback.set()
         spy.connect(addr.host, addr.port)
         spy.subscribe("#", qos=1)
         spy.loop_start()
         try:
+            # Only once the broker has answered the subscription does hearing nothing mean anything.
+            assert suback.wait(5)
             button = connect_button(broker.url, "btn1", username="btn1", password=done.passwords["btn1"])
             button.press()
             button.link.close()
@@ -242,11 +247,13 @@ def test_embedded_broker_enforces_the_provisioned_logins(tmp_path):
         edge.username_pw_set("careguard-edge", done.passwords["careguard-edge"])
         got = []
         edge.on_message = lambda c, u, msg: got.append(json.loads(msg.payload).get("device_id", msg.topic))
+        suback = threading.Event()
+        edge.on_subscribe = lambda *_: suback.set()
         edge.connect(addr.host, addr.port)
         edge.subscribe([("cg/dev/+/event", 1), ("zigbee2mqtt/#", 1)])
         edge.loop_start()
         try:
-            sync_until(lambda: edge.is_connected(), 5)
+            assert suback.wait(5)
             with pytest.raises(BrokerUnreachable, match="Not authorized"):
                 forged_btn1_press(broker.url, None, None)
             forged_btn1_press(broker.url, "btn2", done.passwords["btn2"])

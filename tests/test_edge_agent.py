@@ -27,7 +27,7 @@ from edge.config import parse_config
 from edge.devices import DeviceGateway
 from edge.alarms.journal import Journal
 from firmware_sim import connect_button
-from helpers import police_and_agent, sync_until, until
+from helpers import all_journaled_delivered, police_and_agent, sync_until, until
 from wire.envelope_signing import public_key_hex, sign
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,9 @@ def test_press_reaches_police_and_cloud_with_one_alarm_id(mosquitto, uplink_brok
             button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
             await asyncio.to_thread(button.press, bounce=4)  # contact bounce: four presses in 8 ms
             assert await until(lambda: len(cloud.of_type("alarm.delivered")) == 1)
-            await asyncio.sleep(0.3)  # a second alarm, if the bounce raised one, would be here by now
+            # Every press handled (three were bounce) and everything journaled at the cloud: a second
+            # alarm, had the bounce raised one, would be there now.
+            assert await until(lambda: agent.engine.bounces == 3 and all_journaled_delivered(agent, cloud))
             button.link.close()
         return agent
 
@@ -291,13 +293,12 @@ def test_press_not_acknowledged_before_it_is_safe_is_delivered_again(mosquitto):
     async def session(handler):
         gw = DeviceGateway(mosquitto.url, {"btn1"}, asyncio.get_running_loop(), handler, client_id="edge-F1-local")
         gw.start()
-        await asyncio.wait_for(gw.connected.wait(), 10)
+        await asyncio.wait_for(gw.subscribed.wait(), 10)
         return gw
 
     async def scenario():
         first: list = []
         gw = await session(lambda msg, ack: first.append(msg))  # never acks: dies before the commit
-        await asyncio.sleep(0.2)
         button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
         pressed = await asyncio.to_thread(button.press)
         assert await until(lambda: len(first) == 1)

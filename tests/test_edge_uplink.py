@@ -1,7 +1,6 @@
 """The durable outbox and uplink against a real Mosquitto: nothing lost over broker restarts."""
 
 import asyncio
-import time
 
 from wire.mqtt_client import make_client
 from contracts import topics
@@ -14,7 +13,6 @@ from helpers import until
 
 def test_outbox_survives_broker_restart_and_empties(mosquitto, tmp_path, collector_factory):
     collector = collector_factory(mosquitto.url)
-    time.sleep(0.3)
 
     async def scenario():
         loop = asyncio.get_running_loop()
@@ -62,7 +60,6 @@ def test_outbox_is_durable_across_agent_restart_while_cloud_away(mosquitto, tmp_
     journal.close()
     mosquitto.start()
     collector = collector_factory(mosquitto.url)
-    time.sleep(0.3)
 
     async def drain():
         j = Journal(path, 1000)
@@ -84,8 +81,7 @@ def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
         journal = Journal(tmp_path / "e.sqlite3", 1000)
         uplink = Uplink(mosquitto.url, "F1", journal, loop, on_down=got.append)
         uplink.start()
-        assert await until(lambda: uplink.connected)
-        await asyncio.sleep(0.2)
+        assert await until(lambda: uplink.down_subscribed.is_set())
         pub, addr = make_client(mosquitto.url)
         pub.connect(addr.host, addr.port)
         pub.loop_start()

@@ -9,7 +9,7 @@ import json
 
 from wire.mqtt_client import make_client
 from firmware_sim.zigbee2mqtt import Zigbee2MqttBridge
-from helpers import police_and_agent, until
+from helpers import all_journaled_delivered, police_and_agent, until
 
 ACCOUNT = "1234"
 KEY = "000102030405060708090a0b0c0d0e0f"
@@ -106,7 +106,8 @@ def test_zigbee2mqtt_devices_reach_the_police_and_the_cloud(mosquitto, uplink_br
             assert await until(lambda: {a["source"] for a in alarms("device_offline")} >= {d for _, _, d, *_ in DEVICES})
             await asyncio.to_thread(pub.send, "tele/hall/LWT", b"Offline", True)
             assert await until(lambda: any(a["source"] == "hall-co2" for a in alarms("device_offline")))
-            await asyncio.sleep(0.5)  # a second press, if one click raised two, would be here by now
+            # Everything the gateway journaled is at the cloud: a second press, had one click raised two, is there.
+            assert await until(lambda: all_journaled_delivered(agent, cloud))
             return agent
 
     try:

@@ -28,9 +28,13 @@ def pg_db(pg_url):
         yield url
 
 
+# Yesterday: origin times must lie within the contracts' bounds of the time they are received.
+DAY = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+
+
 def points(n: int, second: int) -> dict:
     return {"points": [{"device_id": f"th-{k}", "metric": "temp_c", "value": 20 + k,
-                        "ts": f"2026-11-23T10:00:{second:02d}Z"} for k in range(n)]}
+                        "ts": f"{DAY}T10:00:{second:02d}Z"} for k in range(n)]}
 
 
 def test_two_workers_split_the_load_and_store_everything_once(mosquitto, pg_db):
@@ -62,12 +66,14 @@ def test_two_workers_split_the_load_and_store_everything_once(mosquitto, pg_db):
 
 
 def test_plain_point_check_agrees_with_the_contract_model():
+    received = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+
     def verdict(body: dict):
         env = make_envelope("F1", "telemetry.batch", {"points": [{"device_id": "d", "metric": "m", "value": 1,
-                                                                    "ts": "2026-01-01T00:00:00Z"}]})
+                                                                    "ts": "2026-01-01T00:00:00Z"}]}, ts=received)
         raw = env.model_dump(mode="json") | {"body": body}
         try:
-            item = validate_message(up("F1", Stream.TELEMETRY), json.dumps(raw).encode())
+            item = validate_message(up("F1", Stream.TELEMETRY), json.dumps(raw).encode(), received)
         except ContractError as exc:
             return exc.reason
         return [(p.device_id, p.metric, p.value, p.ts.isoformat()) for p in item.points]
@@ -85,7 +91,7 @@ def test_plain_point_check_agrees_with_the_contract_model():
 
 
 def _accepted(env):
-    return validate_message(up(env.facility, TYPE_STREAM[env.type]), env.to_bytes())
+    return validate_message(up(env.facility, TYPE_STREAM[env.type]), env.to_bytes(), env.ts + timedelta(seconds=1))
 
 
 def _write(engine, envs) -> IngestCounters:
@@ -102,7 +108,7 @@ def _write(engine, envs) -> IngestCounters:
 def test_driver_level_writes_read_back_as_sqlalchemy_types_and_stay_idempotent(db_url):
     engine = make_engine(db_url)
     create_schema(engine)
-    origin = datetime(2026, 11, 23, 18, 0, 0, 250000, tzinfo=timezone(timedelta(hours=8)))
+    origin = datetime(DAY.year, DAY.month, DAY.day, 18, 0, 0, 250000, tzinfo=timezone(timedelta(hours=8)))
     beat = make_envelope("F1", "heartbeat", {"note": 'quote " backslash \\ tab \t 温度', "n": [1, 2.5, None]},
                          ts=origin, seq=7)
     tele = make_envelope("F1", "telemetry.batch", points(3, 1), ts=origin - timedelta(seconds=5))
@@ -123,7 +129,7 @@ def test_driver_level_writes_read_back_as_sqlalchemy_types_and_stay_idempotent(d
     engine.dispose()
     assert (row.facility, row.type, row.source, row.seq) == ("F1", "heartbeat", "edge", 7)
     assert row.body == beat.body and row.ts == origin and row.received_at.tzinfo is not None
-    assert n_points == 3 and ts == datetime(2026, 11, 23, 10, 0, 1, tzinfo=timezone.utc)
+    assert n_points == 3 and ts == datetime(DAY.year, DAY.month, DAY.day, 10, 0, 1, tzinfo=timezone.utc)
     assert gws["F1"].last_seen_at == origin and gws["F1"].last_type == "heartbeat", "the late envelope moved it back"
     assert gws["F2"].status == {"police_link": "up"}
 
@@ -133,4 +139,4 @@ def test_non_standard_json_is_refused():
     payload = env.to_bytes().replace(b'"value":20', b'"value":NaN')
     assert b"NaN" in payload
     with pytest.raises(ContractError, match="malformed JSON"):
-        validate_message(up("F1", Stream.TELEMETRY), payload)
+        validate_message(up("F1", Stream.TELEMETRY), payload, env.ts)

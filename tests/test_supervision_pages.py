@@ -101,7 +101,8 @@ def test_inspection_rectification_and_incident_notice(browser, cloud, files):
     fac.locator("#my-findings-table").get_by_text("待审核").wait_for()
 
     health, health_errors = open_page(browser, cloud, "/inspections", "health")
-    health.wait_for_function("document.getElementById('link-state').dataset.state === 'live'")
+    # Not wait_for_function: it evaluates a string, which the pages' CSP (no unsafe-eval) refuses.
+    health.locator("#link-state[data-state='live']").wait_for()
     fac.get_by_label("类别", exact=True).nth(1).select_option("incident")
     fac.get_by_label("性质").select_option("injury")
     fac.get_by_label("时间", exact=True).fill(datetime.now().strftime("%Y-%m-%dT%H:%M"))

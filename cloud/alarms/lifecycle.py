@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.alarms.events_bus import EventBus
 from cloud.alarms.records import AlarmRecord, UtcTime, get_alarms, record_audit, record_step
 from cloud.periodic import PeriodicTask
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
 from cloud.store.db import alarms, escalations, facilities, inserted, upsert_insert
 from contracts.alarms import DEFAULT_SEVERITY, AlarmKind, AlarmState, Severity
 from contracts.timefmt import utcnow
@@ -51,7 +52,8 @@ def _load(conn: Connection, alarm_id: UUID) -> AlarmRecord:
     return found[0]
 
 
-def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: datetime) -> AlarmRecord:
+def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: datetime,
+             note: Optional[str] = None) -> AlarmRecord:
     """Send officers. A drill (`test`) is never dispatchable; an alarm is acknowledged first, so
     the record shows who took it before anyone was sent."""
     rec = _load(conn, alarm_id)
@@ -65,8 +67,9 @@ def dispatch(conn: Connection, alarm_id: UUID, *, user: str, role: str, now: dat
         raise WorkflowConflict(f"already dispatched by {rec.dispatched_by} at {rec.dispatched_at.isoformat()}")
     c = alarms.c
     conn.execute(update(alarms).where(c.alarm_id == str(alarm_id), c.dispatched_at.is_(None))
-                 .values(dispatched_at=now, dispatched_by=user, updated_at=now))
-    record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="dispatched", at=now, actor=user)
+                 .values(dispatched_at=now, dispatched_by=user, dispatch_note=note, updated_at=now))
+    record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="dispatched", at=now, actor=user,
+                detail={"note": note} if note else None)
     record_audit(conn, at=now, actor=user, role=role, action="alarm.dispatch", target=str(alarm_id),
                  detail={"facility": rec.facility})
     return _load(conn, alarm_id)
@@ -87,7 +90,8 @@ def resolve(conn: Connection, alarm_id: UUID, outcome: Outcome, *, user: str, ro
         raise WorkflowConflict("acknowledge the alarm before resolving it")
     c = alarms.c
     conn.execute(update(alarms).where(c.alarm_id == str(alarm_id), c.resolved_at.is_(None))
-                 .values(resolved_at=now, resolved_by=user, outcome=outcome.value, updated_at=now))
+                 .values(resolved_at=now, resolved_by=user, outcome=outcome.value, resolve_note=note,
+                         updated_at=now))
     record_step(conn, alarm_id=str(alarm_id), facility=rec.facility, step="resolved", at=now, actor=user,
                 detail={"outcome": outcome.value, **({"note": note} if note else {})})
     record_audit(conn, at=now, actor=user, role=role, action="alarm.resolve", target=str(alarm_id),
@@ -278,12 +282,14 @@ def _p(values: list[float], q: float) -> Optional[float]:
 
 
 def response_times(conn: Connection, *, since: datetime, until: datetime, city: Optional[str] = None,
-                   kinds: Optional[list[AlarmKind]] = None) -> list[ResponseTimes]:
+                   kinds: Optional[list[AlarmKind]] = None, within: Jurisdiction = EVERYWHERE) -> list[ResponseTimes]:
     c = alarms.c
     f = facilities.c
     q = (select(f.province, f.city, f.district, c.raised_at, c.acked_at, c.dispatched_at)
          .join(facilities, f.facility_id == c.facility)
          .where(c.raised_at >= since, c.raised_at < until, c.kind != AlarmKind.TEST.value))
+    if within:
+        q = q.where(under(c.facility, within))
     if city is not None:
         q = q.where(f.city == city)
     if kinds:

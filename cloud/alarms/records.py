@@ -18,6 +18,7 @@ from pydantic import BaseModel, PlainSerializer
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, under
 from cloud.store.db import alarm_events, alarms, audit, escalations, facilities, inserted, upsert_insert
 from cloud.store.paging import BadCursor, Page, decode_cursor, encode_cursor, keyset, trim
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState
@@ -48,9 +49,11 @@ class AlarmRecord(BaseModel):
     acked_by: Optional[str]
     dispatched_at: Optional[UtcTime]
     dispatched_by: Optional[str]
+    dispatch_note: Optional[str] = None
     resolved_at: Optional[UtcTime]
     resolved_by: Optional[str]
     outcome: Optional[str]
+    resolve_note: Optional[str] = None
     sort_ts: UtcTime
     updated_at: UtcTime
 
@@ -149,11 +152,15 @@ def decode_alarm_cursor(cursor: str) -> tuple[datetime, str]:
 def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, str]] = None,
                 kind: Optional[AlarmKind] = None, facility: Optional[str] = None,
                 state: Optional[AlarmState] = None, city: Optional[str] = None, district: Optional[str] = None,
-                acked: Optional[bool] = None, exclude_kinds: frozenset[AlarmKind] = frozenset()) -> list[AlarmRecord]:
+                acked: Optional[bool] = None, exclude_kinds: frozenset[AlarmKind] = frozenset(),
+                within: Jurisdiction = EVERYWHERE) -> list[AlarmRecord]:
     """Newest first by origin time; `before` continues after the last row of a previous page.
-    `city` / `district` filter by the facility's registered district path."""
+    `city` / `district` filter by the facility's registered district path; `within` is the
+    caller's jurisdiction."""
     c = alarms.c
     q = select(alarms)
+    if within:
+        q = q.where(under(c.facility, within))
     if city is not None or district is not None:
         fac = select(facilities.c.facility_id)
         if city is not None:
@@ -232,9 +239,11 @@ def alarm_history(conn: Connection, alarm_id: UUID) -> list[AlarmEvent]:
 
 
 def list_escalations_page(conn: Connection, *, limit: int, cursor: Optional[str],
-                          facility: Optional[str]) -> Page[Escalation]:
+                          facility: Optional[str], within: Jurisdiction = EVERYWHERE) -> Page[Escalation]:
     e = escalations.c
     q = select(escalations)
+    if within:
+        q = q.where(under(e.facility, within))
     if facility is not None:
         q = q.where(e.facility == facility)
     rows, nxt = trim(conn.execute(keyset(q, [e.id], limit, cursor)).all(), ["id"], limit)

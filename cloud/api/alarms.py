@@ -37,9 +37,11 @@ from cloud.alarms.records import (
     list_alarms,
     list_escalations_page,
 )
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, field_error
 from cloud.config import Role
+from cloud.registry.jurisdiction import facility_visible
+from cloud.status.reports import Place, places
 from cloud.store.paging import BadCursor, Page
 from contracts.alarms import HEALTH_KINDS, AlarmKind, AlarmState
 from contracts.envelope import AlarmAckBody, DownType, make_envelope
@@ -57,6 +59,8 @@ def hidden_kinds(who: Principal) -> frozenset[AlarmKind]:
     return HEALTH_KINDS if who.role is Role.POLICE else frozenset()
 # Supervisors read everything; a facility reads its own alarms. Only the police act on them.
 READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR, Role.FACILITY)
+# Response times are computed from every alarm of the span in memory: a year at most.
+MAX_RESPONSE_SPAN = timedelta(days=366)
 STREAM_READERS = (Role.POLICE, Role.ADMIN, Role.SUPERVISOR)
 # A comment line this often keeps proxies from closing an idle stream and reveals dead clients.
 SSE_KEEPALIVE_S = 15.0
@@ -65,6 +69,8 @@ SSE_KEEPALIVE_S = 15.0
 class AlarmPage(BaseModel):
     items: list[AlarmRecord]
     next_before: Optional[str] = None
+    places: dict[str, Place] = Field(default_factory=dict,
+                                     description="facility id -> its name, address, phone and zone names, for the items")
 
 
 class AckResult(BaseModel):
@@ -73,6 +79,10 @@ class AckResult(BaseModel):
     published: bool
     acked_at: UtcTime
     acked_by: str
+
+
+class DispatchRequest(BaseModel):
+    note: Optional[str] = Field(default=None, max_length=500, description="who or what was sent (unit, car, officer)")
 
 
 class ResolveRequest(BaseModel):
@@ -101,8 +111,10 @@ def get_alarm_list(
             raise field_error("query", "before", str(exc)) from None
     items = list_alarms(request.app.state.engine, limit=limit, before=cursor, kind=kind,
                         facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked,
-                        exclude_kinds=hidden_kinds(who))
-    return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None)
+                        exclude_kinds=hidden_kinds(who), within=who.within)
+    with request.app.state.engine.connect() as conn:
+        found = places(conn, [a.facility for a in items])
+    return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None, places=found)
 
 
 @router.get("/stream", response_class=StreamingResponse,
@@ -113,11 +125,21 @@ def get_alarm_list(
                                             "`event: resync` when the client fell behind and should refetch the list"}})
 async def stream_alarms(
     request: Request,
-    who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_query_token=True))],
+    who: Annotated[Principal, Depends(require_role(*STREAM_READERS, allow_ticket=True))],
 ) -> StreamingResponse:
     bus = request.app.state.bus
+    engine = request.app.state.engine
+    tokens = request.app.state.tokens
     sub = bus.subscribe()
     hidden = {k.value for k in hidden_kinds(who)}
+    inside: dict[str, bool] = {}  # facility -> under the caller's jurisdiction, asked once per stream
+
+    async def visible(facility: str) -> bool:
+        if not who.within:
+            return True
+        if facility not in inside:
+            inside[facility] = await asyncio.to_thread(facility_visible, engine, facility, who.within)
+        return inside[facility]
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -126,16 +148,18 @@ async def stream_alarms(
                 try:
                     item = await asyncio.wait_for(sub.get(), SSE_KEEPALIVE_S)
                 except asyncio.TimeoutError:
-                    if await request.is_disconnected():
+                    if await request.is_disconnected() or not tokens.is_live(who):
                         return
                     yield ": keepalive\n\n"
                     continue
-                if item is CLOSED:
-                    return
+                if item is CLOSED or not tokens.is_live(who):
+                    return  # closing, or the token was revoked or expired meanwhile
                 if item is LAGGED:
                     yield "event: resync\ndata: {}\n\n"
                     continue
                 if isinstance(item, AlarmRecord) and item.kind in hidden:
+                    continue
+                if isinstance(item, (AlarmRecord, EscalationNotice)) and not await visible(item.facility):
                     continue
                 name = "escalation" if isinstance(item, EscalationNotice) else "alarm"
                 yield f"event: {name}\ndata: {item.model_dump_json()}\n\n"
@@ -155,6 +179,7 @@ def ack_alarm(
     """Record the operator's acknowledgement (the first one stands), audit it, and tell the
     facility's gateway with an `ack.alarm` envelope on `down/ack`."""
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
     found = acknowledge(state.engine, alarm_id, user=who.user, role=who.role.value, now=utcnow())
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
@@ -177,11 +202,14 @@ def _workflow_error(exc: Exception) -> HTTPException:
 @router.post("/{alarm_id}/dispatch", response_model=AlarmRecord,
              responses={409: {"description": "a test alarm, not acknowledged yet, already dispatched or resolved"}})
 def dispatch_alarm(request: Request, alarm_id: UUID,
-                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))]) -> AlarmRecord:
+                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))],
+                   body: Optional[DispatchRequest] = None) -> AlarmRecord:
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
+    note = (body.note or "").strip() or None if body is not None else None
     try:
         with state.engine.begin() as conn:
-            rec = dispatch(conn, alarm_id, user=who.user, role=who.role.value, now=utcnow())
+            rec = dispatch(conn, alarm_id, user=who.user, role=who.role.value, now=utcnow(), note=note)
     except (UnknownAlarm, WorkflowConflict) as exc:
         raise _workflow_error(exc) from None
     state.bus.publish(rec)
@@ -193,10 +221,11 @@ def dispatch_alarm(request: Request, alarm_id: UUID,
 def resolve_alarm(request: Request, alarm_id: UUID, body: ResolveRequest,
                   who: Annotated[Principal, Depends(require_role(*POLICE_ROLES))]) -> AlarmRecord:
     state = request.app.state
+    _alarm_in_scope(request, who, alarm_id)
     try:
         with state.engine.begin() as conn:
             rec = resolve(conn, alarm_id, body.outcome, user=who.user, role=who.role.value, now=utcnow(),
-                          note=body.note)
+                          note=(body.note or "").strip() or None)
     except (UnknownAlarm, WorkflowConflict) as exc:
         raise _workflow_error(exc) from None
     state.bus.publish(rec)
@@ -206,7 +235,7 @@ def resolve_alarm(request: Request, alarm_id: UUID, body: ResolveRequest,
 @router.get("/response-times", response_model=list[ResponseTimes])
 def get_response_times(
     request: Request,
-    _who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
+    who: Annotated[Principal, Depends(require_role(Role.POLICE, Role.SUPERVISOR, Role.ADMIN))],
     since: Annotated[Optional[AwareDatetime], Query(description="raised at or after; default 30 days ago")] = None,
     until: Annotated[Optional[AwareDatetime], Query(description="raised before; default now")] = None,
     city: Annotated[Optional[str], Query(max_length=32)] = None,
@@ -215,8 +244,11 @@ def get_response_times(
     """Raise to acknowledgement and raise to dispatch, per district (drills excluded)."""
     until = until or utcnow()
     since = since or until - timedelta(days=30)
+    if until - since > MAX_RESPONSE_SPAN:
+        raise field_error("query", "since", f"the span may be at most {MAX_RESPONSE_SPAN.days} days")
     with request.app.state.engine.connect() as conn:
-        return response_times(conn, since=since, until=until, city=city, kinds=[kind] if kind else None)
+        return response_times(conn, since=since, until=until, city=city, kinds=[kind] if kind else None,
+                              within=who.within)
 
 
 @router.get("/escalations", response_model=Page[Escalation])
@@ -225,26 +257,29 @@ def get_escalations(request: Request,
                      limit: Limit = 50, cursor: Cursor = None,
                      facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None) -> Page[Escalation]:
     with request.app.state.engine.connect() as conn:
-        return list_escalations_page(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility))
+        return list_escalations_page(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility),
+                                     within=who.within)
+
+
+def _alarm_in_scope(request: Request, who: Principal, alarm_id: UUID) -> AlarmRecord:
+    """The alarm, if `who` may see its facility: else 404 or 403."""
+    rec = get_alarm(request.app.state.engine, alarm_id)
+    if rec is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
+    forbid_outside_scope(request, who, rec.facility)
+    return rec
 
 
 @router.get("/{alarm_id}", response_model=AlarmRecord)
 def read_alarm(request: Request, alarm_id: UUID,
                who: Annotated[Principal, Depends(require_role(*READERS))]) -> AlarmRecord:
-    rec = get_alarm(request.app.state.engine, alarm_id)
-    if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(who, rec.facility)
-    return rec
+    return _alarm_in_scope(request, who, alarm_id)
 
 
 @router.get("/{alarm_id}/events", response_model=list[AlarmEvent])
 def read_alarm_events(request: Request, alarm_id: UUID,
                       who: Annotated[Principal, Depends(require_role(*READERS))]) -> list[AlarmEvent]:
     """Every step of the alarm in order of its time at origin."""
-    rec = get_alarm(request.app.state.engine, alarm_id)
-    if rec is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(who, rec.facility)
+    _alarm_in_scope(request, who, alarm_id)
     with request.app.state.engine.connect() as conn:
         return alarm_history(conn, alarm_id)

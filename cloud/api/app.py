@@ -1,4 +1,7 @@
-"""The FastAPI application: API routers per resource, the dashboards and their static files."""
+"""The FastAPI application: API routers per resource, the dashboards and their static files,
+behind a request body limit and security headers (cloud.api.hardening). The OpenAPI document
+is for admins only (no /docs page: it would need inline script): it maps every route an attacker
+could try."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Annotated, Callable, Optional
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.downlink import Downlink
@@ -36,13 +39,17 @@ from cloud.api import (
     staff,
     statistics,
     subsidies,
+    tokens as token_routes,
     uploads,
     video,
 )
-from cloud.api.auth import Principal, TokenTable, require_role
+from cloud.api.auth import Principal, StreamTickets, TokenTable, require_role
+from cloud.api.hardening import BodyLimit, SecurityHeaders
 from cloud.api.common import ERROR_RESPONSES
 from cloud.config import Role
+from cloud.ingest.counters import merge_counters
 from cloud.store.paging import BadCursor
+from cloud.supervision.uploads import MAX_UPLOAD_BYTES
 from cloud.video.live import LiveHub
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryStore
 from dashboards import PAGES, STATIC_DIR, render_page
@@ -57,11 +64,15 @@ class IngestStats(BaseModel):
     stored: int
     duplicates: int
     rejected: int
+    dead_lettered: int
+    throttled: int
     store_errors: int
     batches: int
     alarm_updates: int
     telemetry_points: int
     rejected_by_reason: dict[str, int]
+    dead_lettered_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")
+    throttled_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")
 
 
 def _page(name: str) -> Callable[[], HTMLResponse]:
@@ -72,8 +83,13 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
                ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None,
-               notice_bus: Optional[EventBus] = None, telemetry: Optional[TelemetryStore] = None) -> FastAPI:
-    app = FastAPI(title="CareGuard cloud", version="1")
+               notice_bus: Optional[EventBus] = None, max_body_bytes: int = 1024 * 1024,
+               hsts: bool = False, telemetry: Optional[TelemetryStore] = None) -> FastAPI:
+    app = FastAPI(title="CareGuard cloud", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(SecurityHeaders, hsts=hsts)
+    # Added last, so it runs first: an oversized body is refused before anything else looks at it.
+    # Uploads (inspection photos and documents) are the one route that needs more.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, larger={"/api/uploads": MAX_UPLOAD_BYTES})
 
     @app.exception_handler(BadCursor)
     def _bad_cursor(_request, exc: BadCursor) -> JSONResponse:
@@ -82,6 +98,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.engine = engine
     app.state.bus = bus
     app.state.tokens = tokens
+    app.state.stream_tickets = StreamTickets()
     app.state.downlink = downlink
     app.state.telemetry = telemetry or RelationalTelemetryStore()
     app.state.live_hub = live_hub
@@ -89,7 +106,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.notice_bus = notice_bus or EventBus()
     for router in (alarms.router, facilities.router, gateways.router, devices.router, cameras.router, staff.router,
                    compliance.router, audit.router, care.router, environment.router, statistics.router,
-                   commands.router, dashboard.router, video.router):
+                   commands.router, dashboard.router, video.router, token_routes.router):
         app.include_router(router, responses=ERROR_RESPONSES)
     for router in (uploads.router, inspections.router, findings.router, incidents.router, notices.router,
                    filings.router, fees.router, subsidies.router, reports.router, credit.router, public.router):
@@ -103,13 +120,18 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     for page in PAGES:
         app.add_api_route(f"/{page}", _page(page), include_in_schema=False)
 
+    admin = Depends(require_role(Role.ADMIN))
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[admin])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     @app.get("/healthz", response_model=Health)
     def healthz() -> Health:
         return Health(status="ok")
 
     @app.get("/api/ingest/stats", response_model=IngestStats, responses=ERROR_RESPONSES)
     def ingest_stats(_who: Annotated[Principal, Depends(require_role(Role.ADMIN))]) -> IngestStats:
-        return IngestStats.model_validate(ingest_counters() if ingest_counters else
-                                          {k: 0 for k in IngestStats.model_fields} | {"rejected_by_reason": {}})
+        return IngestStats.model_validate(ingest_counters() if ingest_counters else merge_counters([]))
 
     return app

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, sta
 from pydantic import BaseModel
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import aware, field_error, transaction
 from cloud.care.health_rules import local_day
 from cloud.care.privacy import PrivacyError, app_cipher
@@ -46,6 +46,7 @@ from contracts.timefmt import utcnow
 router = APIRouter(tags=["care"])
 
 CHILD_READERS = (Role.FACILITY, Role.HEALTH)
+MAX_CLUSTER_SPAN = timedelta(days=366)
 HEALTH_READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 ClassPath = Annotated[str, Path(pattern=DEVICE_ID_RE)]
 FacilityQuery = Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)]
@@ -106,6 +107,7 @@ def get_roster(request: Request, class_id: ClassPath, who: Annotated[Principal, 
     fid = scope_facility(who, facility)
     if fid is None:
         raise field_error("query", "facility", "required for the health role")
+    forbid_outside_scope(request, who, fid)
     cipher = _cipher(request)
     with transaction(request) as conn:
         try:
@@ -136,6 +138,7 @@ def list_checks(request: Request, who: Annotated[Principal, Depends(require_role
     fid = scope_facility(who, facility)
     if fid is None:
         raise field_error("query", "facility", "required for the health role")
+    forbid_outside_scope(request, who, fid)
     day = date_ or local_day(utcnow(), NATIONAL.care)
     cipher = _cipher(request)
     with transaction(request) as conn:
@@ -155,7 +158,7 @@ def checks_summary(request: Request, who: Annotated[Principal, Depends(require_r
     now = utcnow()
     day = date_ or local_day(now, NATIONAL.care)
     with transaction(request) as conn:
-        return SummaryList(items=check_summary(conn, day, now, scope_facility(who, facility)))
+        return SummaryList(items=check_summary(conn, day, now, scope_facility(who, facility), within=who.within))
 
 
 # --- clusters ---------------------------------------------------------------------------------
@@ -167,8 +170,10 @@ def list_clusters(request: Request, who: Annotated[Principal, Depends(require_ro
     alarms raised since `since` (default: 7 days). Counts only."""
     now = utcnow()
     since = aware(since, "since") or now - timedelta(days=7)
+    if now - since > MAX_CLUSTER_SPAN:
+        raise field_error("query", "since", f"at most {MAX_CLUSTER_SPAN.days} days ago")
     with transaction(request) as conn:
-        return ClusterList(items=cluster_items(conn, now, since, facility))
+        return ClusterList(items=cluster_items(conn, now, since, facility, within=who.within))
 
 
 # --- staff records, certificates, ban list ----------------------------------------------------
@@ -176,7 +181,7 @@ def list_clusters(request: Request, who: Annotated[Principal, Depends(require_ro
 def post_staff_record(request: Request, staff_id: ClassPath, body: StaffRecordIn,
                       who: Annotated[Principal, Depends(require_role(Role.ADMIN, Role.HEALTH, Role.FACILITY))]):
     """Record a staff member's health certificate, yearly check or training (the latest of each kind stands)."""
-    forbid_other_facility(who, body.facility)
+    forbid_outside_scope(request, who, body.facility)
     with transaction(request) as conn:
         return record_staff_record(conn, staff_id, body, user=who.user, now=utcnow())
 
@@ -189,7 +194,7 @@ def list_certificates(request: Request, who: Annotated[Principal, Depends(requir
     today = local_day(utcnow(), NATIONAL.care)
     with transaction(request) as conn:
         return CertificateList(items=certificate_items(conn, today, facility=scope_facility(who, facility),
-                                                       within_days=within_days))
+                                                       within_days=within_days, within=who.within))
 
 
 @router.post("/api/care/ban-list", response_model=BanEntry, status_code=status.HTTP_201_CREATED)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.auth import Principal, forbid_outside_scope, require_role
 from cloud.api.common import transaction
 from cloud.api.facilities import FacilityPath
 from cloud.config import Role
@@ -46,7 +46,7 @@ class CommandResult(BaseModel):
 
 def send_zone_command(request: Request, who: Principal, facility_id: str, zone: str,
                       action: ZoneAction) -> CommandResult:
-    forbid_other_facility(who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     body = ArmSetBody(action=action, zone=zone, by=who.user)
     env = make_envelope(facility_id, DownType.ARM_SET.value, body.model_dump(mode="json"), source="cloud")
     with transaction(request) as conn:
@@ -85,3 +85,10 @@ def disarm_zone(request: Request, facility_id: FacilityPath, zone: ZonePath,
                 who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.ADMIN))]) -> CommandResult:
     """The gateway refuses to disarm a 24-hour zone and reports the refusal as an `event.arming`."""
     return send_zone_command(request, who, facility_id, zone, ZoneAction.DISARM)
+
+
+@router.post("/zones/{zone}/schedule", response_model=CommandResult, status_code=status.HTTP_202_ACCEPTED)
+def schedule_zone(request: Request, facility_id: FacilityPath, zone: ZonePath,
+                  who: Annotated[Principal, Depends(require_role(Role.FACILITY, Role.ADMIN))]) -> CommandResult:
+    """Back to the zone's arming schedule after an arm or disarm by hand."""
+    return send_zone_command(request, who, facility_id, zone, ZoneAction.SCHEDULE)

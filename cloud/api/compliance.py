@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.compliance.profiles import Profile, all_profiles
@@ -31,7 +31,7 @@ def list_compliance(request: Request, who: Annotated[Principal, Depends(require_
     `status` filters by the stored status, so a page holds `limit` items unless it is the last."""
     with transaction(request) as conn:
         return snapshot_page(conn, utcnow(), limit=limit, cursor=cursor, own=scope_facility(who, None), city=city,
-                             district=district, status=status)
+                             district=district, status=status, within=who.within)
 
 
 @router.get("/profiles", response_model=list[Profile])
@@ -43,6 +43,6 @@ def list_profiles(_who: Annotated[Principal, Depends(require_role(*READERS))]) -
 def read_compliance(request: Request, facility_id: FacilityPath,
                     who: Annotated[Principal, Depends(require_role(*READERS))]) -> ComplianceReport:
     """The facility's report as stored (`checked_at`) while current, else evaluated now."""
-    forbid_other_facility(who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return read_snapshot(conn, facility_id, utcnow())

@@ -34,4 +34,5 @@ def list_devices(request: Request, who: Annotated[Principal, Depends(require_rol
                  facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                  kind: Optional[DeviceKind] = None) -> Page[Device]:
     with transaction(request) as conn:
-        return queries.list_devices(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), kind=kind)
+        return queries.list_devices(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), kind=kind,
+                                    within=who.within)

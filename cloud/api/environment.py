@@ -9,7 +9,7 @@ from typing import Annotated, Iterator, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Problem, aware, field_error, transaction
 from cloud.care.health_rules import ClimateMetric
 from cloud.care.health_runner import climate_states
@@ -23,6 +23,7 @@ router = APIRouter(tags=["environment"])
 READERS = (Role.HEALTH, Role.SUPERVISOR, Role.ADMIN, Role.FACILITY)
 FacilityQuery = Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)]
 MAX_SERIES_POINTS = 5000
+MAX_ROOMS_SPAN = timedelta(days=366)
 
 
 class RoomItem(BaseModel):
@@ -63,9 +64,12 @@ def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(
     since = aware(since, "since")
     if since is not None and since > now:
         raise field_error("query", "since", "is in the future")
+    if since is not None and now - since > MAX_ROOMS_SPAN:
+        # Every reading since then is read to judge a breach: bounded like a series.
+        raise field_error("query", "since", f"at most {MAX_ROOMS_SPAN.days} days ago")
     with transaction(request) as conn, _telemetry_errors():
         states = climate_states(conn, request.app.state.telemetry, now, since=since,
-                                facility=scope_facility(who, facility))
+                                facility=scope_facility(who, facility), within=who.within)
     return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,
                                     latest=st.latest, latest_ts=st.latest_ts, limit_low=st.limit_low,
                                     limit_high=st.limit_high, in_range=st.in_range, breach_since=st.breach_since,
@@ -79,7 +83,7 @@ def read_series(request: Request, who: Annotated[Principal, Depends(require_role
                 since: Optional[datetime] = None, until: Optional[datetime] = None,
                 step_s: Annotated[int, Query(ge=10, le=86400)] = 300) -> Series:
     """One sensor's metric averaged per `step_s` between `since` (default: 24 h ago) and `until` (default: now)."""
-    forbid_other_facility(who, facility)
+    forbid_outside_scope(request, who, facility)
     until = aware(until, "until") or utcnow()
     since = aware(since, "since") or until - timedelta(days=1)
     if since >= until:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
-from cloud.api.auth import Principal, forbid_other_facility, require_role, scope_facility
+from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
 from cloud.api.common import Cursor, Limit, transaction
 from cloud.config import Role
 from cloud.registry import queries
@@ -58,14 +58,14 @@ def list_facilities(
 ) -> Page[Facility]:
     with transaction(request) as conn:
         return queries.list_facilities(conn, limit=limit, cursor=cursor, own=scope_facility(who, None),
-                                       province=province, city=city, district=district, street=street, kind=kind,
+                                       within=who.within, province=province, city=city, district=district, street=street, kind=kind,
                                        filing_status=filing_status)
 
 
 @router.get("/{facility_id}", response_model=Facility)
 def read_facility(request: Request, facility_id: FacilityPath,
                   who: Annotated[Principal, Depends(require_role(*READERS))]) -> Facility:
-    forbid_other_facility(who, facility_id)
+    forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
         return get_facility(conn, facility_id)
 

@@ -42,7 +42,7 @@ def get_notices(request: Request, who: Annotated[Principal, Depends(require_role
                              "description": "`event: notice` with a Notice per new notice to the caller's role "
                                             "within its jurisdiction; `event: resync` when the client fell behind"}})
 async def stream_notices(request: Request,
-                         who: Annotated[Principal, Depends(require_role(*AUTHORITIES, allow_query_token=True))]
+                         who: Annotated[Principal, Depends(require_role(*AUTHORITIES, allow_ticket=True))]
                          ) -> StreamingResponse:
     bus = request.app.state.notice_bus
     sub = bus.subscribe()

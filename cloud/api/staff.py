@@ -42,4 +42,5 @@ def list_staff(request: Request, who: Annotated[Principal, Depends(require_role(
                facility: Annotated[Optional[str], Query(pattern=FACILITY_ID_RE)] = None,
                role: Optional[StaffRole] = None) -> Page[StaffMember]:
     with transaction(request) as conn:
-        return queries.list_staff(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), role=role)
+        return queries.list_staff(conn, limit=limit, cursor=cursor, facility=scope_facility(who, facility), role=role,
+                                  within=who.within)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 
 from cloud.alarms.records import record_audit
-from cloud.api.auth import Principal, require_role
+from cloud.api.auth import Principal, forbid_outside_jurisdiction, require_role
 from cloud.api.common import field_error, transaction
 from cloud.config import Role
 from cloud.registry.statistics import DistrictPopulation, PlacesItem, PopulationIn, places_by_district, set_population
@@ -28,6 +28,7 @@ def put_population(request: Request, district_path: Annotated[str, Path(max_leng
                    body: PopulationIn,
                    who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))]) -> DistrictPopulation:
     """Set a district's resident population (常住人口) and the year it counts for."""
+    forbid_outside_jurisdiction(who, district_path)
     now = utcnow()
     try:
         with transaction(request) as conn:
@@ -41,8 +42,8 @@ def put_population(request: Request, district_path: Annotated[str, Path(max_leng
 
 @router.get("/places", response_model=PlacesList)
 def list_places(request: Request,
-                _who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN, Role.HEALTH))],
+                who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN, Role.HEALTH))],
                 city: Annotated[Optional[str], Query(max_length=32)] = None) -> PlacesList:
     """Per district: places, places per 1,000 residents against the profile's target, 普惠 share, occupancy."""
     with transaction(request) as conn:
-        return PlacesList(items=places_by_district(conn, city=city))
+        return PlacesList(items=places_by_district(conn, city=city, within=who.within))

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from fastapi.responses import StreamingResponse
 
 from cloud.alarms.records import active_alarm_kinds, get_alarm, record_audit
-from cloud.api.auth import Principal, forbid_other_facility, require_role
+from cloud.api.auth import Principal, check_in_scope, forbid_outside_scope, require_role
 from cloud.api.common import transaction
 from cloud.api.facilities import FacilityPath
 from cloud.care.privacy import PrivacyError, app_cipher
@@ -41,7 +41,7 @@ def _audit(conn, who: Principal, action: str, target: str, **detail) -> None:
 
 def require_scene_access(conn, who: Principal, facility_id: str) -> None:
     """A facility sees its own video; the police only while the facility has an active police alarm."""
-    forbid_other_facility(who, facility_id)
+    check_in_scope(conn, who, facility_id)
     if who.role is Role.POLICE and not active_police_alarm(conn, facility_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail=f"facility {facility_id!r} has no active alarm: its video is not for the police now")
@@ -58,7 +58,7 @@ def list_alarm_clips(request: Request, alarm_id: UUID,
     rec = get_alarm(request.app.state.engine, alarm_id)
     if rec is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alarm {alarm_id}")
-    forbid_other_facility(who, rec.facility)
+    forbid_outside_scope(request, who, rec.facility)
     with transaction(request) as conn:
         return clips_of_alarm(conn, alarm_id)
 
@@ -74,7 +74,7 @@ def read_clip(request: Request, clip_id: UUID,
         info = get_clip(conn, clip_id)
         if info is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no clip {clip_id}")
-        forbid_other_facility(who, info.facility)
+        check_in_scope(conn, who, info.facility)
         if not info.complete or info.corrupt or info.size == 0:
             raise HTTPException(status.HTTP_404_NOT_FOUND,
                                 detail=f"clip {clip_id} has {info.received} of {info.chunks} chunks"
@@ -104,7 +104,8 @@ def read_clip(request: Request, clip_id: UUID,
 @router.get("/api/facilities/{facility_id}/cameras/{camera_id}/live", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}},
                              "description": "one JSON line per frame: {seq, ts, received_at, jpeg_b64}; "
-                                            "a line {keepalive: true} every 5 s without frames"}})
+                                            "a line {keepalive: true} every 5 s without frames"},
+                       503: {"description": "live view is not running on this cloud"}})
 async def live_view(request: Request, facility_id: FacilityPath,
                     camera_id: Annotated[str, Path(pattern=DEVICE_ID_RE)],
                     who: Annotated[Principal, Depends(require_role(*VIEWERS))]) -> StreamingResponse:

@@ -15,6 +15,7 @@ from typing import Callable, Optional
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Engine
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within
 from cloud.alarms.lifecycle import clear_cloud_alarm, raise_cloud_alarm
 from cloud.alarms.records import AlarmRecord, get_alarms
 from cloud.care.health_rules import (
@@ -72,17 +73,21 @@ def device_zones(conn: Connection, facility_ids: set[str]) -> dict[tuple[str, st
 
 
 def climate_states(conn: Connection, store: TelemetryStore, now: datetime, *, since: Optional[datetime] = None,
-                   facility: Optional[str] = None) -> list[tuple[SensorSeries, ClimateState]]:
+                   facility: Optional[str] = None,
+                   within: Jurisdiction = EVERYWHERE) -> list[tuple[SensorSeries, ClimateState]]:
     """Each sensor's climate state at `now`, from readings since `since` (default: twice the
-    sustained duration, at least an hour).
+    sustained duration, at least an hour), of the facilities under `within`.
 
     Only a sensor whose latest reading is out of range needs its history (since when?): the
     others are read as their latest reading alone, which gives the same state, so a city of
     sensors costs one read of the latest values and a few histories."""
     cities = facility_cities(conn)
+    allowed = facilities_within(conn, within)
     lookback = max(2 * NATIONAL.climate.sustained_s, 3600.0)
     since = since or now - timedelta(seconds=lookback)
     latest = store.latest(conn, CLIMATE_METRICS, since, now, facility=facility)
+    if allowed is not None:
+        latest = {k: v for k, v in latest.items() if k.facility in allowed}
     profiles = {key: profile_for(cities.get(key.facility)) for key in latest}
     outside = []
     for key, (ts, value) in latest.items():

@@ -2,10 +2,11 @@
 class), what identifies is encrypted with AES-GCM, and lookups go through keyed hashes so the
 database never needs the plaintext to find a child.
 
-The data key comes from CAREGUARD_DATA_KEY (32 bytes, base64 or hex) or, for the embedded SQLite
-cloud, from a key file generated beside the database (the var folder). A PostgreSQL cloud without
-the variable refuses to start its care routes: a key that lives in no file anyone backs up would
-make every encrypted field unreadable after a restart."""
+The data key comes from CAREGUARD_DATA_KEY (32 bytes, base64 or hex) or from a key file, generated
+(0600) on first use. The key file lives outside the data folder by default
+(CAREGUARD_DATA_KEY_FILE, else ~/.config/careguard/data.key): a copy of the data folder or a
+database backup then holds no key to its encrypted fields. Back the key file up on its own:
+without it, every encrypted field (children, snapshots) is unreadable."""
 
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ from typing import Optional
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy.engine import Engine, make_url
 
 KEY_ENV = "CAREGUARD_DATA_KEY"
+KEY_FILE_ENV = "CAREGUARD_DATA_KEY_FILE"
 KEY_FILE = "data.key"
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -74,15 +75,23 @@ def _parse_key(text: str) -> bytes:
     raise ValueError(f"{KEY_ENV}: expected {KEY_BYTES} bytes as base64 or 64 hex digits")
 
 
-def load_data_key(var_dir: Optional[Path]) -> bytes:
-    """The key from the environment, else from `var_dir`/data.key, generated there on first use."""
+def default_key_file() -> Path:
+    """CAREGUARD_DATA_KEY_FILE, else data.key in the user's configuration folder (not the data folder)."""
+    if os.environ.get(KEY_FILE_ENV):
+        return Path(os.environ[KEY_FILE_ENV])
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "careguard" / KEY_FILE
+
+
+def load_data_key(key_file: Optional[Path]) -> bytes:
+    """The key from the environment, else from `key_file`, generated there (0600) on first use."""
     env = os.environ.get(KEY_ENV)
     if env:
         return _parse_key(env)
-    if var_dir is None:
-        raise RuntimeError(f"no data key: set {KEY_ENV} (32 bytes, base64) for a cloud whose store is not a SQLite file")
-    path = Path(var_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if key_file is None:
+        raise RuntimeError(f"no data key: set {KEY_ENV} (32 bytes, base64) or give a key file")
+    path = Path(key_file)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -135,31 +144,18 @@ class FieldCipher:
         return hmac.new(self._mac_key, msg.encode(), hashlib.sha256).hexdigest()
 
 
-def key_dir_for(engine: Engine) -> Optional[Path]:
-    """The folder of a SQLite file store (the embedded var folder), else None."""
-    url = make_url(str(engine.url.render_as_string(hide_password=False)))
-    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        return Path(url.database).resolve().parent
-    return None
-
-
 _lock = threading.Lock()
-
-
-def engine_cipher(engine: Engine) -> FieldCipher:
-    """A cipher from the environment's key or the key file beside a SQLite store (for processes
-    without the app, such as ingest workers); raises RuntimeError when there is no key."""
-    return FieldCipher(load_data_key(key_dir_for(engine)))
 
 
 def app_cipher(app) -> FieldCipher:
     """The application's cipher: `app.state.data_cipher` when the caller set one, else made once
-    from the environment or the key file beside the SQLite store."""
+    from the environment or the key file (`app.state.data_key_file`, else the default one)."""
     cipher = getattr(app.state, "data_cipher", None)
     if cipher is None:
         with _lock:
             cipher = getattr(app.state, "data_cipher", None)
             if cipher is None:
-                cipher = engine_cipher(app.state.engine)
+                key_file = getattr(app.state, "data_key_file", None) or default_key_file()
+                cipher = FieldCipher(load_data_key(Path(key_file)))
                 app.state.data_cipher = cipher
     return cipher

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within, path_clause
 from cloud.care.health_rules import (
     CertificateStatus,
     CheckKind,
@@ -417,12 +418,14 @@ def first_morning_checks(conn: Connection, day: date, facility: Facilities = Non
     return {(f, cl): at for f, cl, at in conn.execute(_filtered(q, k.facility, facility))}
 
 
-def check_summary(conn: Connection, day: date, now: datetime, facility: Optional[str] = None) -> list[CheckSummary]:
+def check_summary(conn: Connection, day: date, now: datetime, facility: Optional[str] = None,
+                  within: Jurisdiction = EVERYWHERE) -> list[CheckSummary]:
     f, cl, k = facilities.c, classes.c, care_checks.c
     q = (select(f.facility_id, f.name, f.city, cl.class_id, cl.class_type, cl.enrolled)
          .join(classes, cl.facility == f.facility_id).order_by(f.facility_id, cl.class_id))
     if facility is not None:
         q = q.where(f.facility_id == facility)
+    q = q.where(*path_clause((f.province, f.city, f.district), within))
     rows = conn.execute(q).all()
     counts = roster_counts(conn, facility)
     rostered = {(r.facility, r.class_id) for r in conn.execute(select(care_rosters.c.facility, care_rosters.c.class_id))}
@@ -499,6 +502,7 @@ def staff_documents(conn: Connection, facility: Facilities = None) -> list[tuple
 
 
 def certificate_items(conn: Connection, today: date, *, facility: Optional[str] = None,
+                      within: Jurisdiction = EVERYWHERE,
                       within_days: Optional[int] = None) -> list[CertificateItem]:
     """Documents with an expiry; with `within_days`, only those expiring within that many days or expired."""
     city = dict(conn.execute(select(facilities.c.facility_id, facilities.c.city)).all())
@@ -511,6 +515,9 @@ def certificate_items(conn: Connection, today: date, *, facility: Optional[str] 
         warning = profile_for(city.get(fac)).care.certificate_warning_days
         items.append(CertificateItem(facility=fac, staff_id=staff_id, role=role, kind=kind, expires_on=expires,
                                      status=certificate_status(expires, today, warning)))
+    allowed = facilities_within(conn, within)
+    if allowed is not None:
+        items = [i for i in items if i.facility in allowed]
     items.sort(key=lambda i: (i.expires_on, i.facility, i.staff_id, i.kind))
     return items
 

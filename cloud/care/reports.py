@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within
 from cloud.care.health_runner import active_cluster_alarms, current_clusters
 from cloud.store.db import alarms
 from cloud.store.telemetry import SeriesKey, TelemetryStore
@@ -32,7 +33,8 @@ class SeriesPoint(BaseModel):
     value: float
 
 
-def cluster_items(conn: Connection, now: datetime, since: datetime, facility: Optional[str]) -> list[ClusterItem]:
+def cluster_items(conn: Connection, now: datetime, since: datetime, facility: Optional[str],
+                  within: Jurisdiction = EVERYWHERE) -> list[ClusterItem]:
     """Clusters active now, then the cluster alarms raised since `since` that are no longer active."""
     active = active_cluster_alarms(conn, facility)
     items = [ClusterItem(facility=c.facility, class_id=c.class_id, symptom=c.symptom.value, count=c.count,
@@ -52,7 +54,8 @@ def cluster_items(conn: Connection, now: datetime, since: datetime, facility: Op
         items.append(ClusterItem(facility=r.facility, class_id=d["class_id"], symptom=d["symptom"], count=d["count"],
                                  first_at=d["first_at"], last_at=d["last_at"], alarm_id=r.alarm_id,
                                  active=r.state == "active"))
-    return items
+    allowed = facilities_within(conn, within)
+    return items if allowed is None else [i for i in items if i.facility in allowed]
 
 
 def climate_series(conn: Connection, store: TelemetryStore, facility: str, device_id: str, metric: str,

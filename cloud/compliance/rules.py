@@ -61,7 +61,9 @@ class Level(str, Enum):
 class Finding(BaseModel):
     rule: str
     level: Level
-    message: str
+    key: str = Field(description="the message's key, `rule.case`: pages render it in their language from `params`")
+    params: dict[str, Any] = Field(default_factory=dict, description="the values the message names")
+    message: str = Field(description="the message in English, for logs and exports")
     source: str = Field(description="the requirement's text and where it comes from")
     evidence: dict[str, Any]
 
@@ -75,6 +77,7 @@ class RuleResult(BaseModel):
 
 class ComplianceReport(BaseModel):
     facility: str
+    facility_name: str
     profile: str
     checked_at: datetime
     status: Status
@@ -119,12 +122,19 @@ class FacilityFacts(BaseModel):
     camera_ids: list[str]
     retention_report_ts: Optional[datetime] = None
     retention_days: dict[str, float] = Field(default_factory=dict, description="camera -> achieved days")
+    retention_gaps: dict[str, int] = Field(default_factory=dict,
+                                           description="camera -> gaps in its footage, where the report lists them")
     camera_health: dict[str, CameraStatus] = Field(default_factory=dict)
     last_heartbeat: Optional[datetime] = None
     police_encrypted: Optional[bool] = Field(default=None, description="from the newest heartbeat; None: not reported")
     video_platform: Optional[VideoPlatformStatus] = Field(default=None, description="from the newest heartbeat")
     last_drill_delivered: Optional[datetime] = None
     care: Optional[CareFacts] = None
+    # Names people know things by, for the findings' parameters (ids stay in the evidence).
+    area_names: dict[str, str] = Field(default_factory=dict)
+    staff_names: dict[str, str] = Field(default_factory=dict)
+    device_names: dict[str, str] = Field(default_factory=dict)
+    camera_names: dict[str, str] = Field(default_factory=dict)
     overdue_rectifications: list[Overdue] = Field(default_factory=list, description="open findings past deadline")
     fees: Optional[FeeReport] = Field(default=None, description="fee standards against the profile's 普惠 caps")
 
@@ -142,36 +152,37 @@ def _grouped(conn: Connection, query, ids: Sequence[str]):
 
 
 def _latest(conn: Connection, type_: str, ids: Sequence[str], with_body: bool):
-    """facility -> (ts, body or None) of its newest envelope of `type_`."""
+    """facility -> (ts, body or None) of the envelope of `type_` the cloud received last (a
+    gateway's clock decides nothing); `ts` stays the time of origin."""
     e = envelopes.c
-    out = {}
+    out: dict[str, tuple] = {}
     for chunk_start in range(0, len(ids), _IN_CHUNK):
         chunk = ids[chunk_start:chunk_start + _IN_CHUNK]
-        newest = (select(e.facility, func.max(e.ts).label("ts")).where(e.facility.in_(chunk), e.type == type_)
-                  .group_by(e.facility))
-        if not with_body:
-            out.update({f: (ts, None) for f, ts in conn.execute(newest)})
-            continue
-        newest = newest.subquery()
-        for f, ts, body in conn.execute(select(e.facility, e.ts, e.body).join(
-                newest, and_(e.facility == newest.c.facility, e.ts == newest.c.ts)).where(e.type == type_)):
-            out[f] = (ts, body if isinstance(body, dict) else {})
+        newest = (select(e.facility, func.max(e.received_at).label("received_at"))
+                  .where(e.facility.in_(chunk), e.type == type_).group_by(e.facility).subquery())
+        # One batch's envelopes share their receive time: of those, the latest in origin time.
+        for f, ts, body in conn.execute(select(e.facility, e.ts, e.body if with_body else e.id).join(
+                newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
+                .where(e.type == type_)):
+            if f not in out or ts > out[f][0]:
+                out[f] = (ts, (body if isinstance(body, dict) else {}) if with_body else None)
     return out
 
 
 def _camera_health(conn: Connection, since: dict[str, datetime]) -> dict[str, dict[str, CameraStatus]]:
-    """Per facility, each camera's newest health report since the facility's `since`."""
+    """Per facility, each camera's newest health report received since the facility's `since`."""
     e = envelopes.c
     out: dict[str, dict[str, CameraStatus]] = {f: {} for f in since}
     ids = sorted(since)
     oldest = min(since.values(), default=None)
     # The bodies as text, parsed here by orjson: a window of reports per facility is most of the
-    # work of evaluating it, and the driver's JSON parsing took several times longer.
-    rows = _grouped(conn, lambda chunk: select(e.facility, e.ts, cast(e.body, Text))
-                    .where(e.facility.in_(chunk), e.type == "camera.health", e.ts >= oldest)
-                    .order_by(e.facility, e.ts.desc()), ids)
-    for facility, ts, text in rows:
-        if ts < since[facility]:
+    # work of evaluating it, and the driver's JSON parsing took several times longer. By receive
+    # time, as _latest: a report dated ahead does not outrank later ones.
+    rows = _grouped(conn, lambda chunk: select(e.facility, e.ts, e.received_at, cast(e.body, Text))
+                    .where(e.facility.in_(chunk), e.type == "camera.health", e.received_at >= oldest)
+                    .order_by(e.facility, e.received_at.desc(), e.ts.desc()), ids)
+    for facility, ts, received_at, text in rows:
+        if received_at < since[facility]:
             continue
         body = orjson.loads(text)
         if not isinstance(body, dict):
@@ -192,6 +203,19 @@ def read_heartbeat(facts: FacilityFacts, body: dict) -> None:
     encrypted = body.get("police_encrypted")
     facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
     facts.video_platform = read_video_platform(body)
+
+
+# Names people know things by, for the findings' parameters (ids stay in the evidence).
+_NAMED = ((areas, "area_id"), (staff, "staff_id"), (devices, "device_id"), (cameras, "camera_id"))
+
+
+def _names(conn: Connection, table, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for facility, item, name in _grouped(conn, lambda chunk: select(table.c.facility, table.c[id_column],
+                                                                    table.c.name).where(table.c.facility.in_(chunk)),
+                                         ids):
+        out.setdefault(facility, {})[item] = name
+    return out
 
 
 def _by_facility(rows) -> dict[str, list]:
@@ -217,6 +241,7 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         ca.facility.in_(chunk)).order_by(ca.facility, ca.camera_id), ids))
     cams = _by_facility(_grouped(conn, lambda chunk: select(cm.facility, cm.camera_id).where(
         cm.facility.in_(chunk)).order_by(cm.facility, cm.camera_id), ids))
+    names = {table.name: _names(conn, table, id_column, ids) for table, id_column in _NAMED}
     reports = _latest(conn, "retention.report", ids, with_body=True)
     beats = _latest(conn, "heartbeat", ids, with_body=True)
     health = _camera_health(conn, {fid: now - timedelta(seconds=p.children_areas_covered.value)
@@ -235,13 +260,17 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         facts = FacilityFacts(facility=models[fid], panic_buttons=buttons.get(fid, []), children_areas=areas_covered,
                               camera_ids=cams.get(fid, []), camera_health=health[fid],
                               last_drill_delivered=drills.get(fid), overdue_rectifications=overdue.get(fid, []),
-                              fees=fee_report(conn, fid))
+                              fees=fee_report(conn, fid), area_names=names["areas"].get(fid, {}),
+                              staff_names=names["staff"].get(fid, {}), device_names=names["devices"].get(fid, {}),
+                              camera_names=names["cameras"].get(fid, {}))
         if fid in beats:
             facts.last_heartbeat, beat = beats[fid]
             read_heartbeat(facts, beat)
         if fid in reports:
             facts.retention_report_ts, body = reports[fid]
             facts.retention_days = achieved_days(body)
+            facts.retention_gaps = {i["camera_id"]: len(i["gaps"]) for i in camera_items(body)
+                                    if i["camera_id"] in facts.retention_days and isinstance(i.get("gaps"), list)}
         out[fid] = (profiles[fid], facts)
     gather_care_facts(conn, out, now)
     return out
@@ -291,22 +320,44 @@ def gather_care_facts(conn: Connection, gathered: dict[str, tuple[Profile, Facil
 Rule = Callable[[FacilityFacts, Profile, datetime], tuple[list[Finding], dict, str]]
 
 
-def _breach(rule: str, message: str, source: str, **evidence) -> Finding:
-    return Finding(rule=rule, level=Level.BREACH, message=message, source=source, evidence=evidence)
+def _finding(level: Level, key: str, params: dict, message: str, source: str, evidence: dict) -> Finding:
+    return Finding(rule=key.split(".", 1)[0], level=level, key=key, params=params, message=message, source=source,
+                   evidence=evidence)
+
+
+def _breach(key: str, params: dict, message: str, source: str, **evidence) -> Finding:
+    return _finding(Level.BREACH, key, params, message, source, evidence)
+
+
+def _warning(key: str, params: dict, message: str, source: str, **evidence) -> Finding:
+    return _finding(Level.WARNING, key, params, message, source, evidence)
 
 
 def rule_retention(f: FacilityFacts, p: Profile, now: datetime):
     req = p.retention_days
     evidence = {"required_days": req.value, "report_ts": f.retention_report_ts, "achieved_days": f.retention_days}
     if f.retention_report_ts is None:
-        return [_breach("retention", "no retention report received", req.source, **evidence)], evidence, req.source
-    findings = [_breach("retention", f"camera {cam}: {days:.1f} days of footage, {req.value:g} required",
-                        req.source, camera_id=cam, achieved_days=days, required_days=req.value,
-                        report_ts=f.retention_report_ts)
-                for cam, days in sorted(f.retention_days.items()) if days < req.value]
+        return [_breach("retention.no_report", {}, "no retention report received", req.source, **evidence)], \
+            evidence, req.source
+    names = f.camera_names
+    findings = []
+    for cam, days in sorted(f.retention_days.items()):
+        if days >= req.value:
+            continue
+        params = {"camera": names.get(cam, cam), "days": round(days, 1), "required": req.value}
+        evidence = dict(camera_id=cam, achieved_days=days, required_days=req.value, report_ts=f.retention_report_ts)
+        # Footage younger than the requirement with no break in it is still building up (a new
+        # camera or gateway), as the edge judges it too: a warning until it has had the time.
+        if f.retention_gaps.get(cam) == 0:
+            findings.append(_warning("retention.building_up", params, f"camera {cam}: {days:.1f} days of footage "
+                                     f"without a gap, building up to {req.value:g}", req.source, **evidence))
+        else:
+            findings.append(_breach("retention.short", params, f"camera {cam}: {days:.1f} days of footage, "
+                                    f"{req.value:g} required", req.source, **evidence))
     missing = sorted(set(f.camera_ids) - set(f.retention_days))
     if missing:
-        findings.append(_breach("retention", f"cameras absent from the retention report: {', '.join(missing)}",
+        findings.append(_breach("retention.cameras_absent", {"cameras": [names.get(c, c) for c in missing]},
+                                f"cameras absent from the retention report: {', '.join(missing)}",
                                 req.source, cameras=missing, report_ts=f.retention_report_ts))
     return findings, evidence, req.source
 
@@ -318,11 +369,15 @@ def rule_arming_24h(f: FacilityFacts, p: Profile, now: datetime):
                 "max_age_s": req.value}
     findings = []
     if not f.panic_buttons:
-        findings.append(_breach("arming_24h", "no one-button alarm (panic_button) registered", req.source, **evidence))
-    if age is None or age > req.value:
-        findings.append(_breach("arming_24h", "the gateway watching the 24-hour zones has not reported "
-                                + ("ever" if age is None else f"for {age:.0f} s (at most {req.value:g} s)"),
+        findings.append(_breach("arming_24h.no_button", {}, "no one-button alarm (panic_button) registered",
                                 req.source, **evidence))
+    if age is None:
+        findings.append(_breach("arming_24h.never_reported", {}, "the gateway watching the 24-hour zones has "
+                                "not reported ever", req.source, **evidence))
+    elif age > req.value:
+        findings.append(_breach("arming_24h.silent", {"seconds": round(age), "max": req.value},
+                                f"the gateway watching the 24-hour zones has not reported for {age:.0f} s "
+                                f"(at most {req.value:g} s)", req.source, **evidence))
     return findings, evidence, req.source
 
 
@@ -333,8 +388,9 @@ POLICE_PATH_ENCRYPTED_SOURCE = ("CareGuard platform rule: 与公安机关联网�
 def rule_police_path_encrypted(f: FacilityFacts, p: Profile, now: datetime):
     evidence = {"police_encrypted": f.police_encrypted, "last_heartbeat": f.last_heartbeat}
     if f.police_encrypted is False:
-        return [_breach("police_path_encrypted", "police path not encrypted: alarms to the police can be forged "
-                        "and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, POLICE_PATH_ENCRYPTED_SOURCE
+        return [_breach("police_path_encrypted.plain", {}, "police path not encrypted: alarms to the police can be "
+                        "forged and suppressed", POLICE_PATH_ENCRYPTED_SOURCE, **evidence)], evidence, \
+            POLICE_PATH_ENCRYPTED_SOURCE
     return [], evidence, POLICE_PATH_ENCRYPTED_SOURCE
 
 
@@ -345,13 +401,17 @@ def rule_children_areas_covered(f: FacilityFacts, p: Profile, now: datetime):
                 "health_max_age_s": req.value}
     findings = []
     if not f.children_areas:
-        findings.append(_breach("children_areas_covered", "no children's area registered", req.source, **evidence))
+        findings.append(_breach("children_areas_covered.no_area", {}, "no children's area registered", req.source,
+                                **evidence))
+    names = f.area_names
     for area, cams in f.children_areas.items():
         online = [c for c in cams if c in f.camera_health and f.camera_health[c].online]
         if not online:
             states = {c: (f.camera_health[c].fault or f.camera_health[c].state) if c in f.camera_health
                       else "no recent health report" for c in cams}
-            findings.append(_breach("children_areas_covered",
+            case = "no_camera" if not cams else "none_online"
+            findings.append(_breach(f"children_areas_covered.{case}",
+                                    {"area": names.get(area, area), "cameras": [f.camera_names.get(c, c) for c in cams]},
                                     f"children's area {area}: " + ("no camera covers it" if not cams
                                                                    else "no covering camera online"),
                                     req.source, area_id=area, cameras=states))
@@ -368,17 +428,19 @@ def rule_video_networked(f: FacilityFacts, p: Profile, now: datetime):
                 "reason": vp.reason if vp else None, "networked_cameras": vp.cameras if vp else [],
                 "last_heartbeat": f.last_heartbeat}
     if vp is None:
-        return [_breach("video_networked", "the gateway reports no GB/T 28181 registration: video is not networked "
-                        "with the police", req.source, **evidence)], evidence, req.source
+        return [_breach("video_networked.not_reported", {}, "the gateway reports no GB/T 28181 registration: video "
+                        "is not networked with the police", req.source, **evidence)], evidence, req.source
     findings = []
     if not vp.registered:
-        findings.append(_breach("video_networked", f"not registered with the police video platform {vp.platform}: "
-                                f"{vp.reason}", req.source, **evidence))
+        findings.append(_breach("video_networked.not_registered", {"platform": vp.platform, "reason": vp.reason},
+                                f"not registered with the police video platform {vp.platform}: {vp.reason}",
+                                req.source, **evidence))
     networked = set(vp.cameras)
     unseen = [area for area, cams in f.children_areas.items() if cams and not networked.intersection(cams)]
     if unseen:
-        findings.append(_breach("video_networked", "children's areas no camera networked with the police sees: "
-                                + ", ".join(unseen), req.source, areas=unseen, networked_cameras=sorted(networked)))
+        findings.append(_breach("video_networked.areas_unseen", {"areas": [f.area_names.get(a, a) for a in unseen]},
+                                "children's areas no camera networked with the police sees: " + ", ".join(unseen),
+                                req.source, areas=unseen, networked_cameras=sorted(networked)))
     return findings, evidence, req.source
 
 
@@ -386,13 +448,19 @@ def rule_monthly_drill(f: FacilityFacts, p: Profile, now: datetime):
     req = p.drill_interval_days
     evidence = {"last_drill_delivered": f.last_drill_delivered, "max_days": req.value}
     if f.last_drill_delivered is None:
-        return [_breach("monthly_drill", "no alarm drill has reached the police", req.source, **evidence)], evidence, req.source
+        return [_breach("monthly_drill.never", {}, "no alarm drill has reached the police", req.source,
+                        **evidence)], evidence, req.source
     days = (now - f.last_drill_delivered).total_seconds() / 86400
     evidence["days_since"] = round(days, 3)
     if days > req.value:
-        return [_breach("monthly_drill", f"last drill delivered {days:.1f} days ago (at most {req.value:g})",
+        return [_breach("monthly_drill.overdue", {"days": round(days, 1), "max": req.value},
+                        f"last drill delivered {days:.1f} days ago (at most {req.value:g})",
                         req.source, **evidence)], evidence, req.source
     return [], evidence, req.source
+
+
+def _class_params(c, **more) -> dict:
+    return {"class": c.name, "class_type": c.class_type.value, **more}
 
 
 def rule_class_size(f: FacilityFacts, p: Profile, now: datetime):
@@ -400,7 +468,8 @@ def rule_class_size(f: FacilityFacts, p: Profile, now: datetime):
     for c in f.facility.classes:
         cap = p.class_size[c.class_type]
         if c.enrolled > cap.value:
-            findings.append(_breach("class_size", f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
+            findings.append(_breach("class_size.over_cap", _class_params(c, children=c.enrolled, cap=cap.value),
+                                    f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
                                     f"children, at most {cap.value:g}", cap.source, class_id=c.class_id,
                                     class_type=c.class_type.value, enrolled=c.enrolled, cap=cap.value))
     caps = {t.value: r.value for t, r in p.class_size.items()}
@@ -412,7 +481,9 @@ def rule_carer_ratio(f: FacilityFacts, p: Profile, now: datetime):
     for c in f.facility.classes:
         ratio = p.carer_ratio[c.class_type]
         if c.enrolled > c.carers * ratio.value:
-            findings.append(_breach("carer_ratio", f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
+            findings.append(_breach("carer_ratio.too_few",
+                                    _class_params(c, children=c.enrolled, carers=c.carers, ratio=ratio.value),
+                                    f"class {c.class_id} ({CLASS_TYPE_ZH[c.class_type]}): {c.enrolled} "
                                     f"children for {c.carers} carer(s), at most 1:{ratio.value:g}", ratio.source,
                                     class_id=c.class_id, enrolled=c.enrolled, carers=c.carers, ratio=ratio.value))
     ratios = {t.value: r.value for t, r in p.carer_ratio.items()}
@@ -421,7 +492,9 @@ def rule_carer_ratio(f: FacilityFacts, p: Profile, now: datetime):
 
 def rule_enrolment_within_capacity(f: FacilityFacts, p: Profile, now: datetime):
     source = p.filing.source + "（收托人数不超过备案托位）"
-    findings = [_breach("enrolment_within_capacity", f"class {c.class_id}: {c.enrolled} enrolled, {c.places} places filed",
+    findings = [_breach("enrolment_within_capacity.over_places",
+                        _class_params(c, children=c.enrolled, places=c.places),
+                        f"class {c.class_id}: {c.enrolled} enrolled, {c.places} places filed",
                         source, class_id=c.class_id, enrolled=c.enrolled, places=c.places)
                 for c in f.facility.classes if c.enrolled > c.places]
     return findings, {"capacity": {k.value: v for k, v in f.facility.capacity.items()}}, source
@@ -435,15 +508,20 @@ def rule_licences(f: FacilityFacts, p: Profile, now: datetime):
     for kind in LicenceKind:
         lic = held.get(kind)
         if lic is None:
-            findings.append(_breach("licences", f"no {kind.value} licence on file", req.source, kind=kind.value))
+            findings.append(_breach("licences.missing", {"licence": kind.value}, f"no {kind.value} licence on file",
+                                    req.source, kind=kind.value))
         elif lic.expires_on < today:
-            findings.append(_breach("licences", f"{kind.value} licence {lic.number} expired on {lic.expires_on}",
+            findings.append(_breach("licences.expired", {"licence": kind.value, "number": lic.number,
+                                                         "date": lic.expires_on.isoformat()},
+                                    f"{kind.value} licence {lic.number} expired on {lic.expires_on}",
                                     req.source, kind=kind.value, expires_on=lic.expires_on))
         elif (lic.expires_on - today).days <= req.value:
-            findings.append(Finding(rule="licences", level=Level.WARNING, source=req.source,
-                                    message=f"{kind.value} licence {lic.number} expires on {lic.expires_on}",
-                                    evidence={"kind": kind.value, "expires_on": lic.expires_on,
-                                              "days_left": (lic.expires_on - today).days}))
+            findings.append(_warning("licences.expiring", {"licence": kind.value, "number": lic.number,
+                                                           "date": lic.expires_on.isoformat(),
+                                                           "days": (lic.expires_on - today).days},
+                                     f"{kind.value} licence {lic.number} expires on {lic.expires_on}", req.source,
+                                     kind=kind.value, expires_on=lic.expires_on,
+                                     days_left=(lic.expires_on - today).days))
     return findings, {"licences": {k.value: str(v.expires_on) for k, v in held.items()}}, req.source
 
 
@@ -451,7 +529,8 @@ def rule_filing(f: FacilityFacts, p: Profile, now: datetime):
     req = p.filing
     evidence = {"filing_status": f.facility.filing_status.value, "filing_number": f.facility.filing_number}
     if f.facility.filing_status is not FilingStatus.FILED:
-        return [_breach("filing", f"filing status is {f.facility.filing_status.value}", req.source, **evidence)], \
+        return [_breach("filing.not_filed", {"status": f.facility.filing_status.value},
+                        f"filing status is {f.facility.filing_status.value}", req.source, **evidence)], \
             evidence, req.source
     return [], evidence, req.source
 
@@ -478,11 +557,15 @@ def rule_roster_class_size(c: CareFacts, f: FacilityFacts, p: Profile, now: date
     for class_id, care, cl in _rostered_classes(c, f):
         cap = p.class_size[cl.class_type]
         if care.children > cap.value:
-            findings.append(_breach("roster_class_size", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+            findings.append(_breach("roster_class_size.over_cap", _class_params(cl, children=care.children,
+                                                                                 cap=cap.value),
+                                    f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
                                     f"{care.children} children on the roster, at most {cap.value:g}", cap.source,
                                     class_id=class_id, on_roster=care.children, cap=cap.value))
         if care.children > cl.places:
-            findings.append(_breach("roster_class_size", f"class {class_id}: {care.children} children on the roster, "
+            findings.append(_breach("roster_class_size.over_places", _class_params(cl, children=care.children,
+                                                                                    places=cl.places),
+                                    f"class {class_id}: {care.children} children on the roster, "
                                     f"{cl.places} places filed", p.filing.source + "（收托人数不超过备案托位）",
                                     class_id=class_id, on_roster=care.children, places=cl.places))
     source = next(iter(p.class_size.values())).source
@@ -494,7 +577,10 @@ def rule_roster_carer_ratio(c: CareFacts, f: FacilityFacts, p: Profile, now: dat
     for class_id, care, cl in _rostered_classes(c, f):
         ratio = p.carer_ratio[cl.class_type]
         if care.children > care.carers_on_duty * ratio.value:
-            findings.append(_breach("roster_carer_ratio", f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
+            findings.append(_breach("roster_carer_ratio.too_few",
+                                    _class_params(cl, children=care.children, carers=care.carers_on_duty,
+                                                  ratio=ratio.value),
+                                    f"class {class_id} ({CLASS_TYPE_ZH[cl.class_type]}): "
                                     f"{care.children} children for {care.carers_on_duty} carer(s) on duty, "
                                     f"at most 1:{ratio.value:g}", ratio.source, class_id=class_id,
                                     on_roster=care.children, carers_on_duty=care.carers_on_duty, ratio=ratio.value))
@@ -507,7 +593,11 @@ def rule_morning_checks(c: CareFacts, f: FacilityFacts, p: Profile, now: datetim
     evidence = {"day": c.check_day, "deadline": p.care.morning_check_by}
     if c.check_day is None:
         return [], evidence, source
-    findings = [_breach("morning_checks", f"class {class_id}: no morning check by {evidence['deadline']} on {c.check_day}",
+    names = {cl.class_id: cl.name for cl in f.facility.classes}
+    findings = [_breach("morning_checks.missing", {"class": names.get(class_id, class_id),
+                                                   "deadline": p.care.morning_check_by,
+                                                   "day": c.check_day.isoformat()},
+                        f"class {class_id}: no morning check by {evidence['deadline']} on {c.check_day}",
                         source, class_id=class_id, day=c.check_day, children=care.children,
                         first_morning_check=care.first_morning_check)
                 for class_id, care in sorted(c.classes.items())
@@ -521,37 +611,45 @@ def rule_staff_health(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime)
     findings = []
     health = StaffRecordKind.HEALTH_CERTIFICATE.value
     holders = {d.staff_id for d in c.documents if d.kind == health and d.expires_on is not None}
+    names = f.staff_names
     for staff_id in c.staff_ids:
         if staff_id not in holders:
-            findings.append(_breach("staff_health", f"staff {staff_id}: no health certificate on file", source,
-                                    staff_id=staff_id))
+            findings.append(_breach("staff_health.no_certificate", {"staff": names.get(staff_id, staff_id)},
+                                    f"staff {staff_id}: no health certificate on file", source, staff_id=staff_id))
     for d in c.documents:
         if d.expires_on is None:
             continue
         status = certificate_status(d.expires_on, today, p.care.certificate_warning_days)
         evidence = dict(staff_id=d.staff_id, role=d.role, kind=d.kind, expires_on=d.expires_on,
                         days_left=(d.expires_on - today).days)
+        params = {"staff": names.get(d.staff_id, d.staff_id), "document": d.kind, "date": d.expires_on.isoformat(),
+                  "days": (d.expires_on - today).days}
         if status is CertificateStatus.EXPIRED:
-            findings.append(_breach("staff_health", f"staff {d.staff_id}: {d.kind} expired on {d.expires_on}", source,
-                                    **evidence))
+            findings.append(_breach("staff_health.expired", params,
+                                    f"staff {d.staff_id}: {d.kind} expired on {d.expires_on}", source, **evidence))
         elif status is CertificateStatus.EXPIRING:
-            findings.append(Finding(rule="staff_health", level=Level.WARNING, source=source, evidence=evidence,
-                                    message=f"staff {d.staff_id}: {d.kind} expires on {d.expires_on}"))
+            findings.append(_warning("staff_health.expiring", params,
+                                     f"staff {d.staff_id}: {d.kind} expires on {d.expires_on}", source, **evidence))
     return findings, {"staff": len(c.staff_ids), "warning_days": p.care.certificate_warning_days}, source
 
 
 def rule_drill_ledger(c: CareFacts, f: FacilityFacts, p: Profile, now: datetime):
     source = p.drill_interval_days.source
-    findings = [_breach("drill_ledger", f"{'the facility' if key == FACILITY_KEY else 'button ' + key}: no alarm drill "
+    names = f.device_names
+    findings = [_breach("drill_ledger.facility_month" if key == FACILITY_KEY else "drill_ledger.button_month",
+                        {"month": month, **({} if key == FACILITY_KEY else {"button": names.get(key, key)})},
+                        f"{'the facility' if key == FACILITY_KEY else 'button ' + key}: no alarm drill "
                         f"reached the police in {month}", source, button=key, month=month)
                 for key, month in missing_drills(c.drill_ledger)]
     return findings, {"ledger": c.drill_ledger}, source
 
 
 def rule_rectification_overdue(f: FacilityFacts, p: Profile, now: datetime):
-    findings = [_breach("rectification_overdue", f"finding {o.finding_id} ({o.item_id}, {o.severity}): not rectified "
-                        f"by {o.deadline}", RECTIFICATION_SOURCE, finding_id=o.finding_id, item_id=o.item_id,
-                        deadline=o.deadline, escalated=o.escalated)
+    findings = [_breach("rectification_overdue.past_deadline", {"finding": o.finding_id, "item": o.item_id,
+                                                                "severity": o.severity, "date": str(o.deadline)},
+                        f"finding {o.finding_id} ({o.item_id}, {o.severity}): not rectified by {o.deadline}",
+                        RECTIFICATION_SOURCE, finding_id=o.finding_id, item_id=o.item_id, deadline=o.deadline,
+                        escalated=o.escalated)
                 for o in f.overdue_rectifications]
     return findings, {"overdue": len(f.overdue_rectifications)}, RECTIFICATION_SOURCE
 
@@ -560,7 +658,9 @@ def rule_fee_cap(f: FacilityFacts, p: Profile, now: datetime):
     source = next(iter(p.fee_caps.monthly_yuan.values())).source if p.fee_caps else "（本地未设普惠收费上限）"
     if f.fees is None:
         return [], {"fees": "not gathered"}, source
-    findings = [_breach("fee_cap", f"{fee.class_type.value} {fee.service_type.value}: {fee.amount_yuan} {fee.unit}, "
+    findings = [_breach("fee_cap.over_cap", {"class_type": fee.class_type.value, "service": fee.service_type.value,
+                                             "amount": fee.amount_yuan, "unit": fee.unit, "cap": fee.cap_yuan},
+                        f"{fee.class_type.value} {fee.service_type.value}: {fee.amount_yuan} {fee.unit}, "
                         f"普惠 cap {fee.cap_yuan}", fee.cap_source, class_type=fee.class_type.value,
                         service_type=fee.service_type.value, amount_yuan=fee.amount_yuan, cap_yuan=fee.cap_yuan)
                 for fee in f.fees.fees if fee.within_cap is False]
@@ -604,7 +704,7 @@ def evaluate(facts: FacilityFacts, profile: Profile, now: datetime) -> Complianc
         status = Status.WARNING
     else:
         status = Status.COMPLIANT
-    return ComplianceReport(facility=facts.facility.facility_id, profile=profile.name, checked_at=now, status=status,
+    return ComplianceReport(facility=facts.facility.facility_id, facility_name=facts.facility.name, profile=profile.name, checked_at=now, status=status,
                             score=round(100 * passed / len(results), 1), findings=findings, rules=results)
 
 

@@ -30,6 +30,7 @@ from cloud.compliance.marks import body_digest, camera_digest, heartbeat_state_d
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.compliance.rules import ComplianceReport, FacilityFacts, Status, evaluate, gather_facts
 from cloud.periodic import PeriodicTask
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.registry.records import NotFound
 from cloud.store.db import compliance_snapshots, envelopes, facilities, upsert_insert
 from cloud.store.paging import Page, keyset, trim
@@ -130,12 +131,11 @@ def _due(conn: Connection, now: datetime, limit: int) -> list[tuple[str, int]]:
     return out
 
 
-def _newest(conn: Connection, facility: str, type_: str, after: Optional[datetime]):
+def _newest(conn: Connection, facility: str, type_: str):
+    """The envelope of `type_` received last, as the rules read it (cloud.compliance.rules._latest)."""
     e = envelopes.c
-    q = select(e.ts, e.body).where(e.facility == facility, e.type == type_)
-    if after is not None:
-        q = q.where(e.ts > after)
-    return conn.execute(q.order_by(e.ts.desc()).limit(1)).first()
+    return conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == type_)
+                        .order_by(e.received_at.desc(), e.ts.desc()).limit(1)).first()
 
 
 def _settle_deadlines(conn: Connection, now: datetime, limit: int) -> tuple[list[tuple[str, int]], list[dict]]:
@@ -154,14 +154,14 @@ def _settle_deadlines(conn: Connection, now: datetime, limit: int) -> tuple[list
         profile = profile_for(r.city)
         move = {"facility": r.facility, "mark": r.marked}
         if r.heartbeat_until is not None and r.heartbeat_until <= now:
-            beat = _newest(conn, r.facility, "heartbeat", r.heartbeat_at)
+            beat = _newest(conn, r.facility, "heartbeat")
             until = beat.ts + timedelta(seconds=profile.arming_24h.value) if beat is not None else None
             if until is None or until <= now:
                 again.append((r.facility, r.marked))
                 continue
             move.update(heartbeat_at=beat.ts, heartbeat_until=until)
         if r.cameras_until is not None and r.cameras_until <= now:
-            health = _newest(conn, r.facility, "camera.health", None)
+            health = _newest(conn, r.facility, "camera.health")
             until = health.ts + timedelta(seconds=profile.children_areas_covered.value) if health is not None else None
             # The newest report must name every camera the snapshot holds, each as it was.
             if until is None or until <= now or not isinstance(health.body, dict) \
@@ -281,13 +281,14 @@ def read_snapshot(conn: Connection, facility_id: str, now: datetime) -> Complian
 
 
 def snapshot_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
-                  city: Optional[str] = None, district: Optional[str] = None,
-                  status: Optional[Status] = None) -> Page[ComplianceReport]:
-    """Reports for a page of facilities (by facility_id). `status` is the stored one, filtered in
-    the query, so pages are full; a report out of date is evaluated again for the page."""
+                  city: Optional[str] = None, district: Optional[str] = None, status: Optional[Status] = None,
+                  within: Jurisdiction = EVERYWHERE) -> Page[ComplianceReport]:
+    """Reports for a page of facilities (by facility_id) under `within`. `status` is the stored
+    one, filtered in the query, so pages are full; a report out of date is evaluated again."""
     f = facilities.c
-    q = select(f.facility_id, *_READ).select_from(facilities.outerjoin(compliance_snapshots,
-                                                                      S.facility == f.facility_id))
+    q = (select(f.facility_id, *_READ)
+         .select_from(facilities.outerjoin(compliance_snapshots, S.facility == f.facility_id))
+         .where(*path_clause((f.province, f.city, f.district), within)))
     if own is not None:
         q = q.where(f.facility_id == own)
     if city is not None:
@@ -317,8 +318,10 @@ class DistrictRollup:
     oldest: Optional[datetime] = None
 
 
-def district_rollups(conn: Connection, city: Optional[str]) -> list[DistrictRollup]:
-    """Snapshot counts per district: by status (pending: not evaluated yet), cameras, retention."""
+def district_rollups(conn: Connection, city: Optional[str],
+                     within: Jurisdiction = EVERYWHERE) -> list[DistrictRollup]:
+    """Snapshot counts per district under `within`: by status (pending: not evaluated yet),
+    cameras, retention."""
     f = facilities.c
     q = (select(f.province, f.city, f.district, S.status, func.count().label("n"),
                 func.coalesce(func.sum(S.cameras), 0).label("cameras"),
@@ -327,6 +330,7 @@ def district_rollups(conn: Connection, city: Optional[str]) -> list[DistrictRoll
                 func.coalesce(func.sum(S.retention_compliant), 0).label("ret_ok"),
                 func.min(S.computed_at).label("oldest"))
          .select_from(facilities.outerjoin(compliance_snapshots, S.facility == f.facility_id))
+         .where(*path_clause((f.province, f.city, f.district), within))
          .group_by(f.province, f.city, f.district, S.status))
     if city is not None:
         q = q.where(f.city == city)

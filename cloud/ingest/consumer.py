@@ -8,7 +8,11 @@ one commit while a lone alarm is written at once (it never waits for a batch to 
 Nothing is lost across a cloud restart: the session is persistent (3.1.1 clean_session=False,
 or v5 session expiry), subscriptions are QoS 1, and a message is acknowledged to the broker
 only after its transaction committed (cloud.ingest.session, acks released per commit). A crash
-in between means the broker sends it again, and the envelope id makes the second write a counted duplicate. Several
+in between means the broker sends it again, and the envelope id makes the second write a counted duplicate.
+A message that can never be stored (refused by the contracts, or by the store for a reason a retry
+cannot change) is kept as a dead letter and acknowledged like a stored one (cloud.ingest.dead_letters):
+poison never holds the broker's in-flight window. A flooding facility is throttled per facility
+(cloud.ingest.throttle); its excess is acknowledged and counted, not stored. Several
 workers (processes, see cloud.ingest.workers) may share one subscription: the envelope
 primary key, inserted with ON CONFLICT DO NOTHING, decides which of them stores an envelope."""
 
@@ -20,14 +24,19 @@ from typing import Callable
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.records import AlarmRecord
+from cloud.care.privacy import FieldCipher
 from cloud.ingest.amqp_session import INGEST_QUEUE, AmqpSession
 from cloud.ingest.counters import IngestCounters
+from cloud.ingest.dead_letters import DeadLetter
 from cloud.ingest.session import MqttSession
-from cloud.ingest.validate import validate_message
+from cloud.ingest.throttle import FacilityBuckets
+from cloud.ingest.validate import reason_key, validate_message
 from cloud.ingest.writer import IngestWriter
+from cloud.status.snapshots import SNAPSHOT_TYPE, seal_snapshot_body
 from cloud.store.telemetry import TelemetryStore
 from contracts.envelope import MAX_ENVELOPE_BYTES
 from contracts.errors import ContractError
+from contracts.timefmt import utcnow
 from contracts.topics import SHARED_INGEST, UP_WILDCARD
 
 log = logging.getLogger("careguard.cloud.ingest")
@@ -40,10 +49,13 @@ class IngestConsumer:
 
     def __init__(self, broker_url: str, writer: IngestWriter, counters: IngestCounters, *,
                  client_id: str, shared: bool = False, session_expiry_s: int = 7 * 24 * 3600,
+                 buckets: FacilityBuckets | None = None, snapshot_cipher: FieldCipher | None = None,
                  amqp_url: str | None = None):
         self.broker_url = broker_url
+        self.snapshot_cipher = snapshot_cipher  # seals snapshots before they are queued
         self.writer = writer
         self.counters = counters
+        self.buckets = buckets
         self.shared = shared
         self._accepting = True
         if amqp_url:
@@ -92,35 +104,50 @@ class IngestConsumer:
             return
         self.counters.received += 1
         ack = self._ack_later(mid)
+        if self.buckets is not None:
+            # cg/v1/fac/{facility}/up/{stream}: split, not matched, as this runs before any check.
+            parts = topic.split("/", 6)
+            if len(parts) == 6 and not self.buckets.allow(parts[3], parts[5]):
+                self.counters.throttled(parts[3])
+                ack()
+                return
         try:
-            item = validate_message(topic, payload)
+            item = validate_message(topic, payload, utcnow())
         except ContractError as exc:
-            log.warning("rejected message on %s: %s", topic, exc.reason)
-            self.counters.reject(exc.reason)
-            ack()
+            self._dead_letter(topic, payload, exc.reason, ack)
             return
         except Exception as exc:  # a consumer must outlive any single message
-            log.exception("rejected message on %s: unexpected error", topic)
-            self.counters.reject(f"internal error: {exc}")
-            ack()
+            log.exception("rejected message on %s: unexpected error", topic[:256])
+            self._dead_letter(topic, payload, f"internal error: {exc}", ack)
             return
+        if item.env.type == SNAPSHOT_TYPE and self.snapshot_cipher is not None:
+            item.env.body = seal_snapshot_body(self.snapshot_cipher, str(item.env.id), item.env.body)
         item.ack = ack
         self.writer.submit(item)
 
+    def _dead_letter(self, topic: str, payload: bytes, reason: str, ack: Callable[[], None]) -> None:
+        key = reason_key(reason)
+        log.warning("rejected message on %s: %s", topic[:256], reason[:512])
+        self.counters.reject(key)
+        self.writer.submit(DeadLetter(topic, payload, reason, key, ack))
+
 
 class Ingest:
-    """Writer and consumer together, started and stopped in the right order."""
+    """Writer and consumer together, started and stopped in the right order. `cipher` (the data
+    key's) seals snapshots and alarm clips at rest."""
 
     def __init__(self, engine: Engine, broker_url: str, *, client_id: str, shared: bool = False,
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
-                 telemetry_store: TelemetryStore | None = None, amqp_url: str | None = None):
+                 telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None,
+                 cipher: FieldCipher | None = None, amqp_url: str | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
                                    telemetry_store=telemetry_store, on_store_failure=self._redeliver,
-                                   on_acked=self._flush_acks)
+                                   on_acked=self._flush_acks, cipher=cipher)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
-                                       session_expiry_s=session_expiry_s, amqp_url=amqp_url)
+                                       session_expiry_s=session_expiry_s, buckets=buckets,
+                                       snapshot_cipher=cipher, amqp_url=amqp_url)
 
     def _redeliver(self) -> None:
         self.consumer.redeliver()

@@ -3,18 +3,25 @@
 paho reads a packet with a select and three recv calls and wakes its loop for every ack; at
 thousands of messages a second that was about 40 % of an ingest worker's CPU. Here one recv
 takes up to 256 KiB (hundreds of envelopes under load), the codec (wire.mqtt_codec) splits it,
-and the PUBACKs a writer commit releases go out in one sendall."""
+and the PUBACKs a writer commit releases go out in one sendall.
+
+`mqtts://` wraps the socket in TLS (wire.mqtt_client.tls_context: CA pinned, client certificate
+when given). An SSL connection may not be read and written from two threads at once, so the
+reader thread alone touches the socket: other threads queue what to send and wake it through a
+socket pair."""
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import ssl
 import threading
 import time
 from typing import Callable
 
 from wire import mqtt_codec as codec
-from wire.mqtt_client import parse_broker_urls
+from wire.mqtt_client import parse_broker_urls, redact_url, tls_context
 
 log = logging.getLogger("careguard.cloud.mqtt_session")
 
@@ -34,8 +41,9 @@ class MqttSession:
                  *, v5: bool, session_expiry_s: int = 0, keepalive_s: int = 30, max_packet_bytes: int):
         # Several brokers (a cluster's nodes): each new connection goes to the next.
         self.addrs = parse_broker_urls(broker_url)
+        self.addr = self.addrs[0]
         self._attempts = 0
-        self.broker_url = broker_url
+        self.broker_url = redact_url(broker_url)  # for logs; the credentials stay in `addr`
         self.client_id = client_id
         self.topic = topic
         self.on_message = on_message
@@ -47,7 +55,12 @@ class MqttSession:
         self.subscribed = threading.Event()
         self.generation = 0
         self._sock: socket.socket | None = None
-        self._send_lock = threading.Lock()
+        self._reader: threading.Thread | None = None  # the thread that owns `_sock`
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)
+        self._out: list[bytes] = []  # queued by other threads for the reader to send
+        self._out_lock = threading.Lock()
+        self._goodbye: bool | None = None  # a close asked for by another thread: with DISCONNECT?
         self._acks: list[int] = []
         self._acks_lock = threading.Lock()
         self._last_sent = 0.0
@@ -68,6 +81,8 @@ class MqttSession:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         self._thread = None
+        self._wake_r.close()
+        self._wake_w.close()
 
     def reconnect(self, pause_s: float) -> None:
         """Drop the connection and connect again after `pause_s`: the broker then redelivers every
@@ -88,39 +103,50 @@ class MqttSession:
             mids, self._acks = self._acks, []
         self._send(b"".join(codec.encode_puback(m) for m in mids))
 
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already awake, or closing
+
     def _send(self, data: bytes) -> None:
-        sock = self._sock
-        if sock is None:
+        if self._sock is None:
             return  # unsent acks are harmless: the broker redelivers, the envelope id deduplicates
-        with self._send_lock:
-            try:
-                sock.sendall(data)
-                self._last_sent = time.monotonic()
-            except OSError as exc:
-                # Part of a packet may have gone out: the stream is out of step, start a new connection.
-                log.warning("mqtt send to %s failed: %s; reconnecting", self.broker_url, exc)
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+        if threading.current_thread() is not self._reader:
+            with self._out_lock:
+                self._out.append(data)
+            self._wake()
+            return
+        try:
+            self._sock.sendall(data)
+            self._last_sent = time.monotonic()
+        except OSError as exc:
+            # Part of a packet may have gone out: the stream is out of step, start a new connection.
+            raise ConnectionError(f"mqtt send to {self.broker_url} failed: {exc}") from None
 
     def _close(self, goodbye: bool) -> None:
+        """Close the connection: at once on the reader thread, else by asking the reader."""
+        if threading.current_thread() is not self._reader:
+            if self._sock is not None:
+                self._goodbye = goodbye
+                self._wake()
+            return
         sock, self._sock = self._sock, None
         self.connected.clear()
         self.subscribed.clear()
+        with self._out_lock:
+            out, self._out = self._out, []
         if sock is None:
             return
-        with self._send_lock:
-            try:
-                if goodbye:
-                    sock.sendall(codec.encode_disconnect(v5=self.v5))
-                # shutdown wakes the reader thread out of recv; close alone would not.
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        try:
+            if goodbye:
+                sock.sendall(b"".join(out) + codec.encode_disconnect(v5=self.v5))
+        except OSError:
+            pass
+        sock.close()
 
     def _run(self) -> None:
+        self._reader = threading.current_thread()
         backoff = BACKOFF_MIN_S
         while not self._stopping.is_set():
             pause, self._pause_s = self._pause_s, 0.0
@@ -130,11 +156,11 @@ class MqttSession:
                 self._session()
                 backoff = BACKOFF_MIN_S
             except (OSError, codec.MqttProtocolError, ConnectionError) as exc:
+                self._close(goodbye=False)
                 if self._stopping.is_set():
                     return
                 log.warning("ingest mqtt connection to %s lost: %s; reconnecting in %.1f s", self.broker_url, exc,
                             backoff)
-                self._close(goodbye=False)
                 if self._stopping.wait(backoff):
                     return
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -144,16 +170,45 @@ class MqttSession:
                 if self._stopping.wait(backoff):
                     return
 
+    def _connect(self) -> socket.socket:
+        self.addr = self.addrs[self._attempts % len(self.addrs)]
+        self._attempts += 1
+        sock = socket.create_connection((self.addr.host, self.addr.port), timeout=CONNECT_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.addr.tls:
+            try:
+                sock = tls_context(self.addr).wrap_socket(sock, server_hostname=self.addr.host)
+            except (ssl.SSLError, OSError):
+                sock.close()
+                raise
+        return sock
+
+    def _drain_wakeups(self, sock: socket.socket) -> None:
+        """What other threads asked for: a close, or bytes to send."""
+        try:
+            while self._wake_r.recv(4096, socket.MSG_DONTWAIT):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        goodbye, self._goodbye = self._goodbye, None
+        if goodbye is not None:
+            self._close(goodbye)
+            return
+        with self._out_lock:
+            out, self._out = self._out, []
+        if out:
+            self._send(b"".join(out))
+
     def _session(self) -> None:
         """One connection, from CONNECT until it ends; returns when closed on purpose."""
-        addr = self.addrs[self._attempts % len(self.addrs)]
-        self._attempts += 1
-        sock = socket.create_connection((addr.host, addr.port), timeout=CONNECT_TIMEOUT_S)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = self._connect()
         decoder = codec.Decoder(v5=self.v5, max_packet_bytes=self.max_packet_bytes)
         with self._acks_lock:
             self._acks.clear()
             self.generation += 1
+        with self._out_lock:
+            self._out.clear()
+        self._goodbye = None
         self._sock = sock
         if self._stopping.is_set():
             self._close(goodbye=False)
@@ -161,25 +216,27 @@ class MqttSession:
         self._send(codec.encode_connect(self.client_id, v5=self.v5, keepalive_s=self.keepalive_s, clean=False,
                                         session_expiry_s=self.session_expiry_s if self.v5 else 0,
                                         max_packet_bytes=self.max_packet_bytes if self.v5 else 0,
-                                        username=addr.username, password=addr.password))
+                                        username=self.addr.username, password=self.addr.password))
+        # Bounded: a TLS record cut off mid-way must not hold the reader for ever.
+        sock.settimeout(self.keepalive_s)
         # Wake at least twice per keepalive interval to ping; a broker silent for 1.5 intervals is gone.
-        sock.settimeout(self.keepalive_s / 2)
+        wait_s = self.keepalive_s / 2
         last_heard = time.monotonic()
         handshake = True
+        tls = isinstance(sock, ssl.SSLSocket)
         while self._sock is sock:
-            try:
-                data = sock.recv(RECV_BYTES)
-            except socket.timeout:
-                data = None
-            except OSError:
+            # TLS may hold decrypted bytes the kernel no longer shows as readable.
+            ready = [sock] if tls and sock.pending() else select.select([sock, self._wake_r], [], [], wait_s)[0]
+            if self._wake_r in ready:
+                self._drain_wakeups(sock)
                 if self._sock is not sock:
-                    return  # closed on purpose while this thread was busy elsewhere
-                raise
+                    return  # closed on purpose (stop, reconnect)
+            data = None
+            if sock in ready:
+                data = sock.recv(RECV_BYTES)
             now = time.monotonic()
             if data is not None:
                 if not data:
-                    if self._sock is not sock:
-                        return  # closed on purpose (stop, reconnect)
                     raise ConnectionError("broker closed the connection")
                 last_heard = now
                 for packet in decoder.feed(data):

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 import orjson
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.engine import Connection
 
 from cloud.ingest.validate import Accepted
@@ -77,6 +77,11 @@ def insert_envelopes(conn: Connection, rows: list[tuple[str, Envelope]], now: da
         cur.close()
 
 
+def delete_envelopes(conn: Connection, ids: set[str]) -> None:
+    """Take back envelope rows this transaction inserted, for envelopes the store refused after all."""
+    conn.execute(delete(envelopes).where(envelopes.c.id.in_(sorted(ids))))
+
+
 def touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> None:
     """Last seen per facility, by origin time: a late buffered envelope does not move it back."""
     newest: dict[str, Envelope] = {}
@@ -85,8 +90,8 @@ def touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> No
         env = item.env
         if env.facility not in newest or env.ts > newest[env.facility].ts:
             newest[env.facility] = env
-        if env.type == "status.gateway" and (env.facility not in status or env.ts > status[env.facility].ts):
-            status[env.facility] = env
+        if env.type == "status.gateway":
+            status[env.facility] = env  # the one received last, whatever its gateway's clock says
     if not newest:
         return
     if conn.dialect.name == "postgresql":

@@ -18,11 +18,13 @@ from contracts.alarms import AlarmBody
 from contracts.envelope import (
     CLIP_CHUNK_BYTES,
     MAX_TELEMETRY_POINTS,
+    VALUE_MAX,
     ClipChunkBody,
     Envelope,
     SecurityEventBody,
     TelemetryBatch,
     check_envelope,
+    check_origin_time,
     load_envelope_json,
 )
 from contracts.errors import ContractError, describe_validation_error
@@ -33,6 +35,10 @@ log = logging.getLogger("careguard.cloud.ingest")
 
 # ContractError reasons are prose; counters need a small fixed set of keys.
 _REASON_KEYS = (
+    ("before its receipt", "ts_too_old"),
+    ("after its receipt", "ts_ahead"),
+    ("belongs to another facility", "alarm_facility_conflict"),
+    ("store refused", "store_refused"),
     ("payload of", "oversized"),
     ("malformed JSON", "malformed_json"),
     ("must be a JSON object", "not_an_object"),
@@ -43,7 +49,6 @@ _REASON_KEYS = (
     ("body", "invalid_body"),
     ("topic", "bad_topic"),
     ("unknown stream", "bad_topic"),
-    ("belongs to another facility", "alarm_facility_conflict"),
 )
 
 def reason_key(reason: str) -> str:
@@ -55,8 +60,10 @@ def reason_key(reason: str) -> str:
 
 @dataclass
 class Accepted:
-    """A validated envelope with its typed body, and how to acknowledge it to the broker."""
+    """A validated envelope with its typed body, where it came from, and how to acknowledge it."""
     env: Envelope
+    topic: str = ""
+    payload: bytes = b""
     alarm: Optional[AlarmBody] = None
     delivered_at: Optional[datetime] = None
     points: Optional[list[TelemetryRow]] = None
@@ -75,8 +82,9 @@ _POINT_KEYS = {"device_id", "metric", "value", "ts"}
 _BATCH_KEYS = {"points", "zone"}
 
 
-def _plain_points(facility: str, body: dict) -> Optional[list[TelemetryRow]]:
-    """The batch's points if every one has the usual shape and valid values, else None."""
+def _plain_points(facility: str, body: dict, received_at: datetime) -> Optional[list[TelemetryRow]]:
+    """The batch's points if every one has the usual shape and valid values, else None.
+    Raises ContractError for a point time out of bounds."""
     if not body.keys() <= _BATCH_KEYS or not isinstance(body.get("zone", ""), (str, type(None))):
         return None
     points = body.get("points")
@@ -89,7 +97,8 @@ def _plain_points(facility: str, body: dict) -> Optional[list[TelemetryRow]]:
             return None
         device, metric, value, ts = p["device_id"], p["metric"], p["value"], p["ts"]
         if (type(device) is not str or type(metric) is not str or type(ts) is not str
-                or type(value) not in (float, int) or not _DEVICE_RE.fullmatch(device)
+                or type(value) not in (float, int) or not -VALUE_MAX <= value <= VALUE_MAX
+                or not _DEVICE_RE.fullmatch(device)
                 or not _METRIC_RE.fullmatch(metric) or not _TS_RE.fullmatch(ts)):
             return None
         when = times.get(ts)
@@ -98,23 +107,26 @@ def _plain_points(facility: str, body: dict) -> Optional[list[TelemetryRow]]:
                 when = times[ts] = datetime.fromisoformat(ts)
             except ValueError:
                 return None
+            check_origin_time("telemetry point ts", when, received_at)
         rows.append(TelemetryRow(facility, device, metric, when, float(value)))
     return rows
 
 
-def telemetry_rows(facility: str, body: dict) -> list[TelemetryRow]:
+def telemetry_rows(facility: str, body: dict, received_at: datetime) -> list[TelemetryRow]:
     """The points of a telemetry.batch body; raises ContractError naming what was wrong."""
-    rows = _plain_points(facility, body)
+    rows = _plain_points(facility, body, received_at)
     if rows is not None:
         return rows
     try:
         batch = TelemetryBatch.model_validate(body)
     except ValidationError as exc:
         raise ContractError(f"invalid telemetry.batch body: {describe_validation_error(exc)}") from None
+    for p in batch.points:
+        check_origin_time("telemetry point ts", p.ts, received_at)
     return [TelemetryRow(facility, p.device_id, p.metric, p.ts, p.value) for p in batch.points]
 
 
-def _alarm(env: Envelope, item: Accepted) -> None:
+def _alarm(env: Envelope, item: Accepted, received_at: datetime) -> None:
     try:
         item.alarm = AlarmBody.model_validate(env.body)
     except ValidationError as exc:
@@ -127,21 +139,23 @@ def _alarm(env: Envelope, item: Accepted) -> None:
                                 "is not an ISO 8601 time") from None
         if item.delivered_at.tzinfo is None:
             raise ContractError("invalid alarm.delivered body: delivered_at has no time zone")
+        check_origin_time("alarm.delivered delivered_at", item.delivered_at, received_at)
 
 
-def validate_message(topic: str, payload: bytes) -> Accepted:
-    """The envelope on `topic`, validated against the topic's facility and stream; raises
-    ContractError naming what was wrong.
+def validate_message(topic: str, payload: bytes, received_at: datetime) -> Accepted:
+    """The envelope on `topic`, validated against the topic's facility and stream and its times
+    against `received_at` (the contracts' bounds); raises ContractError naming what was wrong.
 
     The envelope is checked as contracts.envelope.parse_envelope checks it; each body is
     validated once, by the code that also turns it into rows."""
     facility, stream = parse_up_topic(topic)
     env = check_envelope(load_envelope_json(payload), expect_facility=facility, expect_stream=stream)
-    item = Accepted(env)
+    check_origin_time("envelope ts", env.ts, received_at)
+    item = Accepted(env, topic, payload)
     if stream is Stream.ALARM:
-        _alarm(env, item)
+        _alarm(env, item, received_at)
     elif env.type == "telemetry.batch":
-        item.points = telemetry_rows(facility, env.body)
+        item.points = telemetry_rows(facility, env.body, received_at)
     elif env.type == "camera.clip":
         _clip(item)
     elif env.type == "event.security":

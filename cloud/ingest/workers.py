@@ -22,8 +22,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cloud.alarms.records import AlarmRecord, get_alarms
-from cloud.config import CloudConfig
+from cloud.care.privacy import FieldCipher, load_data_key
+from cloud.config import CloudConfig, data_key_file
 from cloud.ingest.consumer import Ingest
+from cloud.ingest.counters import merge_counters
+from cloud.ingest.throttle import FacilityBuckets
 from cloud.periodic import PeriodicTask
 from cloud.store.db import alarms, make_engine
 from cloud.store.telemetry import make_telemetry_store
@@ -33,8 +36,6 @@ log = logging.getLogger("careguard.cloud.ingest_workers")
 
 STATS_EVERY_S = 0.5
 GC_YOUNG_THRESHOLD = 20_000
-_COUNTER_KEYS = ("received", "stored", "duplicates", "rejected", "store_errors", "batches", "alarm_updates",
-                 "telemetry_points")
 
 
 def worker_client_id(client_id: str, index: int) -> str:
@@ -48,17 +49,8 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                                  bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
-                  telemetry_store=store, amqp_url=config.ingest_amqp_url)
-
-
-def merge_counters(snapshots: list[dict]) -> dict:
-    total = {k: sum(s.get(k, 0) for s in snapshots) for k in _COUNTER_KEYS}
-    reasons: dict[str, int] = {}
-    for s in snapshots:
-        for reason, n in s.get("rejected_by_reason", {}).items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    total["rejected_by_reason"] = reasons
-    return total
+                  telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst),
+                  cipher=FieldCipher(load_data_key(data_key_file(config))), amqp_url=config.ingest_amqp_url)
 
 
 def _worker_main(config_json: str, index: int, stats, stop) -> None:

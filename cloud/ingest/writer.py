@@ -7,17 +7,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Callable
+from typing import Callable, Union
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
-from cloud.care.privacy import FieldCipher, engine_cipher
+from cloud.care.privacy import FieldCipher
 from cloud.compliance.marks import mark_for_envelopes
 from cloud.ingest.counters import IngestCounters
-from cloud.ingest.sql import insert_envelopes, touch_gateways
-from cloud.ingest.validate import Accepted
+from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
+from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
+from cloud.ingest.validate import Accepted, reason_key
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
 from cloud.video.clips import store_chunk
 from contracts.timefmt import utcnow
@@ -26,24 +27,22 @@ log = logging.getLogger("careguard.cloud.ingest")
 
 # Transient failures of a store: the batch is worth delivering again, unlike a poison message.
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+Item = Union[Accepted, DeadLetter]
 
 class IngestWriter:
     """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
     `on_store_failure` is called when a store failed for a reason worth retrying, so the
     consumer can have the broker deliver the unacknowledged messages again. `on_acked` is
-    called after each batch's acks, so that they reach the broker together."""
+    called after each batch's acks, so that they reach the broker together. `cipher` seals alarm
+    clips; without it they are counted, not stored."""
 
     def __init__(self, engine: Engine, counters: IngestCounters, *, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None,
                  on_store_failure: Callable[[], None] | None = None,
-                 on_acked: Callable[[], None] | None = None):
+                 on_acked: Callable[[], None] | None = None, cipher: FieldCipher | None = None):
         self.engine = engine
-        try:
-            self.cipher: FieldCipher | None = engine_cipher(engine)
-        except (RuntimeError, ValueError) as exc:
-            self.cipher = None
-            log.warning("no data key, alarm clips will not be stored: %s", exc)
+        self.cipher = cipher
         self.counters = counters
         self.batch_max = batch_max
         self.on_alarms = on_alarms
@@ -51,7 +50,7 @@ class IngestWriter:
         self.on_store_failure = on_store_failure
         self.on_acked = on_acked
         # A deque and an event rather than queue.Queue: one append per message, no lock round trip.
-        self._q: deque[Accepted] = deque()
+        self._q: deque[Item] = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,12 +68,13 @@ class IngestWriter:
             self.counters.add("clip_chunks_refused")
             log.warning("clip chunk of %s refused: %s", item.env.facility, exc)
 
-    def submit(self, item: Accepted) -> None:
+    def submit(self, item: Item) -> None:
         self._q.append(item)
         if not self._wake.is_set():
             self._wake.set()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="cloud-ingest-writer", daemon=True)
         self._thread.start()
 
@@ -95,20 +95,20 @@ class IngestWriter:
                 batch = [self._q.popleft() for _ in range(min(len(self._q), self.batch_max))]
                 self._write(batch)
 
-    def _write(self, batch: list[Accepted]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         changed: set[str] = set()
         try:
             changed = self._commit(batch)
-        except AlarmConflict:
-            changed = self._write_one_by_one(batch)
         except _TRANSIENT_DB_ERRORS + (TelemetryWriteError,) as exc:
-            # One by one would fail the same way, once per envelope: give the whole batch back.
+            # Row by row would fail the same way, once per envelope: give the whole batch back.
             log.error("ingest batch of %d not stored (%s); the broker will deliver it again", len(batch), exc)
             self.counters.add("store_errors", len(batch))
             self._store_failed()
-        except Exception:
-            log.exception("ingest batch of %d failed; writing one by one", len(batch))
-            changed = self._write_one_by_one(batch)
+        except Exception as exc:
+            # Something in the batch cannot be stored: find it, keep the rest.
+            log.warning("ingest batch of %d refused by the store (%s); isolating the refused envelopes",
+                        len(batch), _short(exc))
+            changed = self._isolate(batch)
         if self.on_acked is not None:
             self.on_acked()
         if changed and self.on_alarms is not None:
@@ -123,45 +123,78 @@ class IngestWriter:
         if self.on_store_failure is not None and not self._stopping.is_set():
             self.on_store_failure()
 
-    def _write_one_by_one(self, batch: list[Accepted]) -> set[str]:
+    def _isolate(self, batch: list[Item]) -> set[str]:
+        """Commit `batch` in halves, down to single envelopes: a refused one costs about
+        log2(batch) extra commits, not one per envelope. An envelope the store refuses on its own,
+        for a reason a retry cannot change, is dead-lettered; a transient failure leaves the rest
+        unacknowledged for the broker to deliver again."""
         changed: set[str] = set()
-        transient = False
-        for item in batch:
+        pending = [batch]
+        while pending:
+            part = pending.pop()
             try:
-                changed |= self._commit([item])
-            except AlarmConflict as exc:
-                log.warning("rejected envelope %s: %s", item.env.id, exc)
-                self.counters.reject(str(exc))
-                if item.ack:
-                    item.ack()
+                changed |= self._commit(part)
+                continue
+            except _TRANSIENT_DB_ERRORS + (TelemetryWriteError,) as exc:
+                log.error("ingest: %d envelopes not stored (%s); the broker will deliver them again",
+                          sum(len(p) for p in pending) + len(part), exc)
+                self.counters.add("store_errors", sum(len(p) for p in pending) + len(part))
+                self._store_failed()
+                return changed
             except Exception as exc:
-                # Left unacknowledged: the broker sends it again on the next session.
-                log.exception("could not store envelope %s", item.env.id)
-                self.counters.add("store_errors")
-                transient |= isinstance(exc, _TRANSIENT_DB_ERRORS + (TelemetryWriteError,))
-        if transient:
-            self._store_failed()
+                if len(part) > 1:
+                    half = len(part) // 2
+                    pending += [part[half:], part[:half]]
+                    continue
+                refused = part[0]
+                if isinstance(refused, DeadLetter):
+                    # Not even the dead letter could be written: leave it for the broker to deliver again.
+                    log.error("could not keep a dead letter from %s: %s", refused.topic[:256], _short(exc))
+                    self.counters.add("store_errors")
+                    self._store_failed()
+                    return changed
+                reason = f"store refused envelope {refused.env.id}: {_short(exc)}"
+                log.warning("ingest: %s", reason)
+                self.counters.reject(reason_key(reason))
+                pending.append([DeadLetter(refused.topic, refused.payload, reason, reason_key(reason), refused.ack)])
         return changed
 
-    def _commit(self, batch: list[Accepted]) -> set[str]:
+    def _commit(self, batch: list[Item]) -> set[str]:
         """One transaction for the batch; acknowledges to the broker after commit.
         Returns the alarm_ids whose rows changed."""
         now = utcnow()
         unique: dict[str, Accepted] = {}
+        letters: list[DeadLetter] = []
         for item in batch:
-            unique.setdefault(str(item.env.id), item)
+            if isinstance(item, DeadLetter):
+                letters.append(item)
+            else:
+                unique.setdefault(str(item.env.id), item)
         changed: set[str] = set()
+        stored_points = 0
+        refused: list[DeadLetter] = []
         with self.engine.begin() as conn:
             new_ids = insert_envelopes(conn, [(k, i.env) for k, i in unique.items()], now)
             fresh = [unique[k] for k in unique if k in new_ids]
             points: list[TelemetryRow] = []
             for item in fresh:
                 if item.alarm is not None:
-                    changed.add(apply_alarm_envelope(conn, item.env, item.alarm, item.delivered_at, now))
+                    try:
+                        changed.add(apply_alarm_envelope(conn, item.env, item.alarm, item.delivered_at, now))
+                    except AlarmConflict as exc:
+                        # Refused before it wrote anything: keep the rest of the batch, without halving it.
+                        reason = f"store refused envelope {item.env.id}: {exc}"
+                        refused.append(DeadLetter(item.topic, item.payload, reason, reason_key(reason),
+                                                  envelope_id=str(item.env.id)))
                 elif item.points:
                     points.extend(item.points)
                 elif item.clip is not None:
                     self._store_clip(conn, item, now)
+            if refused:
+                gone = {r.envelope_id for r in refused}
+                delete_envelopes(conn, gone)
+                fresh = [i for i in fresh if str(i.env.id) not in gone]
+            insert_dead_letters(conn, letters + refused, now)
             touch_gateways(conn, fresh, now)
             mark_for_envelopes(conn, [item.env for item in fresh])
             # Last: an external store written just before the commit leaves the smallest window
@@ -175,12 +208,24 @@ class IngestWriter:
         for item in batch:
             if item.ack:
                 item.ack()
+        for d in refused:
+            log.warning("ingest: %s", d.reason)
+            self.counters.reject(d.reason_key)
+        for d in letters + refused:
+            self.counters.dead_lettered(d.facility)
+        envelopes_n = len(batch) - len(letters) - len(refused)
         self.counters.add("batches")
         self.counters.add("stored", len(fresh))
-        self.counters.add("duplicates", len(batch) - len(fresh))
+        self.counters.add("duplicates", envelopes_n - len(fresh))
         self.counters.add("alarm_updates", sum(1 for i in fresh if i.alarm is not None))
         self.counters.add("telemetry_points", stored_points)
         return changed
+
+
+def _short(exc: Exception) -> str:
+    """An exception in one line, bounded: database errors quote whole statements."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
 
 
 class TelemetryWriteError(Exception):

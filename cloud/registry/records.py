@@ -370,6 +370,15 @@ def rotate_gateway(conn: Connection, gateway_id: str, now: datetime) -> GatewayC
                               password_file_line=f"{m['mqtt_username']}:{hashed}")
 
 
+def gateway_identity(conn: Connection, gateway_id: str) -> tuple[str, str]:
+    """(facility, MQTT username) of a registered gateway; NotFound otherwise."""
+    g = gateway_credentials.c
+    row = conn.execute(select(g.facility, g.mqtt_username).where(g.gateway_id == gateway_id)).first()
+    if row is None:
+        raise NotFound(f"no gateway {gateway_id!r}")
+    return row.facility, row.mqtt_username
+
+
 def gateway_query():
     """Gateways with their facility's liveness; order and filter it, then pass rows to `gateway_rows`."""
     return (select(gateway_credentials, gateways.c.last_seen_at)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Column, Integer, String, Table, delete, func, select
 from sqlalchemy.engine import Connection
 
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.compliance.profiles import Requirement, profile_for
 from cloud.registry.records import FacilityKind, FilingStatus
 from cloud.store.db import UTCDateTime, classes, facilities, metadata
@@ -85,13 +86,15 @@ def _ratio(a: float, b: float, digits: int) -> Optional[float]:
     return round(a / b, digits) if b else None
 
 
-def places_by_district(conn: Connection, *, city: Optional[str] = None) -> list[PlacesItem]:
+def places_by_district(conn: Connection, *, city: Optional[str] = None,
+                       within: Jurisdiction = EVERYWHERE) -> list[PlacesItem]:
     f, c, p = facilities.c, classes.c, district_population.c
     q = (select(f.province, f.city, f.district, f.kind, func.sum(c.places), func.sum(c.enrolled))
          .join(classes, c.facility == f.facility_id)
          .where(f.filing_status != FilingStatus.REVOKED.value)
          .group_by(f.province, f.city, f.district, f.kind))
-    pq = select(district_population)
+    pq = select(district_population).where(*path_clause((p.province, p.city, p.district), within))
+    q = q.where(*path_clause((f.province, f.city, f.district), within))
     if city is not None:
         q = q.where(f.city == city)
         pq = pq.where(p.city == city)

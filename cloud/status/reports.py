@@ -15,9 +15,11 @@ from sqlalchemy.engine import Connection
 
 from cloud.alarms.lifecycle import ResponseTimes, response_times
 from cloud.compliance.marks import camera_items
+from cloud.compliance.profiles import profile_for
 from cloud.compliance.snapshot import district_rollups
 from cloud.registry.records import StaffRole, require_facility
-from cloud.store.db import alarms, camera_areas, cameras, devices, envelopes, facilities, gateways, staff
+from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
+from cloud.store.db import alarms, areas, camera_areas, cameras, classes, devices, envelopes, facilities, gateways, staff
 from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
 from contracts.video_platform import VideoPlatformStatus, read_video_platform
@@ -30,6 +32,38 @@ ARMING_TYPES = ("event.arming", "event.latch_reset")
 
 
 # --- models -------------------------------------------------------------------------------------
+class DevicePlace(BaseModel):
+    name: str
+    kind: str
+
+
+class Place(BaseModel):
+    """Where an alarm is, as a dispatcher needs it at a glance: names first, ids as keys."""
+    facility: str
+    name: str
+    province: str
+    city: str
+    district: str
+    street: str
+    address: str
+    contact: Optional[str] = None
+    phone: Optional[str] = None
+    timezone: str = Field(description="IANA zone the facility's local times are read in")
+    zones: dict[str, str] = Field(description="zone or area id -> its name")
+    devices: dict[str, DevicePlace] = Field(description="device id -> its name and kind")
+    cameras: dict[str, str] = Field(description="camera id -> its name")
+    classes: dict[str, str] = Field(description="class id -> its name")
+    staff: dict[str, str] = Field(description="staff id -> the person's name")
+
+
+def _names_by_facility(conn: Connection, table, id_column: str, ids: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for fid, item, name in conn.execute(select(table.c.facility, table.c[id_column], table.c.name)
+                                        .where(table.c.facility.in_(ids))):
+        out.setdefault(fid, {})[item] = name
+    return out
+
+
 class PolicePaths(BaseModel):
     facility: str
     name: str
@@ -46,6 +80,10 @@ class PolicePaths(BaseModel):
 
 class PoliceCard(BaseModel):
     facility: str
+    place: Place
+    lat: Optional[float] = None
+    lon: Optional[float] = None
+    enrolled: int = Field(description="children enrolled, all classes")
     guards: list[str] = Field(description="names of the facility's security staff (保安)")
     zone: Optional[str]
     zone_cameras: list[str] = Field(description="cameras covering the zone's areas (the zone itself as an area too)")
@@ -146,15 +184,17 @@ class SupervisionOverview(BaseModel):
 
 # --- reading envelopes --------------------------------------------------------------------------
 def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of its newest envelope of `type_`, for `facility_ids` or all."""
+    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for `facility_ids`
+    or all. Chosen by receive time, so a gateway clock set ahead cannot pin a state (issue 10);
+    `ts` stays the time of origin."""
     e = envelopes.c
-    newest = select(e.facility, func.max(e.ts).label("ts")).where(e.type == type_)
+    newest = select(e.facility, func.max(e.received_at).label("received_at")).where(e.type == type_)
     if facility_ids is not None:
         newest = newest.where(e.facility.in_(facility_ids))
     newest = newest.group_by(e.facility).subquery()
     rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.ts == newest.c.ts))
-                        .where(e.type == type_))
+                        .join(newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
+                        .where(e.type == type_).order_by(e.ts))
     return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
 
 
@@ -175,13 +215,44 @@ def _active_alarms(conn: Connection, facility_ids: list[str], kind: Optional[Ala
     return dict(conn.execute(q.group_by(a.facility)).all())
 
 
+# --- places -------------------------------------------------------------------------------------
+def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
+    """The facilities' names, addresses, phones and time zones, with the names of their zones,
+    devices and cameras, for the lists that otherwise carry only ids."""
+    ids = sorted(set(facility_ids))
+    if not ids:
+        return {}
+    f, d = facilities.c, devices.c
+    area_names = _names_by_facility(conn, areas, "area_id", ids)
+    zones: dict[str, dict[str, str]] = {fid: dict(names) for fid, names in area_names.items()}
+    device_places: dict[str, dict[str, DevicePlace]] = {}
+    for r in conn.execute(select(d.facility, d.device_id, d.name, d.kind, d.zone, d.area_id).where(d.facility.in_(ids))):
+        device_places.setdefault(r.facility, {})[r.device_id] = DevicePlace(name=r.name, kind=r.kind)
+        if r.zone:
+            # A zone not filed as an area is named after the area its device sits in.
+            zones.setdefault(r.facility, {}).setdefault(
+                r.zone, area_names.get(r.facility, {}).get(r.area_id or "", r.name))
+    camera_names = _names_by_facility(conn, cameras, "camera_id", ids)
+    class_names = _names_by_facility(conn, classes, "class_id", ids)
+    staff_names = _names_by_facility(conn, staff, "staff_id", ids)
+    out = {}
+    for r in conn.execute(select(facilities).where(f.facility_id.in_(ids))):
+        out[r.facility_id] = Place(
+            facility=r.facility_id, name=r.name, province=r.province, city=r.city, district=r.district,
+            street=r.street, address=r.address, contact=r.contact_name, phone=r.contact_phone,
+            timezone=profile_for(r.city).care.timezone, zones=zones.get(r.facility_id, {}),
+            devices=device_places.get(r.facility_id, {}), cameras=camera_names.get(r.facility_id, {}),
+            classes=class_names.get(r.facility_id, {}), staff=staff_names.get(r.facility_id, {}))
+    return out
+
+
 # --- police -------------------------------------------------------------------------------------
 def police_paths_page(conn: Connection, limit: int, cursor: Optional[str], city: Optional[str],
-                      district: Optional[str]) -> Page[PolicePaths]:
+                      district: Optional[str], within: Jurisdiction = EVERYWHERE) -> Page[PolicePaths]:
     """Each facility's DC-09 paths as its gateway last reported them, with its open
-    police_link_down alarms; a page of facilities by facility_id."""
+    police_link_down alarms; a page of facilities by facility_id, under `within`."""
     f = facilities.c
-    q = select(f.facility_id, f.name, f.city, f.district)
+    q = select(f.facility_id, f.name, f.city, f.district).where(*path_clause((f.province, f.city, f.district), within))
     if city is not None:
         q = q.where(f.city == city)
     if district is not None:
@@ -215,7 +286,11 @@ def police_card(conn: Connection, facility_id: str, zone: Optional[str]) -> Poli
         zone_cameras = list(conn.execute(select(ca.camera_id).distinct()
                                          .where(ca.facility == facility_id, ca.area_id.in_(area_ids))
                                          .order_by(ca.camera_id)).scalars())
-    return PoliceCard(facility=facility_id, guards=list(guards), zone=zone, zone_cameras=zone_cameras)
+    f, cl = facilities.c, classes.c
+    loc = conn.execute(select(f.lat, f.lon).where(f.facility_id == facility_id)).one()
+    enrolled = conn.execute(select(func.coalesce(func.sum(cl.enrolled), 0)).where(cl.facility == facility_id)).scalar()
+    return PoliceCard(facility=facility_id, place=places(conn, [facility_id])[facility_id], lat=loc.lat, lon=loc.lon,
+                      enrolled=int(enrolled), guards=list(guards), zone=zone, zone_cameras=zone_cameras)
 
 
 # --- facility -----------------------------------------------------------------------------------
@@ -312,8 +387,9 @@ def _ratio(total: int, good: int) -> Ratio:
     return Ratio(total=total, good=good, ratio=round(good / total, 4) if total else None)
 
 
-def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -> SupervisionOverview:
-    rollups = district_rollups(conn, city)
+def supervision_overview(conn: Connection, now: datetime, city: Optional[str],
+                         within: Jurisdiction = EVERYWHERE) -> SupervisionOverview:
+    rollups = district_rollups(conn, city, within)
     oldest = [d.oldest for d in rollups if d.oldest is not None]
     return SupervisionOverview(
         computed_at=now, snapshots_since=min(oldest) if oldest else None,
@@ -323,4 +399,4 @@ def supervision_overview(conn: Connection, now: datetime, city: Optional[str]) -
         cameras_online=_ratio(sum(d.cameras for d in rollups), sum(d.cameras_online for d in rollups)),
         retention_compliant=_ratio(sum(d.retention_cameras for d in rollups),
                                    sum(d.retention_compliant for d in rollups)),
-        response_times=response_times(conn, since=now - timedelta(days=30), until=now, city=city))
+        response_times=response_times(conn, since=now - timedelta(days=30), until=now, city=city, within=within))

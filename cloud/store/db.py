@@ -6,6 +6,7 @@ in and attaches UTC on the way out: callers only ever see aware datetimes."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -68,6 +69,8 @@ envelopes = Table(
     Column("body", JSON, nullable=False),
     # Compliance asks for a facility's latest envelope of a type (retention.report, camera.health).
     Index("ix_envelopes_facility_type_ts", "facility", "type", "ts"),
+    # The latest report of a kind is the one received last (a gateway's clock may be ahead).
+    Index("ix_envelopes_facility_type_received", "facility", "type", "received_at"),
 )
 
 # One row per alarm, joined from raised / delivered / cleared envelopes and operator actions,
@@ -93,9 +96,11 @@ alarms = Table(
     Column("acked_by", String(64)),
     Column("dispatched_at", UTCDateTime),
     Column("dispatched_by", String(64)),
+    Column("dispatch_note", String(500), doc="what the dispatcher sent, as they wrote it"),
     Column("resolved_at", UTCDateTime),
     Column("resolved_by", String(64)),
     Column("outcome", String(16), doc="real / false / test"),
+    Column("resolve_note", String(500)),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
@@ -307,6 +312,9 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "sqlite":
         if u.database and u.database != ":memory:":
             Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600: it holds children's records and police alarms. SQLite gives its -wal
+            # and -shm files the database file's permissions.
+            os.close(os.open(u.database, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")

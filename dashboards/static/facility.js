@@ -12,43 +12,54 @@
   let liveCameras = "";
 
   const yesNo = (v) => (v === null || v === undefined ? "—" : t(v ? "yes" : "no"));
+  const tz = () => { const p = CG.placeOf(facilityId); return p ? p.timezone : CG.DEFAULT_ZONE; };
+  const zoneName = (z) => CG.zoneLabel(facilityId, z);
+  const cameraName = (id) => { const p = CG.placeOf(facilityId); return (p && p.cameras[id]) || id; };
 
   function makeTables() {
     tables = {
-      zones: new CG.Table($("zones"), { id: "zones-table", csvName: "zones.csv", load: () => null, columns: [
-        { key: "zone", label: "colZone" },
+      zones: new CG.Table($("zones"), { id: "zones-table", csvName: "zones.csv", load: () => null, label: "zonesTitle",
+        empty: "emptyZones", columns: [
+        { key: "zone", label: "colZone", csv: (z) => zoneName(z.zone), render: (z) => CG.named(zoneName(z.zone), z.zone) },
         { key: "latched", label: "latched", render: (z) => (z.latched ? kindName(z.latched) : "—") },
         { key: "armed", label: "armed", render: (z) => (z.armed === null ? "—" : t(z.armed ? "armed" : "disarmed")) },
-        { key: "mode", label: "mode" },
+        { key: "mode", label: "mode", render: (z) => CG.word("modes", z.mode) },
         { key: "actions", label: "colWorkflow", csv: () => "", render: (z) => el("span", { class: "workflow" },
-          button(t("arm"), (ev) => command(ev.target, z.zone, "arm"), { class: "secondary", "aria-label": `${t("arm")}: ${z.zone}` }),
-          button(t("disarm"), (ev) => command(ev.target, z.zone, "disarm"), { class: "secondary", "aria-label": `${t("disarm")}: ${z.zone}` })) },
+          button(t("arm"), (ev) => command(ev.currentTarget, z.zone, "arm"), { class: "secondary", "aria-label": `${t("arm")}: ${zoneName(z.zone)}` }),
+          button(t("disarm"), (ev) => command(ev.currentTarget, z.zone, "disarm"), { class: "secondary", "aria-label": `${t("disarm")}: ${zoneName(z.zone)}` })) },
       ] }),
-      cameras: new CG.Table($("cameras"), { id: "cameras-table", csvName: "cameras.csv", load: () => null, columns: [
-        { key: "camera_id", label: "camera", render: (c) => `${c.name} (${c.camera_id})` },
+      cameras: new CG.Table($("cameras"), { id: "cameras-table", csvName: "cameras.csv", load: () => null, label: "camerasTitle",
+        empty: "emptyCameras", columns: [
+        { key: "camera_id", label: "camera", csv: (c) => c.name, render: (c) => CG.named(c.name, c.camera_id) },
         { key: "online", label: "online", render: (c) => el("span", { class: c.online === false ? "bad" : (c.online ? "good" : null), text: yesNo(c.online) }) },
-        { key: "state", label: "status" },
-        { key: "fault", label: "fault" },
+        { key: "state", label: "status", render: (c) => CG.word("cameraStates", c.state) },
+        { key: "fault", label: "fault", render: (c) => (c.fault ? el("span", { class: "bad", text: CG.word("cameraFaults", c.fault) }) : "—") },
         { key: "camera_fps", label: "fps", num: true, render: (c) => fmtNumber(c.camera_fps, 1) },
         { key: "last_frame_age_s", label: "frameAge", num: true, render: (c) => fmtNumber(c.last_frame_age_s, 1) },
         { key: "connection_quality", label: "quality", num: true, render: (c) => fmtNumber(c.connection_quality, 2) },
         { key: "achieved_days", label: "achievedDays", num: true, render: (c) => fmtNumber(c.achieved_days, 1) },
-        { key: "retention_compliant", label: "retention", render: (c) => yesNo(c.retention_compliant) },
-        { key: "reported_at", label: "lastSeen", render: (c) => formatTime(c.reported_at) },
+        { key: "retention_compliant", label: "retention", render: (c) => el("span",
+          { class: c.retention_compliant === false ? "bad" : null, text: yesNo(c.retention_compliant) }) },
+        { key: "reported_at", label: "lastSeen", render: (c) => formatTime(c.reported_at, false, tz()) },
+      ], rowAttrs: (c) => ({ class: c.fault || c.online === false ? "breach" : null }) }),
+      devices: new CG.Table($("devices"), { id: "devices-table", csvName: "devices.csv", load: () => null, label: "devicesTitle",
+        empty: "emptyDevices", columns: [
+        { key: "name", label: "device", render: (d) => CG.named(d.name, d.device_id) },
+        { key: "kind", label: "kind", render: (d) => CG.word("deviceKinds", d.kind) },
+        { key: "zone", label: "colZone", render: (d) => zoneName(d.zone) }, { key: "active_alarms", label: "activeAlarms", num: true },
       ] }),
-      devices: new CG.Table($("devices"), { id: "devices-table", csvName: "devices.csv", load: () => null, columns: [
-        { key: "device_id", label: "device" }, { key: "kind", label: "kind" }, { key: "name", label: "name" },
-        { key: "zone", label: "colZone" }, { key: "active_alarms", label: "activeAlarms", num: true },
-      ] }),
-      events: new CG.Table($("events"), { id: "events-table", csvName: "arming-events.csv", load: () => null, columns: [
-        { key: "ts", label: "time", render: (e) => formatTime(e.ts) }, { key: "zone", label: "colZone" },
+      events: new CG.Table($("events"), { id: "events-table", csvName: "arming-events.csv", load: () => null, label: "eventsTitle",
+        empty: "emptyEvents", columns: [
+        { key: "ts", label: "time", head: () => CG.withZone(t("time"), tz()), render: (e) => formatTime(e.ts, false, tz()) }, { key: "zone", label: "colZone", render: (e) => zoneName(e.zone) },
         { key: "armed", label: "armed", render: (e) => (e.type === "event.latch_reset" ? t("latched") + " ✕"
           : e.armed === null ? "—" : t(e.armed ? "armed" : "disarmed")) },
-        { key: "mode", label: "mode" }, { key: "by", label: "by" }, { key: "refused", label: "refused" },
+        { key: "mode", label: "mode", render: (e) => CG.word("modes", e.mode) }, { key: "by", label: "by" },
+        { key: "refused", label: "refused" },
       ] }),
-      alarms: new CG.Table($("alarms"), { id: "facility-alarms", csvName: "alarms.csv", columns: [
-        { key: "raised_at", label: "colRaised", render: (a) => formatTime(a.raised_at, true) },
-        { key: "zone", label: "colZone" },
+      alarms: new CG.Table($("alarms"), { id: "facility-alarms", csvName: "alarms.csv", label: "facilityAlarms",
+        empty: "emptyRecent", columns: [
+        { key: "raised_at", label: "colRaised", head: () => CG.withZone(t("colRaised"), tz()), render: (a) => formatTime(a.raised_at, true, tz()) },
+        { key: "zone", label: "colZone", render: (a) => zoneName(a.zone || a.source) },
         { key: "kind", label: "colKind", render: (a) => (a.kind === "test" ? `${kindName(a.kind)} · ${t("drill")}` : kindName(a.kind)) },
         { key: "state", label: "colState", render: (a) => t(a.state) },
         { key: "delivery_ms", label: "colDeliveryMs", num: true },
@@ -65,13 +76,13 @@
     $("fac-id").textContent = s.facility;
     $("gw-state").textContent = t(s.gateway_online ? "online" : "offlineState");
     $("gw-state").className = s.gateway_online ? "good" : "bad";
-    $("gw-seen").textContent = `${t("lastSeen")}: ${formatTime(s.gateway_last_seen_at)}`;
+    $("gw-seen").textContent = `${t("lastSeen")}: ${formatTime(s.gateway_last_seen_at, false, tz())}（${CG.zoneName(tz())}）`;
     $("active-alarms").textContent = String(s.active_alarms);
     const r = s.retention;
-    $("retention").textContent = r.cameras ? `${r.compliant} / ${r.cameras}` : "—";
-    $("retention-req").textContent = r.required_days ? `${t("requiredDays")}: ${r.required_days}` : "";
+    $("retention").textContent = r.cameras ? `${r.compliant} / ${r.cameras}` : t("noCameraData");
+    $("retention-req").textContent = r.required_days ? `${t("requiredDays")}: ${t("daysRequired", { days: r.required_days })}` : "";
     const paths = Object.entries(s.police_paths);
-    $("paths").textContent = paths.length ? paths.map(([n, up]) => `${n} ${t(up ? "pathUp" : "pathDown")}`).join(" · ") : "—";
+    $("paths").textContent = paths.length ? paths.map(([n, up]) => `${n} ${t(up ? "pathUp" : "pathDown")}`).join(" · ") : t("noPaths");
     $("video-platform").textContent = CG.videoPlatformText(s.video_platform);
     $("video-platform").className = s.video_platform && s.video_platform.registered ? "good" : "bad";
     tables.zones.setItems(s.zones);
@@ -88,14 +99,14 @@
     const select = $("drill-zone");
     const chosen = select.value;
     const zones = s.zones.map((z) => z.zone);
-    if (select.options.length !== zones.length || zones.some((z, i) => select.options[i].value !== z)) {
-      select.replaceChildren(...zones.map((z) => el("option", { value: z, text: z })));
-      if (zones.includes(chosen)) select.value = chosen;
-    }
+    // Rebuilt every time (names follow the language) with the user's choice kept.
+    select.replaceChildren(...zones.map((z) => el("option", { value: z, text: zoneName(z) })));
+    if (zones.includes(chosen)) select.value = chosen;
     $("drill-button").disabled = zones.length === 0;
   }
 
   async function refresh() {
+    await CG.loadPlaces([facilityId]);
     renderStatus(await api("GET", `/api/dashboard/facility/${encodeURIComponent(facilityId)}`));
     await tables.alarms.refresh();
     CG.showError("");
@@ -105,9 +116,9 @@
     btn.disabled = true;
     try {
       await api("POST", `/api/facilities/${encodeURIComponent(facilityId)}/zones/${encodeURIComponent(zone)}/${action}`);
-      CG.announce(`${t("commandSent")}: ${zone} ${t(action)}`);
+      CG.announce(`${t("commandSent")}: ${zoneName(zone)} ${t(action)}`, true);
     } catch (err) {
-      if (err.status !== 401) CG.showError(`${t("commandFailed")}: ${err.message}`);
+      CG.reportError(err, t("commandFailed"));
     } finally {
       btn.disabled = false;
     }
@@ -126,7 +137,7 @@
     try {
       facilityId = await findFacility();
     } catch (err) {
-      if (err.status !== 401) CG.showError(err.status === 403 ? t("forbidden") : CG.errorText(err));
+      CG.reportError(err);
       return;
     }
     if (!facilityId) { CG.showError(t("noData")); return; }
@@ -142,9 +153,9 @@
     $("drill-button").disabled = true;
     try {
       const r = await api("POST", `/api/facilities/${encodeURIComponent(facilityId)}/drill`, { zone });
-      $("drill-result").textContent = `${t("drillSent")}: ${r.zone} · ${formatTime(new Date().toISOString())}`;
+      $("drill-result").textContent = `${t("drillSent")}: ${zoneName(r.zone)} · ${formatTime(new Date().toISOString(), false, tz())}`;
     } catch (err) {
-      if (err.status !== 401) $("drill-result").textContent = `${t("commandFailed")}: ${err.message}`;
+      if (!CG.shown(err)) $("drill-result").textContent = `${t("commandFailed")}: ${err.message}`;
     } finally {
       $("drill-button").disabled = false;
     }

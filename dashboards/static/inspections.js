@@ -129,6 +129,7 @@
     try {
       const record = await api("GET", `/api/credit/${encodeURIComponent(c.facility)}`);
       $("credit-entries-title").textContent = `${record.name} · ${t("score")} ${record.score} · ${record.level}`;
+      $("credit-entries-title").hidden = false;
       tables.entries.setItems(record.entries);
     } catch (err) { fail(err); }
   }

@@ -25,11 +25,13 @@ window.CGScene = (function () {
   };
   const el = (...args) => CG.el(...args);
   const time = (iso) => CG.formatTime(iso, false);
+  // A camera by the name it was filed under (the id when the facility's names are not known).
+  const camName = (facility, id) => { const p = facility && CG.placeOf(facility); return (p && p.cameras[id]) || id; };
 
   // --- clips ---------------------------------------------------------------------------------
-  function clipFigure(clip) {
+  function clipFigure(clip, facility) {
     const caption = el("figcaption", {},
-      el("strong", { text: `${w("clip")} · ${clip.camera_id}` }),
+      el("strong", { text: `${w("clip")} · ${camName(facility, clip.camera_id)}` }),
       el("span", { text: clip.start ? ` ${w("clipFrom")} ${time(clip.start)}` : "" }));
     const fig = el("figure", { class: "clip", "data-camera": clip.camera_id }, caption);
     if (clip.missing.length) {
@@ -40,11 +42,11 @@ window.CGScene = (function () {
     return fig;
   }
 
-  async function showClips(container, alarmId, isCurrent) {
+  async function showClips(container, alarmId, isCurrent, facility) {
     const clips = await CG.api("GET", `/api/alarms/${encodeURIComponent(alarmId)}/clips`);
     if (!isCurrent()) return clips;
     const figures = await Promise.all(clips.map(async (clip) => {
-      const fig = clipFigure(clip);
+      const fig = clipFigure(clip, facility);
       if (!clip.complete) {
         fig.append(el("p", { class: "empty", text: w("clipPending", { n: clip.received, m: clip.chunks }) }));
       } else if (!clip.size) {
@@ -52,7 +54,7 @@ window.CGScene = (function () {
       } else {
         const blob = await CG.api("GET", `/api/clips/${encodeURIComponent(clip.clip_id)}`);
         const video = el("video", { controls: "", muted: "", playsinline: "", preload: "auto",
-          "aria-label": `${w("clip")} ${clip.camera_id}` });
+          "aria-label": `${w("clip")} ${camName(facility, clip.camera_id)}` });
         video.src = URL.createObjectURL(new Blob([blob], { type: "video/mp4" }));
         fig.insertBefore(video, fig.firstChild);
       }
@@ -65,10 +67,10 @@ window.CGScene = (function () {
   // --- live view -----------------------------------------------------------------------------
   // Reads the NDJSON frame stream with the bearer token; `stop()` ends it (the server audits the view).
   function liveView(facility, camera) {
-    const img = el("img", { alt: `${w("live")} ${camera}`, class: "live-frame" });
+    const img = el("img", { alt: `${w("live")} ${camName(facility, camera)}`, class: "live-frame" });
     const status = el("p", { class: "hint", role: "status", text: w("liveWaiting") });
     const box = el("figure", { class: "live", "data-camera": camera }, img,
-      el("figcaption", { text: `${w("live")} · ${camera}` }), status);
+      el("figcaption", { text: `${w("live")} · ${camName(facility, camera)}` }), status);
     const ctrl = new AbortController();
     let lastUrl = null;
     (async () => {
@@ -118,7 +120,7 @@ window.CGScene = (function () {
     const views = new Map();
     const buttons = cameras.map((camera) => {
       const btn = el("button", { type: "button", class: "secondary", "aria-pressed": "false",
-        text: `${w("liveStart")} · ${camera}` });
+        text: `${w("liveStart")} · ${camName(facility, camera)}` });
       btn.addEventListener("click", () => {
         const open = views.get(camera);
         if (open) {
@@ -126,14 +128,14 @@ window.CGScene = (function () {
           open.element.remove();
           views.delete(camera);
           btn.setAttribute("aria-pressed", "false");
-          btn.textContent = `${w("liveStart")} · ${camera}`;
+          btn.textContent = `${w("liveStart")} · ${camName(facility, camera)}`;
           return;
         }
         const view = liveView(facility, camera);
         views.set(camera, view);
         container.append(view.element);
         btn.setAttribute("aria-pressed", "true");
-        btn.textContent = `${w("liveStop")} · ${camera}`;
+        btn.textContent = `${w("liveStop")} · ${camName(facility, camera)}`;
       });
       return btn;
     });

@@ -60,8 +60,6 @@ CG.addText({
   },
 });
 
-// The name of `value` in vocabulary `group` (classTypes, serviceTypes...), in the current language.
-CG.word = (group, value) => { const names = CG.t(group); return (names && names[value]) || value; };
 // <option>s of a vocabulary, in its order.
 CG.options = (group, select) => select.replaceChildren(
   ...Object.keys(CG.t(group)).map((k) => CG.el("option", { value: k, text: CG.word(group, k) })));

@@ -51,6 +51,7 @@ class Uplink:
         self.replayed = 0
         self._lost_at: float | None = None
         self.ever_connected = asyncio.Event()
+        self.down_subscribed = asyncio.Event()  # the SUBACK of the down topics: cloud commands now reach us
         self._acked_seqs: list[int] = []
         self._flush_scheduled = False
         self._last_purge = 0.0
@@ -58,6 +59,7 @@ class Uplink:
         self.client.max_inflight_messages_set(IN_FLIGHT_WINDOW)
         self.client.will_set(topics.up(facility_id, topics.Stream.STATUS), self._status(False), qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: self._to_loop(self.down_subscribed.set)
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message

@@ -16,6 +16,7 @@ a JPEG snapshot, `health()` numbers, and `latest_jpeg()` for panic snapshots."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -98,6 +99,10 @@ class CameraCapture:
         self._frame_times: deque[float] = deque()
         self._latest: Optional[av.VideoFrame] = None
         self._latest_no = 0
+        self._latest_key: Optional[int] = None
+        # Key frames decoded, over every connection: a picture carries the number of the key
+        # frame it was decoded from, so the analyser knows which pictures share one.
+        self._key_numbers = itertools.count(1)
         self._latest_t: Optional[float] = None
         self._last_grab_t: Optional[float] = None
         self._jpeg_cache: tuple[int, Optional[bytes]] = (0, None)
@@ -129,6 +134,7 @@ class CameraCapture:
             retrieve_every = 1.0 / c.retrieve_fps
             last_retrieve = -float("inf")
             keyed = False
+            key_no: Optional[int] = None
             for packet in container.demux(stream):
                 if self._stop.is_set() or generation != self._generation:
                     return
@@ -144,6 +150,8 @@ class CameraCapture:
                         # Joining mid-GOP, the decoder guesses at what it never saw: grey
                         # smears that would read as a moved or blurred view. Wait for a key frame.
                         keyed = keyed or decoded.key_frame
+                        if decoded.key_frame and not intra_only:
+                            key_no = next(self._key_numbers)
                         if keyed and not decoded.is_corrupt:
                             frame = decoded
                 if frame is not None and wanted:
@@ -160,7 +168,7 @@ class CameraCapture:
                     self.state = "streaming"
                     if frame is not None:
                         self._note_size(frame.width, frame.height)
-                        self._latest, self._latest_t = frame, now
+                        self._latest, self._latest_t, self._latest_key = frame, now, key_no
                         self._latest_no += 1
             log.warning("camera %s: stream ended (%s)", self.camera_id, self.source_name)
             self._count_end(generation, delivered, timed_out=False)
@@ -269,14 +277,15 @@ class CameraCapture:
         for reader in self._readers:
             reader.join(timeout)
 
-    def latest(self) -> tuple[int, Optional[float], Optional[av.VideoFrame]]:
-        """(picture number, capture time on the monotonic clock, decoded picture)."""
+    def latest(self) -> tuple[int, Optional[float], Optional[av.VideoFrame], Optional[int]]:
+        """(picture number, capture time on the monotonic clock, decoded picture, number of the
+        key frame it was decoded from, None for pictures coded on their own as MJPEG's)."""
         with self._lock:
-            return self._latest_no, self._latest_t, self._latest
+            return self._latest_no, self._latest_t, self._latest, self._latest_key
 
     def latest_jpeg(self) -> Optional[bytes]:
         """The latest picture as JPEG (encoded once per picture), or None before the first."""
-        no, _, frame = self.latest()
+        no, _, frame, _ = self.latest()
         if frame is None:
             return None
         cached_no, cached = self._jpeg_cache
@@ -368,10 +377,10 @@ class CameraMonitor:
 
     def check_once(self) -> list[FaultEvent]:
         """One analysis step: the newest picture if there is one, else a missed frame."""
-        no, t, frame = self.capture.latest()
+        no, t, frame, key_no = self.capture.latest()
         if frame is not None and no != self._analysed_no and t is not None:
             self._analysed_no = no
-            events = self.analyser.check(small_grey_from_frame(frame, self.analyser.config), t)
+            events = self.analyser.check(small_grey_from_frame(frame, self.analyser.config), t, keyframe_id=key_no)
         else:
             events = self.analyser.no_frame(self._clock())
         for event in events:

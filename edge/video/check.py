@@ -36,15 +36,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transport", choices=("tcp", "udp"), default="tcp", help="RTSP only: transport (default tcp)")
 
 
-def _frames(container, fps: float, is_live: bool, duration: float, size: tuple[int, int]) -> Iterator[tuple[float, Optional[np.ndarray]]]:
-    """(seconds, small grey frame, or None once a live stream stops) every 1/fps seconds:
-    of media time for a file (its own timestamps), of wall time for a stream."""
+def _frames(container, fps: float, is_live: bool, duration: float,
+            size: tuple[int, int]) -> Iterator[tuple[float, Optional[np.ndarray], Optional[int]]]:
+    """(seconds, small grey frame or None once a live stream stops, number of the key frame it
+    was decoded from or None if coded on its own) every 1/fps seconds: of media time for a
+    file (its own timestamps), of wall time for a stream."""
     stream = video_stream(container)
     intra_only = stream.codec_context.codec.intra_only
     period = 1.0 / fps
     next_t = 0.0
     started = time.monotonic()
     index = 0
+    key_no: Optional[int] = None
     rate = float(stream.average_rate or stream.guessed_rate or 0)
     try:
         for packet in container.demux(stream):
@@ -63,15 +66,18 @@ def _frames(container, fps: float, is_live: bool, duration: float, size: tuple[i
             if not due and intra_only:
                 continue  # a picture coded on its own need not be decoded to skip it
             for frame in packet.decode():
+                if frame.key_frame and not intra_only:
+                    key_no = index
                 if due:
                     next_t += period * max(1, int((t - next_t) / period) + 1)
-                    yield t, frame.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA").to_ndarray()
+                    grey = frame.reformat(width=size[0], height=size[1], format="gray", interpolation="AREA")
+                    yield t, grey.to_ndarray(), key_no
                     due = False
     except av.error.FFmpegError as exc:
         if not is_live:
             raise ValueError(f"reading {redact(container.name)}: {redact(str(exc))}") from None
     if is_live:
-        yield time.monotonic() - started, None
+        yield time.monotonic() - started, None, None
 
 
 def find_faults(source: str, fps: float = 1.0, *, duration: float = 60.0, config: Optional[HealthConfig] = None,
@@ -93,7 +99,7 @@ def find_faults(source: str, fps: float = 1.0, *, duration: float = 60.0, config
     checked = 0
     container = open_video(source, transport=transport, open_timeout_s=timeout, read_timeout_s=timeout)
     try:
-        for t, grey in _frames(container, fps, live, duration, (c.width, c.height)):
+        for t, grey, key_no in _frames(container, fps, live, duration, (c.width, c.height)):
             last_t = t
             if grey is None:
                 # A live stream went quiet: keep checking until it counts as offline.
@@ -103,7 +109,7 @@ def find_faults(source: str, fps: float = 1.0, *, duration: float = 60.0, config
                     t += 1.0 / fps
                 last_t = t
                 break
-            events += analyser.check(grey, t)
+            events += analyser.check(grey, t, keyframe_id=key_no)
             checked += 1
     finally:
         container.close()

@@ -1,19 +1,31 @@
 """Camera health analysis: is the camera still seeing the room it was installed to watch?
 
-Pure and single-threaded: `CameraHealthAnalyser.check(small_grey, t)` takes a small grey
-frame (160x90 by default: a 640x360 sub-stream JPEG decoded at a quarter of its size,
-which costs a fraction of a full decode) and the time in seconds, and returns the fault
-events that check decided. `no_frame(t)` tells it a check found no new frame. Capture,
+Pure and single-threaded: `CameraHealthAnalyser.check(small_grey, t, keyframe_id)` takes a
+small grey frame (160x90 by default: a 640x360 sub-stream JPEG decoded at a quarter of its
+size, which costs a fraction of a full decode), the time in seconds and, for H.264/H.265,
+which key frame the picture was decoded from, and returns the fault events that check
+decided. `no_frame(t)` tells it a check found no new frame. Capture,
 threads and alarms are elsewhere (capture.py); the same analyser serves the live
 gateway, `careguard camera-check` and the benchmark.
 
 Per check it measures (brightness and edges on the frame halved again by area averaging,
 which keeps sensor noise, worst in infrared, out of the features at no cost):
 - brightness spread (std): a lens covered by tape or a cloth leaves a near-uniform picture;
-- focus: fine edge strength against coarse edge strength, so dimming or infrared contrast
-  does not read as blur; compared to the camera's own recent median;
-- change since the previous check: a frozen stream repeats the same frame exactly, while a
-  live sensor always adds noise;
+- focus: curvature at full analysis size (the Laplacian, which blur flattens first) against
+  edge strength at half size (which blur barely changes: it spreads an edge, it keeps its
+  step), so dimming or infrared contrast does not read as blur; compared to the camera's
+  own recent median, so that a soft lens or a busy room is its own baseline. Codecs smooth
+  fine detail too, but alike in a sharp picture and in its recent median;
+- repeats: a frozen camera sends the same picture again and again, while a live sensor adds
+  fresh noise to every picture it takes. A video encoder hides that noise between key frames
+  (a still room's P-frames decode near-identical) and re-encodes a frozen picture at the
+  quantiser of the moment (a frozen stream's key frames differ by coding noise, as much as a
+  live one's by sensor noise), so what tells them apart is recurrence: a frozen stream
+  returns to pictures it already sent, identical to the grey level, while pictures of a live
+  sensor decoded from different key frames never do. The first picture seen from each key
+  frame (each JPEG) votes whether it repeats one of the recent other key frames; frozen is
+  3 repeats among the last 6 votes: about 10 s with a key frame every 2 s, a minute with one
+  every 10 s. A stream without key frames after its first (intra refresh) never votes;
 - where the edges are, cell by cell, against a reference picture the camera learns (the
   median of frames accepted as normal, so people walking past vanish from it). Each cell
   is compared by zero-mean normalised correlation of gradient magnitudes: invariant to
@@ -57,16 +69,23 @@ class HealthConfig(BaseModel):
     height: int = Field(default=90, ge=18)
     offline_after_s: float = Field(default=20.0, gt=0, description="no frame for this long: offline")
     confirm_checks: int = Field(default=3, ge=1, description="consecutive checks that confirm a fault")
-    frozen_confirm_checks: int = Field(default=8, ge=1,
-                                       description="a still room may repeat itself briefly after compression")
     min_persist_s: float = Field(default=10.0, ge=0,
                                  description="covered, defocused and displaced are raised only once they have "
                                              "held this long: a person passing close to the lens never does")
     clear_checks: int = Field(default=3, ge=1, description="consecutive normal checks that clear a fault")
     cooldown_s: float = Field(default=60.0, ge=0, description="after a fault clears, the same fault waits this long")
     covered_max_std: float = Field(default=6.0, gt=0, description="grey-level spread below which the view is covered")
-    frozen_max_diff: float = Field(default=0.12, ge=0, description="mean absolute change (grey levels) of a frozen frame")
-    defocus_max_ratio: float = Field(default=0.78, gt=0, lt=1, description="focus against the camera's own median")
+    frozen_max_diff: float = Field(default=0.12, ge=0,
+                                   description="mean absolute difference (grey levels) under which two pictures "
+                                               "are the same picture sent again")
+    repeat_history: int = Field(default=8, ge=1,
+                                description="recent key frames (JPEG: pictures) whose pictures a new one is "
+                                            "compared with")
+    repeat_window: int = Field(default=6, ge=1, description="votes (one per key frame, JPEG: per picture) the "
+                                                            "frozen count spans")
+    repeat_min: int = Field(default=3, ge=1, description="repeats among the last repeat_window votes that make "
+                                                         "the picture frozen")
+    defocus_max_ratio: float = Field(default=0.7, gt=0, lt=1, description="focus against the camera's own median")
     displaced_min_match: float = Field(default=0.45, gt=0, lt=1,
                                        description="fraction of the reference's edge cells still in place")
     cell_match_min_corr: float = Field(default=0.35, description="correlation at which a cell counts as in place")
@@ -86,6 +105,8 @@ class CheckFeatures(BaseModel):
     focus: float
     focus_ref: Optional[float] = None
     diff: Optional[float] = None
+    repeats: Optional[int] = Field(default=None, description="votes among the last (one per key frame) that "
+                                                             "repeated a picture of another key frame")
     match: Optional[float] = None
 
 
@@ -176,6 +197,10 @@ class CameraHealthAnalyser:
         self._last_frame_t: Optional[float] = None
         self._prev: Optional[np.ndarray] = None
         c = self.config
+        # For frozen: per recent key frame (JPEG: picture), its id and the first and the latest
+        # pictures seen decoded from it; and the last repeat votes.
+        self._recent: deque[tuple[Optional[int], tuple[np.ndarray, ...]]] = deque(maxlen=c.repeat_history)
+        self._votes: deque[bool] = deque(maxlen=c.repeat_window)
         # Edges are compared on a coarse frame of whole cells, about half the analysis size.
         self._cell_h = max(2, c.height // 2 // c.grid_rows)
         self._cell_w = max(2, c.width // 2 // c.grid_cols)
@@ -244,27 +269,30 @@ class CameraHealthAnalyser:
         the edge cells).
 
         Brightness and edges are taken on a frame halved again (area averaging removes most
-        sensor noise for free). Focus is the edge strength at full analysis size against the
-        edge strength at half size: blur weakens fine gradients more than coarse ones, and
-        the ratio of two edge measures over the same edges does not move with brightness,
-        whether the room is dim, lit, or in infrared."""
+        sensor noise for free). Focus is the mean absolute Laplacian at full analysis size
+        against the mean edge strength at half size: blur flattens curvature long before it
+        lowers the steps between regions, and the ratio of two measures of the same edges
+        does not move with brightness, whether the room is dim, lit, or in infrared."""
         c = self.config
         coarse = cv2.resize(small_grey, (self._cell_w * c.grid_cols, self._cell_h * c.grid_rows),
                             interpolation=cv2.INTER_AREA)
         mean, std = (float(v[0, 0]) for v in cv2.meanStdDev(coarse))
-        fine_dx, fine_dy = cv2.spatialGradient(small_grey)
         dx, dy = cv2.spatialGradient(coarse)
-        fine = (cv2.norm(fine_dx, cv2.NORM_L1) + cv2.norm(fine_dy, cv2.NORM_L1)) / small_grey.size
-        broad = (cv2.norm(dx, cv2.NORM_L1) + cv2.norm(dy, cv2.NORM_L1)) / coarse.size
+        edges = np.abs(dx) + np.abs(dy)
+        curvature = cv2.resize(np.abs(cv2.Laplacian(small_grey, cv2.CV_16S)), (coarse.shape[1], coarse.shape[0]),
+                               interpolation=cv2.INTER_AREA)
+        edge_mean, edge_std = (float(v[0, 0]) for v in cv2.meanStdDev(edges))
+        strongest = cv2.compare(edges, edge_mean + edge_std, cv2.CMP_GE)
+        focus = cv2.mean(curvature, strongest)[0] / (cv2.mean(edges, strongest)[0] + 1.0)
         diff = None if self._prev is None else float(cv2.norm(small_grey, self._prev, cv2.NORM_L1)) / small_grey.size
-        features = CheckFeatures(mean=mean, std=std, focus=fine / (broad + 1.0), focus_ref=self._focus_ref, diff=diff)
+        features = CheckFeatures(mean=mean, std=std, focus=focus, focus_ref=self._focus_ref, diff=diff)
         return features, coarse, (dx, dy)
 
     def classify(self, f: CheckFeatures, gradients: tuple[np.ndarray, np.ndarray]) -> Optional[CameraFault]:
         c = self.config
         if f.std < c.covered_max_std:
             return CameraFault.COVERED
-        if f.diff is not None and f.diff <= c.frozen_max_diff:
+        if f.repeats is not None and f.repeats >= c.repeat_min:
             return CameraFault.FROZEN
         if f.focus_ref is not None and f.focus < c.defocus_max_ratio * f.focus_ref:
             return CameraFault.DEFOCUSED
@@ -273,10 +301,31 @@ class CameraHealthAnalyser:
             return CameraFault.DISPLACED
         return None
 
+    def _vote_repeat(self, small_grey: np.ndarray, keyframe_id: Optional[int]) -> Optional[int]:
+        """Returns the repeats among the last votes, or None before the first vote.
+
+        The first picture seen from each key frame votes whether it repeats a picture of a
+        recent other key frame. Later pictures from the same key frame do not vote: they share
+        its noise, and alike prove nothing; one key frame unlike the others (the encoder
+        trying a new quantiser on a frozen picture) counts once, however long its GOP."""
+        if keyframe_id is not None and self._recent and self._recent[-1][0] == keyframe_id:
+            self._recent[-1] = (keyframe_id, (self._recent[-1][1][0], small_grey))
+        else:
+            if self._recent:
+                limit = self.config.frozen_max_diff * small_grey.size
+                self._votes.append(any(cv2.norm(small_grey, p, cv2.NORM_L1) <= limit
+                                       for _, pictures in self._recent for p in pictures))
+            self._recent.append((keyframe_id, (small_grey,)))
+        return sum(self._votes) if self._votes else None
+
     # --- state machine --------------------------------------------------------------------------
 
-    def check(self, small_grey: np.ndarray, t: float) -> list[FaultEvent]:
-        """Analyse one frame taken at `t` seconds; returns the events this check decided."""
+    def check(self, small_grey: np.ndarray, t: float, keyframe_id: Optional[int] = None) -> list[FaultEvent]:
+        """Analyse one frame taken at `t` seconds; returns the events this check decided.
+
+        `keyframe_id` names the key frame an inter-coded picture (H.264, H.265) was decoded
+        from, any value that changes with each key frame; None for pictures coded on their own
+        (JPEG), which are each independent of the last."""
         c = self.config
         small_grey = to_small_grey(small_grey, c.width, c.height)
         events: list[FaultEvent] = []
@@ -284,6 +333,8 @@ class CameraHealthAnalyser:
             events.append(self._clear(t, t, None))
         self._last_frame_t = t
         features, coarse, gradients = self.measure(small_grey)
+        if features.std >= c.covered_max_std:  # a flat picture has no noise left to tell by
+            features.repeats = self._vote_repeat(small_grey, keyframe_id)
         observed = self.classify(features, gradients)
         self._prev = small_grey
         self.last_features = features
@@ -300,7 +351,10 @@ class CameraHealthAnalyser:
         if self.active is CameraFault.OFFLINE or t - self._last_frame_t < self.config.offline_after_s:
             return []
         events = [self._clear(t, t, None)] if self.active is not None else []
-        self._prev = None  # the first frame back must not count as frozen against an old one
+        # The first pictures back must not count as frozen against old ones.
+        self._prev = None
+        self._recent.clear()
+        self._votes.clear()
         events.append(self._raise(CameraFault.OFFLINE, t, self._last_frame_t, None))
         return events
 
@@ -329,9 +383,8 @@ class CameraHealthAnalyser:
         if observed != self._candidate:
             self._candidate, self._candidate_streak, self._candidate_since = observed, 0, t
         self._candidate_streak += 1
-        needed = c.frozen_confirm_checks if observed is CameraFault.FROZEN else c.confirm_checks
         cleared_at = self._cleared_at.get(observed)
-        if self._candidate_streak < needed or (cleared_at is not None and t - cleared_at < c.cooldown_s):
+        if self._candidate_streak < c.confirm_checks or (cleared_at is not None and t - cleared_at < c.cooldown_s):
             return []
         if observed in PERSISTENT_FAULTS and t - self._candidate_since < c.min_persist_s:
             return []

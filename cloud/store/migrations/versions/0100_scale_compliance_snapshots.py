@@ -2,14 +2,14 @@
 marks from ingest and the registry and by deadlines, for the supervision pages.
 
 Revision ID: 0100_scale_compliance_snapshots
-Revises: 0100_supervision_loop
+Revises: pages_0004
 Create Date: 2026-11-30
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0100_scale_compliance_snapshots'
-down_revision = '0100_supervision_loop'
+down_revision = 'pages_0004'
 branch_labels = None
 depends_on = None
 
