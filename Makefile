@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg fonts-noto-cjk sip-tester python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+DEBIAN_TEST_PACKAGES := mosquitto postgresql victoria-metrics chromium ffmpeg fonts-noto-cjk sip-tester python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad rabbitmq-server
 
 .PHONY: run test bench system-deps clean
 

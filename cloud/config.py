@@ -8,16 +8,17 @@ import hashlib
 import os
 import secrets
 import tomllib
+from urllib.parse import urlparse
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cloud.care.privacy import default_key_file
 from contracts.errors import describe_validation_error
 from contracts.ids import FacilityId
-from wire.mqtt_client import parse_broker_url
+from wire.mqtt_client import parse_broker_url, parse_broker_urls
 
 
 class Role(str, Enum):
@@ -79,12 +80,19 @@ class CloudConfig(_Strict):
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0, description="MQTT v5 session expiry (shared mode)")
     batch_max: int = Field(default=500, ge=1, le=50_000, description="most envelopes written in one transaction")
     tokens: list[TokenEntry] = Field(default_factory=list, description="API bearer tokens; empty: one generated police token")
+    ingest_amqp_url: Optional[str] = Field(
+        default=None, description="a RabbitMQ cluster's nodes, amqp://user:pass@host1:5672,host2:5672/vhost: ingest "
+                                  "consumes its replicated queue (cg.ingest, fed by the MQTT plugin) instead of an "
+                                  "MQTT subscription; broker_url then lists the nodes' MQTT listeners for the downlink")
     ingest_workers: int = Field(
         default=1, ge=1, le=64, description="ingest processes sharing $share/ingest/... (client ids `{client_id}-{n}`); "
                                             "more than 1 needs shared_subscription")
     telemetry_url: Optional[str] = Field(
         default=None, description="InfluxDB v2 write API base URL (InfluxDB, VictoriaMetrics: http://host:8428); "
                                   "none: telemetry goes to the relational store")
+    telemetry_query_url: Optional[str] = Field(
+        default=None, description="Prometheus query API base URL the health runner and pages read telemetry from; "
+                                  "none: telemetry_url (VictoriaMetrics serves both)")
     telemetry_token: str = Field(default="", description="InfluxDB API token (VictoriaMetrics ignores it)")
     telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
     telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
@@ -100,6 +108,15 @@ class CloudConfig(_Strict):
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
+    background_work: Literal["thread", "process", "off"] = Field(
+        default="thread", description="the compliance refresher and the health runner: threads of this process, a "
+                                      "process of their own (thousands of facilities), or off (another host runs them)")
+    health_check_s: float = Field(default=60.0, gt=0, le=3600,
+                                  description="how often room climate and symptom clusters are evaluated")
+    compliance_refresh_s: float = Field(default=2.0, gt=0, le=60,
+                                        description="how often out-of-date compliance snapshots are evaluated again")
+    compliance_full_every_s: float = Field(default=3600.0, gt=0,
+                                           description="every snapshot evaluated again this often, whatever changed")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
     tokens_file: Optional[str] = Field(default=None, description="TOML file of [[tokens]], read again on SIGHUP and "
                                                                  "POST /api/tokens/reload")
@@ -136,11 +153,19 @@ class CloudConfig(_Strict):
         parse_broker_url(v)
         return v
 
-    @field_validator("telemetry_url")
+    @field_validator("telemetry_url", "telemetry_query_url")
     @classmethod
     def _telemetry_url(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return v or None
+
+    @field_validator("ingest_amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: Optional[str]) -> Optional[str]:
+        if v:
+            u = urlparse(v)
+            parse_broker_urls(f"{u.scheme}://{u.netloc}", schemes=("amqp",), default_port=5672)
         return v or None
 
     @model_validator(mode="after")
@@ -151,9 +176,9 @@ class CloudConfig(_Strict):
 
     @model_validator(mode="after")
     def _workers_need_shared(self) -> "CloudConfig":
-        if self.ingest_workers > 1 and not self.shared_subscription:
+        if self.ingest_workers > 1 and not (self.shared_subscription or self.ingest_amqp_url):
             raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
-                             "$share/ingest subscription)")
+                             "$share/ingest subscription) or ingest_amqp_url (they compete for its queue)")
         return self
 
     @field_validator("tokens")

@@ -27,13 +27,14 @@ from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
-from cloud.care.health_runner import HealthRunner
+from cloud.background import BackgroundProcess, make_health_runner, make_refresher
 from cloud.config import CloudConfig, ConfigError, data_key_file, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.periodic import PeriodicTask
 from cloud.registry.gateway_ca import GatewayCA
 from cloud.status.snapshots import SnapshotSweeper
 from cloud.store.db import create_schema, make_engine
+from cloud.store.telemetry import make_telemetry_store
 from cloud.supervision.inspections import RectificationWatch
 from cloud.video.clips import prune_clips
 from cloud.video.live import LiveHub, request_live_view
@@ -56,13 +57,23 @@ class CloudService:
         self.ingest = (make_ingest(config, self.engine, client_id=config.client_id, on_alarms=self._fan_out)
                        if config.ingest_workers == 1 else None)
         self.workers = IngestWorkers(config) if config.ingest_workers > 1 else None
-        self.follower = AlarmFollower(self.engine, self._fan_out) if self.workers else None
+        # Other processes write alarms too: the live stream follows them in the store.
+        self.follower = (AlarmFollower(self.engine, self._fan_out)
+                         if self.workers or config.background_work == "process" else None)
         self.gateway_watch = GatewayWatch(self.engine, threshold_s=config.gateway_offline_s,
                                           check_s=config.gateway_check_s, on_alarms=self._fan_out)
         self.escalation = EscalationRunner(self.engine, self.bus, EscalationPolicy(
             after_s=config.escalation_after_s, renotify_s=config.escalation_renotify_s,
             max_notifications=config.escalation_max_notifications), interval_s=1.0)
-        self.health = HealthRunner(self.engine, interval_s=60.0, on_alarms=self._fan_out)
+        # Reads for the health runner and the environment pages, from wherever ingest writes.
+        self.telemetry = make_telemetry_store(config.telemetry_url, token=config.telemetry_token,
+                                              org=config.telemetry_org, bucket=config.telemetry_bucket,
+                                              query_url=config.telemetry_query_url)
+        in_threads = config.background_work == "thread"
+        self.compliance = make_refresher(config, self.engine) if in_threads else None
+        self.health = (make_health_runner(config, self.engine, self.telemetry, on_alarms=self._fan_out)
+                       if in_threads else None)
+        self.background = BackgroundProcess(config) if config.background_work == "process" else None
         self.snapshots = SnapshotSweeper(self.engine, keep_days=config.snapshot_retention_days)
         self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
                             lambda f, c, until: request_live_view(self.downlink, f, c, until))
@@ -75,7 +86,8 @@ class CloudService:
                                  load_entries=(lambda: load_tokens(tokens_file)) if tokens_file else None)
         self.app = create_app(engine=self.engine, bus=self.bus, tokens=self.tokens, downlink=self.downlink,
                               ingest_counters=lambda: self.counters, live_hub=self.live, notice_bus=self.notice_bus,
-                              max_body_bytes=config.max_body_bytes, hsts=config.tls_cert is not None)
+                              max_body_bytes=config.max_body_bytes, hsts=config.tls_cert is not None,
+                              telemetry=self.telemetry)
         self.app.state.data_key_file = data_key_file(config)
         self.app.state.gateway_ca = GatewayCA(config.gateway_ca_dir) if config.gateway_ca_dir else None
         self._server: Optional[uvicorn.Server] = None
@@ -116,6 +128,8 @@ class CloudService:
     def start(self, timeout: float = 15.0) -> "CloudService":
         create_schema(self.engine)
         self.tokens.reload()  # the API tokens, now that their table exists
+        for problem in self.telemetry.check_server():
+            log.error("telemetry store %s: %s", self.config.telemetry_query_url or self.config.telemetry_url, problem)
         self.downlink.start()
         self.live.start()
         self.clip_retention.start()
@@ -123,10 +137,13 @@ class CloudService:
             self.ingest.start()
         else:
             self.workers.start()
+        if self.follower is not None:
             self.follower.start()
         self.gateway_watch.start()
         self.escalation.start()
-        self.health.start()
+        for background in (self.health, self.compliance, self.background):
+            if background is not None:
+                background.start()
         self.snapshots.start()
         self.rectification.start()
         # Bind first, so port 0 resolves before anyone asks for `.port`.
@@ -164,7 +181,9 @@ class CloudService:
         self.clip_retention.stop()
         self.live.stop()
         self.escalation.stop()
-        self.health.stop()
+        for background in (self.health, self.compliance, self.background):
+            if background is not None:
+                background.stop()
         self.snapshots.stop()
         self.rectification.stop()
         self.bus.close()
@@ -178,12 +197,14 @@ class CloudService:
             self._sock.close()
             self._sock = None
         self.gateway_watch.stop()
+        if self.follower is not None:
+            self.follower.stop()
         if self.ingest is not None:
             self.ingest.stop()
         else:
-            self.follower.stop()
             self.workers.stop()
         self.downlink.stop()
+        self.telemetry.close()
         self.engine.dispose()
 
     def __enter__(self) -> "CloudService":

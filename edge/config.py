@@ -143,7 +143,8 @@ def _valid_public_key(v: Optional[str]) -> Optional[str]:
 class UplinkConfig(_Strict):
     broker: str = Field(description="the cloud's broker: mqtts://host:8883?cafile=CA&certfile=CERT&keyfile=KEY (TLS, "
                                     "the CA pinned, the gateway's certificate from its registration), or "
-                                    "mqtt://[user:pass@]host:port on a trusted network")
+                                    "mqtt://[user:pass@]host:port on a trusted network; a cluster's nodes as "
+                                    "host1:port,host2:port,... (the next one is tried whenever a connection fails)")
     heartbeat_s: float = Field(default=10.0, gt=0, le=300)
     cloud_public_key: Annotated[Optional[str], AfterValidator(_valid_public_key)] = Field(
         default=None, description="the cloud's command signing key (64 hex digits, `careguard cloud --public-key`); "

@@ -3,6 +3,7 @@ Zigbee2MQTT bridge with its devices, or send one click through it.
 
     careguard sim device --broker URL --device-id ID --kind co2 [--interval S] [--fault drift] ...
     careguard sim press --broker URL --device-id ID [--long] [--bounce N] [--timeout S]
+    careguard sim fleet --gateways N --broker URL [--broker URL2 ...] [--credentials CSV] [--duration S]
     careguard sim zigbee2mqtt --broker URL --device "class1/sos=sos" [--device NAME=KIND ...]
     careguard sim zigbee2mqtt-click --broker URL --friendly-name NAME [--action single]
 
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 from contracts.errors import describe_validation_error
 from firmware_sim.button import Button
 from firmware_sim.camera import add_camera_commands, run_camera_command
+from firmware_sim.fleet import add_fleet_command, run_fleet_command
 from firmware_sim.scenarios import add_scenario_command, run_scenario
 from firmware_sim.device_io import SIMULATED_KINDS, BrokerUnreachable, DeviceLink, DeviceSpec, SensorFleet
 from firmware_sim.sensors import FaultKind
@@ -64,7 +66,7 @@ def _login(args: argparse.Namespace, device_id: str | None = None) -> tuple[str 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="sim_command", required=True,
-                                metavar="{device,press,zigbee2mqtt,zigbee2mqtt-click,camera,clip,scenario}")
+                                metavar="{device,press,zigbee2mqtt,zigbee2mqtt-click,camera,clip,scenario,fleet}")
 
     dev = sub.add_parser("device", help="run one simulated device until Ctrl-C/SIGTERM or --duration")
     dev.add_argument("--broker", default=DEFAULT_BROKER, help=f"gateway's local broker (default {DEFAULT_BROKER})")
@@ -114,6 +116,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_camera_commands(sub)
     add_scenario_command(sub)
+    add_fleet_command(sub)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -124,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
         return run_scenario(args)
     if args.sim_command == "press":
         return _press(args)
+    if args.sim_command == "fleet":
+        return run_fleet_command(args)
     if args.sim_command == "zigbee2mqtt":
         return _zigbee2mqtt(args)
     if args.sim_command == "zigbee2mqtt-click":

@@ -4,7 +4,9 @@ ports, for tests and benchmarks. Each is a context manager that stops what it st
 from __future__ import annotations
 
 import glob
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -183,52 +185,178 @@ def _pg_bin(name: str) -> str:
     return found[-1]
 
 
+PG_USER = "careguard"
+PG_DB = "careguard"
+
+
+class PostgresNode:
+    """One PostgreSQL server on a free loopback port, in its own folder: a new cluster (`init`) or
+    a streaming-replication standby copied from a primary (`clone`).
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
+    Unless `durable`, fsync is off: the tests kill processes, not machines, and the page cache
+    outlives a process."""
+
+    def __init__(self, name: str = "pg"):
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix=f"cg-{name}-"))
+        self.data = self.root / "data"
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.root, "postgres")
+        self.proc: subprocess.Popen | None = None
+
+    def _run(self, *cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(self._as + list(cmd), check=True, capture_output=True)
+
+    def init(self, **settings: str) -> "PostgresNode":
+        self._run(_pg_bin("initdb"), "-D", str(self.data), "-U", PG_USER, "--auth=trust", "-E", "UTF8")
+        self._configure(settings)
+        return self
+
+    def clone(self, primary: "PostgresNode", name: str) -> "PostgresNode":
+        """A standby of `primary`, streaming from it as `name` (what synchronous_standby_names lists)."""
+        # A fast checkpoint: a spread one makes the copy wait for minutes on an idle primary.
+        self._run(_pg_bin("pg_basebackup"), "-h", LOOPBACK, "-p", str(primary.port), "-U", PG_USER, "-D",
+                  str(self.data), "-X", "stream", "-R", "--checkpoint=fast")
+        self._configure({"primary_conninfo": f"'host={LOOPBACK} port={primary.port} user={PG_USER} "
+                                             f"application_name={name}'"})
+        return self
+
+    def _configure(self, settings: dict[str, str]) -> None:
+        if settings:
+            with open(self.data / "postgresql.auto.conf", "a") as f:
+                f.write("".join(f"{k} = {v}\n" for k, v in settings.items()))
+
+    def start(self, timeout: float = 30.0, *, durable: bool = False) -> "PostgresNode":
+        on = "on" if durable else "off"
+        with open(self.root / "pg.log", "ab") as log:
+            self.proc = subprocess.Popen(self._as + [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port),
+                                                     "-h", LOOPBACK, "-k", str(self.root), "-c", f"fsync={on}",
+                                                     "-c", f"full_page_writes={on}"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        wait_for_port(self.port, timeout, proc=self.proc)
+        deadline = time.monotonic() + timeout
+        while subprocess.run([_pg_bin("pg_isready"), "-h", LOOPBACK, "-p", str(self.port), "-U", PG_USER],
+                             capture_output=True).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL on {self.port} not ready after {timeout}s")
+            time.sleep(0.1)
+        return self
+
+    def createdb(self, name: str = PG_DB) -> None:
+        self._run(_pg_bin("createdb"), "-h", LOOPBACK, "-p", str(self.port), "-U", PG_USER, name)
+
+    def promote(self) -> None:
+        """This standby becomes a primary (pg_ctl promote, waiting until it accepts writes)."""
+        self._run(_pg_bin("pg_ctl"), "promote", "-w", "-D", str(self.data))
+
+    def kill(self) -> None:
+        """Gone at once, as with its machine: SIGKILL, no shutdown checkpoint."""
+        if self.proc is not None and self.proc.poll() is None:
+            # runuser would not pass SIGKILL on: find the postmaster by its pid file.
+            pid = int((self.data / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 9)
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def url(self, db: str = PG_DB) -> str:
+        return f"postgresql+psycopg://{PG_USER}@{LOOPBACK}:{self.port}/{db}"
+
+
 @contextmanager
 def postgres(*, durable: bool = False) -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free loopback port; yields a SQLAlchemy URL.
 
     `durable`: fsync, full page writes and synchronous commit on, as a production server runs
-    (benchmarks); otherwise off, which is faster and enough for tests of behaviour.
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user."""
-    port = free_port()
-    root = Path(tempfile.mkdtemp(prefix="cg-pg-"))
-    data = root / "data"
-    as_root = os.geteuid() == 0
-    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
-    if as_root:
-        shutil.chown(root, "postgres")
-    subprocess.run(prefix + [_pg_bin("initdb"), "-D", str(data), "-U", "careguard", "--auth=trust", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    log = root / "pg.log"
-    on = "on" if durable else "off"
-    proc = subprocess.Popen(prefix + [_pg_bin("postgres"), "-D", str(data), "-p", str(port), "-h", LOOPBACK,
-                                      "-k", str(root), "-c", f"fsync={on}", "-c", f"full_page_writes={on}",
-                                      "-c", f"synchronous_commit={on}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    (benchmarks); otherwise off, which is faster and enough for tests of behaviour."""
+    node = PostgresNode()
     try:
-        wait_for_port(port, proc=proc)
-        deadline = time.monotonic() + 15
-        while True:
-            r = subprocess.run([_pg_bin("createdb"), "-h", LOOPBACK, "-p", str(port), "-U", "careguard", "careguard"],
-                               capture_output=True)
-            if r.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"createdb failed: {r.stderr.decode()}")
-            time.sleep(0.2)
-        yield f"postgresql+psycopg://careguard@{LOOPBACK}:{port}/careguard"
+        # In the configuration, not on the command line: a replicated primary sets it on for itself.
+        node.init(synchronous_commit="on" if durable else "off").start(durable=durable)
+        node.createdb()
+        yield node.url()
     finally:
-        _stop(proc)
-        shutil.rmtree(root, ignore_errors=True)
+        node.close()
+
+
+class ReplicatedPostgres:
+    """A primary and a streaming standby; `url` names both, for whichever accepts writes."""
+
+    def __init__(self, primary: PostgresNode, standby: PostgresNode):
+        self.primary = primary
+        self.standby = standby
+
+    @property
+    def url(self) -> str:
+        """libpq's multi-host form: the client tries each and keeps the one that is read-write."""
+        hosts = "&".join(f"host={LOOPBACK}:{n.port}" for n in (self.primary, self.standby))
+        return f"postgresql+psycopg://{PG_USER}@/{PG_DB}?{hosts}&target_session_attrs=read-write&connect_timeout=3"
+
+    def sql(self, statement: str) -> str:
+        """Run one statement on the primary with psql; its rows as text."""
+        return subprocess.run(self.primary._as + [_pg_bin("psql"), "-h", LOOPBACK, "-p", str(self.primary.port), "-U",
+                                                  PG_USER, "-d", PG_DB, "-Atc", statement],
+                              check=True, capture_output=True, text=True).stdout
+
+    def replication_state(self) -> list[tuple[str, ...]]:
+        """(application_name, state, sync_state) per standby, as the primary sees it."""
+        out = self.sql("SELECT application_name, state, sync_state FROM pg_stat_replication")
+        return [tuple(line.split("|")) for line in out.splitlines() if line]
+
+    def wait_for(self, state: tuple[str, str, str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while state not in self.replication_state():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"standby not {state} after {timeout}s: {self.replication_state()}")
+            time.sleep(0.1)
 
 
 @contextmanager
-def victoria_metrics() -> Iterator[str]:
-    """VictoriaMetrics on a free loopback port; yields its base URL (it serves /api/v2/write)."""
+def postgres_replicated(synchronous: bool = True, timeout: float = 30.0) -> Iterator[ReplicatedPostgres]:
+    """A primary and a standby streaming from it; with `synchronous`, a commit returns only once
+    the standby has it (synchronous_standby_names), so a promoted standby holds every commit."""
+    settings = {"wal_level": "replica", "max_wal_senders": "5", "hot_standby": "on", "wal_keep_size": "'256MB'"}
+    primary, standby = PostgresNode("pg-primary"), PostgresNode("pg-standby")
+    try:
+        primary.init(**settings).start()
+        primary.createdb()
+        standby.clone(primary, "standby1").start()
+        pair = ReplicatedPostgres(primary, standby)
+        pair.wait_for(("standby1", "streaming", "async"), timeout)
+        if synchronous:
+            # Only now: with a synchronous standby named before it exists, every commit waits for it.
+            pair.sql("ALTER SYSTEM SET synchronous_standby_names = 'standby1'")
+            pair.sql("SELECT pg_reload_conf()")
+            pair.wait_for(("standby1", "streaming", "sync"), timeout)
+        yield pair
+    finally:
+        standby.close()
+        primary.close()
+
+
+# What the cloud's reads need (cloud.store.telemetry): the newest points searchable at once, and a
+# point written twice kept once.
+VICTORIA_READ_FLAGS = ("-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms")
+
+
+@contextmanager
+def victoria_metrics(flags: tuple[str, ...] = VICTORIA_READ_FLAGS) -> Iterator[str]:
+    """VictoriaMetrics on a free loopback port; yields its base URL (it serves /api/v2/write and
+    the Prometheus query API)."""
     port = free_port()
     root = tempfile.mkdtemp(prefix="cg-vm-")
     proc = subprocess.Popen([_require("victoria-metrics"), f"-httpListenAddr={LOOPBACK}:{port}",
-                             f"-storageDataPath={root}", "-retentionPeriod=100y", "-search.latencyOffset=0s",
+                             f"-storageDataPath={root}", "-retentionPeriod=100y", *flags,
                              "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, proc=proc)
@@ -246,6 +374,156 @@ def victoria_metrics() -> Iterator[str]:
     finally:
         _stop(proc)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- a RabbitMQ cluster (MQTT plugin, quorum queues) ------------------------------------------------
+RABBIT_USER, RABBIT_PASSWORD = "careguard", "careguard-test-password"
+
+
+class RabbitNode:
+    """One RabbitMQ node on loopback ports (AMQP, MQTT, Erlang distribution), in its own folder."""
+
+    def __init__(self, cluster: "RabbitCluster", index: int):
+        self.cluster = cluster
+        self.name = f"cg{cluster.tag}r{index}@localhost"
+        self.amqp_port, self.mqtt_port, self.dist_port = free_port(), free_port(), free_port()
+        self.dir = cluster.root / f"node{index}"
+        self.dir.mkdir()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def amqp_url(self) -> str:
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{LOOPBACK}:{self.amqp_port}/%2F"
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://{LOOPBACK}:{self.mqtt_port}"
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.cluster.root), "RABBITMQ_NODENAME": self.name,
+                "RABBITMQ_NODE_PORT": str(self.amqp_port), "RABBITMQ_DIST_PORT": str(self.dist_port),
+                "RABBITMQ_CONFIG_FILE": str(self.dir / "rabbitmq.conf"),
+                "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.cluster.root / "enabled_plugins"),
+                "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"), "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+                "RABBITMQ_PID_FILE": str(self.dir / "pid"), "RABBITMQ_ALLOW_INPUT": "",
+                "ERL_EPMD_PORT": str(self.cluster.epmd_port)}
+
+    def start(self) -> "RabbitNode":
+        peers = "".join(f"cluster_formation.classic_config.nodes.{i + 1} = {n.name}\n"
+                        for i, n in enumerate(self.cluster.nodes))
+        (self.dir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = {LOOPBACK}:{self.amqp_port}\n"
+            f"mqtt.listeners.tcp.default = {LOOPBACK}:{self.mqtt_port}\n"
+            "mqtt.allow_anonymous = true\n"
+            f"mqtt.default_user = {RABBIT_USER}\nmqtt.default_pass = {RABBIT_PASSWORD}\n"
+            f"default_user = {RABBIT_USER}\ndefault_pass = {RABBIT_PASSWORD}\nloopback_users = none\n"
+            "max_message_size = 1048576\n"
+            # Gateways keep their sessions (clean_session off): their subscription queues must
+            # outlive a node, as the ingest queue does.
+            "mqtt.durable_queue_type = quorum\n"
+            "cluster_formation.peer_discovery_backend = classic_config\n" + peers +
+            "log.console = false\nlog.file.level = warning\n")
+        with open(self.dir / "stdout.log", "ab") as log:
+            self.proc = subprocess.Popen([_require_at("rabbitmq-server", "/usr/lib/rabbitmq/bin")], env=self.env(),
+                                         stdout=log, stderr=log)
+        return self
+
+    def wait(self, timeout: float = 120.0) -> None:
+        wait_for_port(self.amqp_port, timeout, proc=self.proc)
+        wait_for_port(self.mqtt_port, timeout, proc=self.proc)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        return subprocess.run([_require_at("rabbitmqctl", "/usr/lib/rabbitmq/bin"), "-n", self.name, *args],
+                              env=self.env(), check=True, capture_output=True, text=True, timeout=timeout).stdout
+
+    def kill(self) -> None:
+        """Gone at once, as with its machine: SIGKILL to the Erlang VM (the pid it wrote; the
+        process we started is the shell script waiting on it)."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.kill(int((self.dir / "pid").read_text().strip()), 9)
+            except (OSError, ValueError):
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, timeout=30)
+            self.proc = None
+
+
+def _require_at(binary: str, folder: str) -> str:
+    path = os.path.join(folder, binary)
+    if not os.path.exists(path):
+        raise RuntimeError(f"{binary} is not installed: run `make test` (installs Debian packages as root)")
+    return path
+
+
+class RabbitCluster:
+    """`size` RabbitMQ nodes on loopback forming one cluster (classic peer discovery), with the
+    MQTT plugin. Its own epmd port and Erlang cookie, so that it meets no other cluster."""
+
+    def __init__(self, size: int = 3):
+        self.tag = secrets.token_hex(4)
+        self.root = Path(tempfile.mkdtemp(prefix="cg-rabbit-"))
+        self.epmd_port = free_port()
+        self.epmd: subprocess.Popen | None = None
+        cookie = self.root / ".erlang.cookie"
+        cookie.write_text(self.tag * 4)
+        cookie.chmod(0o400)
+        (self.root / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        self.nodes: list[RabbitNode] = []
+        self.nodes = [RabbitNode(self, i) for i in range(1, size + 1)]
+
+    @property
+    def mqtt_urls(self) -> list[str]:
+        return [n.mqtt_url for n in self.nodes]
+
+    @property
+    def amqp_url(self) -> str:
+        """Every node, comma-separated: a client moves to the next when one fails."""
+        hosts = ",".join(f"{LOOPBACK}:{n.amqp_port}" for n in self.nodes)
+        return f"amqp://{RABBIT_USER}:{RABBIT_PASSWORD}@{hosts}/%2F"
+
+    def start(self, timeout: float = 180.0) -> "RabbitCluster":
+        # Our own port mapper, in the foreground: one a node started would outlive the cluster.
+        self.epmd = subprocess.Popen([_require("epmd"), "-port", str(self.epmd_port)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_port(self.epmd_port, proc=self.epmd)
+        # The first node forms the cluster; the others find it and join as they boot.
+        self.nodes[0].start().wait(timeout)
+        for node in self.nodes[1:]:
+            node.start()
+        for node in self.nodes[1:]:
+            node.wait(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            running = set(json.loads(self.nodes[0].ctl("cluster_status", "--formatter", "json"))
+                          .get("running_nodes", []))
+            if running >= {n.name for n in self.nodes}:
+                return self
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ cluster did not form: running {sorted(running)}")
+            time.sleep(1)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()
+        if self.epmd is not None:
+            _stop(self.epmd)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "RabbitCluster":
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 
 def _port_taken(port: int, kind: int) -> bool:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wire import mqtt_codec as codec
-from wire.mqtt_codec import ConnAck, Decoder, Disconnect, MqttProtocolError, PingResp, Publish, SubAck
+from wire.mqtt_codec import ConnAck, Decoder, Disconnect, MqttProtocolError, PingResp, PubAck, Publish, SubAck
 
 LIMIT = 1 << 20
 topics = st.text(min_size=1, max_size=80).filter(lambda t: len(t.encode()) <= 0xFFFF)
@@ -94,6 +94,21 @@ def test_what_we_send():
     # v5: clean start off, session expiry 3600 and maximum packet size 1 MiB as properties.
     assert codec.encode_connect("c", v5=True, session_expiry_s=3600, max_packet_bytes=LIMIT) == (
         b"\x10\x18\x00\x04MQTT\x05\x00\x00\x1e\x0a\x11\x00\x00\x0e\x10\x27\x00\x10\x00\x00\x00\x01c")
+    # A retained QoS 1 last will: flags will (0x04), QoS 1 (0x08), retain (0x20); topic and payload
+    # after the client id, before the credentials; v5 puts an empty will property block first.
+    assert codec.encode_connect("c", v5=False, username="u", will_topic="w", will_payload=b"off", will_qos=1,
+                                will_retain=True) == (
+        b"\x10\x18\x00\x04MQTT\x04\xac\x00\x1e\x00\x01c\x00\x01w\x00\x03off\x00\x01u")
+    assert codec.encode_connect("c", v5=True, will_topic="w", will_payload=b"") == (
+        b"\x10\x14\x00\x04MQTT\x05\x04\x00\x1e\x00\x00\x01c\x00\x00\x01w\x00\x00")
+
+
+def test_puback_decoded_in_both_versions():
+    assert Decoder(v5=False, max_packet_bytes=LIMIT).feed(b"\x40\x02\x12\x34") == [PubAck(0x1234, 0)]
+    v5 = Decoder(v5=True, max_packet_bytes=LIMIT)
+    # v5: no reason code (success), a refusal (0x87 not authorised), and one with a reason string.
+    assert v5.feed(b"\x40\x02\x00\x01" + b"\x40\x03\x00\x02\x87" + b"\x40\x08\x00\x03\x80\x04\x1f\x00\x01x") == [
+        PubAck(1, 0), PubAck(2, 0x87), PubAck(3, 0x80)]
 
 
 @pytest.mark.parametrize("raw, v5, message", [
@@ -110,7 +125,10 @@ def test_what_we_send():
     (b"\x90\x02\x00\x01", False, "malformed SUBACK"),
     (b"\xd0\x01\x00", False, "malformed PINGRESP"),
     (b"\xe0\x00", False, "MQTT 5 only"),
-    (b"\x40\x02\x00\x01", False, "unexpected packet type 4"),
+    (b"\x40\x03\x00\x01\x00", False, "malformed PUBACK"),
+    (b"\x40\x01\x00", True, "malformed PUBACK"),
+    (b"\x40\x05\x00\x01\x00\x05\x00", True, "properties of 5 bytes"),
+    (b"\x50\x02\x00\x01", False, "unexpected packet type 5"),
     (b"\x21\x02\x00\x00", False, "reserved flags"),
 ])
 def test_malformed_packets_raise_naming_the_fault(raw, v5, message):
@@ -131,6 +149,7 @@ def test_oversized_packet_refused_from_its_header_alone():
     (lambda: codec.encode_subscribe(0, "t", 1, v5=False), "packet id 0"),
     (lambda: codec.encode_publish("t", b"", qos=2, packet_id=1), "QoS 2"),
     (lambda: codec.encode_connect("c", v5=False, password="p"), "password needs a username"),
+    (lambda: codec.encode_connect("c", v5=False, will_topic="w", will_qos=3), "will QoS 3"),
     (lambda: codec.encode_connect("x" * 70000, v5=False), "longer than MQTT allows"),
 ])
 def test_encoders_refuse_what_mqtt_cannot_carry(call, message):

@@ -1,7 +1,8 @@
-"""The MQTT packets ingest needs, as pure functions (sans-IO): encoders for what a subscriber
-sends (CONNECT, SUBSCRIBE, PUBACK, PINGREQ, DISCONNECT, and PUBLISH for symmetry and tests) and an
-incremental `Decoder` for what a broker sends it (CONNACK, SUBACK, PUBLISH QoS 0/1, PINGRESP,
-DISCONNECT). MQTT 3.1.1 and 5.0; v5 properties are parsed where we need one and skipped otherwise.
+"""The MQTT packets a lean client needs, as pure functions (sans-IO): encoders for what a client
+sends (CONNECT with an optional last will, SUBSCRIBE, PUBLISH, PUBACK, PINGREQ, DISCONNECT) and an
+incremental `Decoder` for what a broker sends it (CONNACK, SUBACK, PUBLISH QoS 0/1, PUBACK,
+PINGRESP, DISCONNECT). Cloud ingest subscribes with them; the fleet simulator publishes with them.
+MQTT 3.1.1 and 5.0; v5 properties are parsed where we need one and skipped otherwise.
 
 Malformed input raises `MqttProtocolError` naming what was wrong; the connection that sent it
 cannot be trusted to stay in step and is dropped by the caller."""
@@ -52,6 +53,12 @@ class Publish:
 
 
 @dataclass(slots=True)
+class PubAck:
+    packet_id: int
+    reason_code: int = 0  # v5: >= 0x80 is a refusal; 3.1.1 has none
+
+
+@dataclass(slots=True)
 class PingResp:
     pass
 
@@ -61,7 +68,7 @@ class Disconnect:
     reason_code: int
 
 
-Packet = Union[ConnAck, SubAck, Publish, PingResp, Disconnect]
+Packet = Union[ConnAck, SubAck, Publish, PubAck, PingResp, Disconnect]
 
 
 def encode_varint(n: int) -> bytes:
@@ -110,15 +117,21 @@ def _packet(first: int, body: bytes) -> bytes:
 
 def encode_connect(client_id: str, *, v5: bool, keepalive_s: int = 30, clean: bool = False,
                    session_expiry_s: int = 0, max_packet_bytes: int = 0, username: str | None = None,
-                   password: str | None = None) -> bytes:
+                   password: str | None = None, will_topic: str | None = None, will_payload: bytes = b"",
+                   will_qos: int = 0, will_retain: bool = False) -> bytes:
     """CONNECT. `clean=False` keeps the broker session: 3.1.1 clean session 0, v5 clean start 0,
     which only lasts beyond the connection with `session_expiry_s` > 0. A v5 `max_packet_bytes`
-    tells the broker to drop, rather than send, anything larger."""
+    tells the broker to drop, rather than send, anything larger. With `will_topic`, the broker
+    publishes `will_payload` there when the connection ends without a DISCONNECT."""
     if not 0 <= keepalive_s <= 0xFFFF:
         raise ValueError(f"keepalive {keepalive_s} s out of range 0..65535")
     if password is not None and username is None:
         raise ValueError("a password needs a username")
-    flags = (0x02 if clean else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    if will_qos not in (0, 1, 2):
+        raise ValueError(f"will QoS {will_qos} is not 0, 1 or 2")
+    will = will_topic is not None
+    flags = ((0x02 if clean else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+             | ((0x04 | will_qos << 3 | (0x20 if will_retain else 0)) if will else 0))
     var = _utf8("MQTT") + bytes((5 if v5 else 4, flags)) + _U16.pack(keepalive_s)
     if v5:
         props = b""
@@ -128,6 +141,8 @@ def encode_connect(client_id: str, *, v5: bool, keepalive_s: int = 30, clean: bo
             props += bytes((_PROP_MAX_PACKET_SIZE,)) + struct.pack("!I", max_packet_bytes)
         var += encode_varint(len(props)) + props
     payload = _utf8(client_id)
+    if will:
+        payload += (b"\x00" if v5 else b"") + _utf8(will_topic) + _binary(will_payload)
     if username is not None:
         payload += _utf8(username)
     if password is not None:
@@ -240,6 +255,12 @@ class Decoder:
             if codes_at >= end:
                 raise MqttProtocolError("malformed SUBACK: no reason codes")
             return SubAck(_U16.unpack_from(buf, start)[0], list(buf[codes_at:end]))
+        if kind == PUBACK:
+            if length < 2 or (not self.v5 and length != 2):
+                raise MqttProtocolError(f"malformed PUBACK: remaining length {length}")
+            if length > 3:
+                self._skip_properties(buf, start + 3, end, "PUBACK", exact=True)
+            return PubAck(_U16.unpack_from(buf, start)[0], buf[start + 2] if length > 2 else 0)
         if kind == DISCONNECT:
             if not self.v5:
                 raise MqttProtocolError("DISCONNECT from the broker is MQTT 5 only")

@@ -51,6 +51,7 @@ from cloud.ingest.counters import merge_counters
 from cloud.store.paging import BadCursor
 from cloud.supervision.uploads import MAX_UPLOAD_BYTES
 from cloud.video.live import LiveHub
+from cloud.store.telemetry import RelationalTelemetryStore, TelemetryStore
 from dashboards import PAGES, STATIC_DIR, render_page
 
 
@@ -83,7 +84,7 @@ def _page(name: str) -> Callable[[], HTMLResponse]:
 def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: Optional[Downlink] = None,
                ingest_counters: Optional[Callable[[], dict]] = None, live_hub: Optional[LiveHub] = None,
                notice_bus: Optional[EventBus] = None, max_body_bytes: int = 1024 * 1024,
-               hsts: bool = False) -> FastAPI:
+               hsts: bool = False, telemetry: Optional[TelemetryStore] = None) -> FastAPI:
     app = FastAPI(title="CareGuard cloud", version="1", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders, hsts=hsts)
     # Added last, so it runs first: an oversized body is refused before anything else looks at it.
@@ -99,6 +100,7 @@ def create_app(*, engine: Engine, bus: EventBus, tokens: TokenTable, downlink: O
     app.state.tokens = tokens
     app.state.stream_tickets = StreamTickets()
     app.state.downlink = downlink
+    app.state.telemetry = telemetry or RelationalTelemetryStore()
     app.state.live_hub = live_hub
     # Supervision notices have their own bus: the alarm stream's subscribers never see them.
     app.state.notice_bus = notice_bus or EventBus()

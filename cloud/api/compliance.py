@@ -1,5 +1,5 @@
-"""Compliance per facility (status, score, findings with their source and evidence), and the
-jurisdiction profiles the rules apply."""
+"""Compliance per facility (status, score, findings with their source and evidence), as the
+compliance snapshots hold it (cloud.compliance.snapshot), and the jurisdiction profiles the rules apply."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_
 from cloud.api.common import Cursor, transaction
 from cloud.api.facilities import FacilityPath
 from cloud.compliance.profiles import Profile, all_profiles
-from cloud.compliance.rules import ComplianceReport, Status, compliance_page, facility_compliance
+from cloud.compliance.rules import ComplianceReport, Status
+from cloud.compliance.snapshot import read_snapshot, snapshot_page
 from cloud.config import Role
 from cloud.store.paging import Page
 from contracts.timefmt import utcnow
@@ -26,11 +27,11 @@ def list_compliance(request: Request, who: Annotated[Principal, Depends(require_
                     city: Annotated[Optional[str], Query(max_length=32)] = None,
                     district: Annotated[Optional[str], Query(max_length=32)] = None,
                     status: Optional[Status] = None) -> Page[ComplianceReport]:
-    """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
-    page may hold fewer than `limit` items while `next_cursor` still continues."""
+    """Reports for a page of facilities (by facility_id), as stored (`checked_at`) while current.
+    `status` filters by the stored status, so a page holds `limit` items unless it is the last."""
     with transaction(request) as conn:
-        return compliance_page(conn, utcnow(), limit=limit, cursor=cursor, own=scope_facility(who, None), city=city,
-                               district=district, status=status, within=who.within)
+        return snapshot_page(conn, utcnow(), limit=limit, cursor=cursor, own=scope_facility(who, None), city=city,
+                             district=district, status=status, within=who.within)
 
 
 @router.get("/profiles", response_model=list[Profile])
@@ -41,6 +42,7 @@ def list_profiles(_who: Annotated[Principal, Depends(require_role(*READERS))]) -
 @router.get("/{facility_id}", response_model=ComplianceReport)
 def read_compliance(request: Request, facility_id: FacilityPath,
                     who: Annotated[Principal, Depends(require_role(*READERS))]) -> ComplianceReport:
+    """The facility's report as stored (`checked_at`) while current, else evaluated now."""
     forbid_outside_scope(request, who, facility_id)
     with transaction(request) as conn:
-        return facility_compliance(conn, facility_id, utcnow())
+        return read_snapshot(conn, facility_id, utcnow())

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Annotated, Optional
+from typing import Annotated, Iterator, Optional
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 
 from cloud.api.auth import Principal, forbid_outside_scope, require_role, scope_facility
-from cloud.api.common import aware, field_error, transaction
+from cloud.api.common import Problem, aware, field_error, transaction
 from cloud.care.health_rules import ClimateMetric
 from cloud.care.health_runner import climate_states
 from cloud.care.reports import SeriesPoint, climate_series
 from cloud.config import Role
+from cloud.store.telemetry import TelemetryReadError
 from contracts.ids import DEVICE_ID_RE, FACILITY_ID_RE
 from contracts.timefmt import utcnow
 
@@ -50,8 +52,11 @@ class Series(BaseModel):
     points: list[SeriesPoint]
 
 
+TELEMETRY_DOWN = {503: {"model": Problem, "description": "the telemetry store did not answer"}}
+
+
 # --- room climate -----------------------------------------------------------------------------
-@router.get("/api/environment/rooms", response_model=RoomList)
+@router.get("/api/environment/rooms", response_model=RoomList, responses=TELEMETRY_DOWN)
 def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
                facility: FacilityQuery = None, since: Optional[datetime] = None) -> RoomList:
     """Each climate sensor's latest reading against GB/T 18883, and since when it is out of range."""
@@ -62,15 +67,16 @@ def list_rooms(request: Request, who: Annotated[Principal, Depends(require_role(
     if since is not None and now - since > MAX_ROOMS_SPAN:
         # Every reading since then is read to judge a breach: bounded like a series.
         raise field_error("query", "since", f"at most {MAX_ROOMS_SPAN.days} days ago")
-    with transaction(request) as conn:
-        states = climate_states(conn, now, since=since, facility=scope_facility(who, facility), within=who.within)
+    with transaction(request) as conn, _telemetry_errors():
+        states = climate_states(conn, request.app.state.telemetry, now, since=since,
+                                facility=scope_facility(who, facility), within=who.within)
     return RoomList(items=[RoomItem(facility=s.facility, zone=s.zone, device_id=s.device_id, metric=s.metric,
                                     latest=st.latest, latest_ts=st.latest_ts, limit_low=st.limit_low,
                                     limit_high=st.limit_high, in_range=st.in_range, breach_since=st.breach_since,
                                     sustained=st.sustained) for s, st in states])
 
 
-@router.get("/api/environment/series", response_model=Series)
+@router.get("/api/environment/series", response_model=Series, responses=TELEMETRY_DOWN)
 def read_series(request: Request, who: Annotated[Principal, Depends(require_role(*READERS))],
                 facility: Annotated[str, Query(pattern=FACILITY_ID_RE)],
                 device_id: Annotated[str, Query(pattern=DEVICE_ID_RE)], metric: ClimateMetric,
@@ -84,6 +90,15 @@ def read_series(request: Request, who: Annotated[Principal, Depends(require_role
         raise field_error("query", "since", "must be before until")
     if (until - since).total_seconds() / step_s > MAX_SERIES_POINTS:
         raise field_error("query", "step_s", f"too small for the span: at most {MAX_SERIES_POINTS} points")
-    with transaction(request) as conn:
-        points = climate_series(conn, facility, device_id, metric.value, since, until, step_s)
+    with transaction(request) as conn, _telemetry_errors():
+        points = climate_series(conn, request.app.state.telemetry, facility, device_id, metric.value, since, until,
+                                step_s)
     return Series(facility=facility, device_id=device_id, metric=metric.value, step_s=step_s, points=points)
+
+
+@contextmanager
+def _telemetry_errors() -> Iterator[None]:
+    try:
+        yield
+    except TelemetryReadError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None

@@ -18,11 +18,21 @@ from sqlalchemy.engine import Connection, Engine
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within
 from cloud.alarms.lifecycle import clear_cloud_alarm, raise_cloud_alarm
 from cloud.alarms.records import AlarmRecord, get_alarms
-from cloud.care.health_rules import ClimateMetric, ClimateState, Cluster, climate_state, clusters_for, day_to_judge
+from cloud.care.health_rules import (
+    ClimateMetric,
+    ClimateState,
+    Cluster,
+    climate_limits,
+    climate_state,
+    clusters_for,
+    day_to_judge,
+    in_range,
+)
 from cloud.care.records import check_summary, symptom_observations
 from cloud.compliance.profiles import NATIONAL, profile_for
 from cloud.periodic import PeriodicTask
-from cloud.store.db import alarms, devices, facilities, telemetry
+from cloud.store.db import alarms, devices, facilities
+from cloud.store.telemetry import RelationalTelemetryStore, TelemetryStore
 from contracts.alarms import AlarmKind, AlarmState, Severity
 from contracts.timefmt import iso_utc, utcnow
 
@@ -45,55 +55,55 @@ class SensorSeries:
     device_id: str
     metric: str
     zone: Optional[str]
-    readings: list[tuple[datetime, float]] = field(default_factory=list)
-
-
-def sensor_series(conn: Connection, since: datetime, until: datetime, *, facility: Optional[str] = None,
-                  device_id: Optional[str] = None) -> list[SensorSeries]:
-    """Climate readings per (facility, device, metric) in [since, until], ascending."""
-    t = telemetry.c
-    q = (select(t.facility, t.device_id, t.metric, t.ts, t.value)
-         .where(t.metric.in_(CLIMATE_METRICS), t.ts >= since, t.ts <= until))
-    if facility is not None:
-        q = q.where(t.facility == facility)
-    if device_id is not None:
-        q = q.where(t.device_id == device_id)
-    series: dict[tuple[str, str, str], SensorSeries] = {}
-    for r in conn.execute(q.order_by(t.facility, t.device_id, t.metric, t.ts)):
-        s = series.get((r.facility, r.device_id, r.metric))
-        if s is None:
-            s = series[(r.facility, r.device_id, r.metric)] = SensorSeries(r.facility, r.device_id, r.metric, None)
-        s.readings.append((r.ts, r.value))
-    if series:
-        d = devices.c
-        zones = {(r.facility, r.device_id): r.zone or r.area_id
-                 for r in conn.execute(select(d.facility, d.device_id, d.zone, d.area_id)
-                                       .where(d.facility.in_({k[0] for k in series})))}
-        for (fac, dev, _), s in series.items():
-            s.zone = zones.get((fac, dev))
-    return list(series.values())
 
 
 def facility_cities(conn: Connection) -> dict[str, str]:
     return dict(conn.execute(select(facilities.c.facility_id, facilities.c.city)).all())
 
 
-def climate_states(conn: Connection, now: datetime, *, since: Optional[datetime] = None,
+def device_zones(conn: Connection, facility_ids: set[str]) -> dict[tuple[str, str], Optional[str]]:
+    d = devices.c
+    out: dict[tuple[str, str], Optional[str]] = {}
+    ids = sorted(facility_ids)
+    for i in range(0, len(ids), 500):
+        out.update({(r.facility, r.device_id): r.zone or r.area_id
+                    for r in conn.execute(select(d.facility, d.device_id, d.zone, d.area_id)
+                                          .where(d.facility.in_(ids[i:i + 500])))})
+    return out
+
+
+def climate_states(conn: Connection, store: TelemetryStore, now: datetime, *, since: Optional[datetime] = None,
                    facility: Optional[str] = None,
                    within: Jurisdiction = EVERYWHERE) -> list[tuple[SensorSeries, ClimateState]]:
     """Each sensor's climate state at `now`, from readings since `since` (default: twice the
-    sustained duration, at least an hour), of the facilities under `within`."""
+    sustained duration, at least an hour), of the facilities under `within`.
+
+    Only a sensor whose latest reading is out of range needs its history (since when?): the
+    others are read as their latest reading alone, which gives the same state, so a city of
+    sensors costs one read of the latest values and a few histories."""
     cities = facility_cities(conn)
     allowed = facilities_within(conn, within)
     lookback = max(2 * NATIONAL.climate.sustained_s, 3600.0)
+    since = since or now - timedelta(seconds=lookback)
+    latest = store.latest(conn, CLIMATE_METRICS, since, now, facility=facility)
+    if allowed is not None:
+        latest = {k: v for k, v in latest.items() if k.facility in allowed}
+    profiles = {key: profile_for(cities.get(key.facility)) for key in latest}
+    outside = []
+    for key, (ts, value) in latest.items():
+        climate, tz = profiles[key].climate, profiles[key].care.timezone
+        limits = climate_limits(key.metric, ts, climate, tz)
+        if limits is not None and not in_range(value, limits):
+            outside.append(key)
+    history = store.readings(conn, outside, since, now) if outside else {}
+    zones = device_zones(conn, {k.facility for k in latest})
     out = []
-    for s in sensor_series(conn, since or now - timedelta(seconds=lookback), now, facility=facility):
-        if allowed is not None and s.facility not in allowed:
-            continue
-        profile = profile_for(cities.get(s.facility))
-        state = climate_state(s.metric, s.readings, profile.climate, profile.care.timezone)
+    for key in sorted(latest):
+        profile = profiles[key]
+        state = climate_state(key.metric, history.get(key) or [latest[key]], profile.climate, profile.care.timezone)
         if state is not None:
-            out.append((s, state))
+            out.append((SensorSeries(key.facility, key.device_id, key.metric, zones.get((key.facility, key.device_id))),
+                        state))
     return out
 
 
@@ -126,10 +136,10 @@ class HealthOutcome:
     missing_checks: list[tuple[str, str]] = field(default_factory=list)  # (facility, class_id)
 
 
-def apply_climate(conn: Connection, now: datetime, out: HealthOutcome) -> None:
+def apply_climate(conn: Connection, store: TelemetryStore, now: datetime, out: HealthOutcome) -> None:
     active = {(f, s) for f, s in conn.execute(select(alarms.c.facility, alarms.c.source).where(
         alarms.c.kind == AlarmKind.SENSOR_RANGE.value, alarms.c.state == AlarmState.ACTIVE.value))}
-    for s, state in climate_states(conn, now):
+    for s, state in climate_states(conn, store, now):
         source = climate_source(s.device_id, s.metric)
         if state.sustained:
             alarm_id, new = raise_cloud_alarm(
@@ -174,12 +184,15 @@ def find_missing_checks(conn: Connection, now: datetime) -> list[tuple[str, str]
 
 
 class HealthRunner:
-    """Evaluates every `interval_s`; start() / stop(), or run_once(now) directly. `on_alarms`
-    gets the alarm rows raised or cleared, after commit (the live stream)."""
+    """Evaluates every `interval_s`; start() / stop(), or run_once(now) directly. Room climate is
+    read from `telemetry_store` (where ingest writes it). `on_alarms` gets the alarm rows raised or
+    cleared, after commit (the live stream)."""
 
-    def __init__(self, engine: Engine, *, interval_s: float = 60.0, clock: Callable[[], datetime] = utcnow,
+    def __init__(self, engine: Engine, *, telemetry_store: Optional[TelemetryStore] = None, interval_s: float = 60.0,
+                 clock: Callable[[], datetime] = utcnow,
                  on_alarms: Optional[Callable[[list[AlarmRecord]], None]] = None):
         self.engine = engine
+        self.telemetry_store = telemetry_store or RelationalTelemetryStore()
         self.interval_s = interval_s
         self.clock = clock
         self.on_alarms = on_alarms
@@ -194,7 +207,7 @@ class HealthRunner:
         now = now or self.clock()
         out = HealthOutcome()
         with self.engine.begin() as conn:
-            apply_climate(conn, now, out)
+            apply_climate(conn, self.telemetry_store, now, out)
             apply_clusters(conn, now, out)
             out.missing_checks = find_missing_checks(conn, now)
         self.runs += 1

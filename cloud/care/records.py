@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import (
@@ -43,6 +43,7 @@ from cloud.care.health_rules import (
     symptoms_of,
 )
 from cloud.care.privacy import FieldCipher, identifying_field, looks_like_resident_id
+from cloud.compliance.marks import mark_facilities
 from cloud.compliance.profiles import profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, ClassType, NotFound, RegistryConflict
 from cloud.store.db import UTCDateTime, classes, facilities, metadata, staff
@@ -328,6 +329,7 @@ def write_roster(conn: Connection, cipher: FieldCipher, facility: str, class_id:
     conn.execute(care_rosters.insert().values(facility=facility, class_id=class_id,
                                               carers_on_duty=list(dict.fromkeys(body.carers_on_duty)),
                                               updated_at=now, updated_by=user))
+    mark_facilities(conn, [facility])
     return Roster(facility=facility, class_id=class_id, class_type=ctype, children=body.children,
                   carers_on_duty=list(dict.fromkeys(body.carers_on_duty)), updated_at=now)
 
@@ -368,6 +370,7 @@ def record_check(conn: Connection, cipher: FieldCipher, facility: str, body: Che
                   action_enc=cipher.encrypt(body.action, _ctx(facility, ref, "action")) if body.action else None,
                   recorded_by=user, recorded_at=now)
     new_id = conn.execute(care_checks.insert().values(**values)).inserted_primary_key[0]
+    mark_facilities(conn, [facility])
     return CheckRecorded(id=new_id, facility=facility, class_id=body.class_id, kind=body.kind, local_date=day, at=at,
                          temperature_c=body.temperature_c, symptoms=found)
 
@@ -392,21 +395,27 @@ def read_checks(conn: Connection, cipher: FieldCipher, facility: str, day: date,
     return out
 
 
-def roster_counts(conn: Connection, facility: Optional[str] = None) -> dict[tuple[str, str], int]:
+Facilities = Optional[str | Sequence[str]]
+
+
+def _filtered(q, column, facility: Facilities):
+    """`q` for one facility, a list of them (compliance reads in batches), or all (None)."""
+    if facility is None:
+        return q
+    return q.where(column == facility if isinstance(facility, str) else column.in_(list(facility)))
+
+
+def roster_counts(conn: Connection, facility: Facilities = None) -> dict[tuple[str, str], int]:
     c = care_children.c
-    q = select(c.facility, c.class_id, func.count()).group_by(c.facility, c.class_id)
-    if facility is not None:
-        q = q.where(c.facility == facility)
+    q = _filtered(select(c.facility, c.class_id, func.count()).group_by(c.facility, c.class_id), c.facility, facility)
     return {(f, cl): n for f, cl, n in conn.execute(q)}
 
 
-def first_morning_checks(conn: Connection, day: date, facility: Optional[str] = None) -> dict[tuple[str, str], datetime]:
+def first_morning_checks(conn: Connection, day: date, facility: Facilities = None) -> dict[tuple[str, str], datetime]:
     k = care_checks.c
     q = (select(k.facility, k.class_id, func.min(k.at)).where(k.local_date == day, k.kind == CheckKind.MORNING.value)
          .group_by(k.facility, k.class_id))
-    if facility is not None:
-        q = q.where(k.facility == facility)
-    return {(f, cl): at for f, cl, at in conn.execute(q)}
+    return {(f, cl): at for f, cl, at in conn.execute(_filtered(q, k.facility, facility))}
 
 
 def check_summary(conn: Connection, day: date, now: datetime, facility: Optional[str] = None,
@@ -468,17 +477,16 @@ def record_staff_record(conn: Connection, staff_id: str, body: StaffRecordIn, *,
     conn.execute(care_staff_records.insert().values(facility=body.facility, staff_id=staff_id, kind=body.kind.value,
                                                     number=body.number, issued_on=body.issued_on, expires_on=expires,
                                                     recorded_at=now, recorded_by=user))
+    mark_facilities(conn, [body.facility])
     return StaffRecord(facility=body.facility, staff_id=staff_id, kind=body.kind.value, number=body.number,
                        issued_on=body.issued_on, expires_on=expires)
 
 
-def staff_documents(conn: Connection, facility: Optional[str] = None) -> list[tuple[str, str, str, str, Optional[date]]]:
+def staff_documents(conn: Connection, facility: Facilities = None) -> list[tuple[str, str, str, str, Optional[date]]]:
     """(facility, staff_id, role, kind, expires_on) for every care record and every registry
     certificate; a registry `health` certificate counts as the health certificate."""
     st, s = staff.c, care_staff_records.c
-    q = select(st.facility, st.staff_id, st.role, st.certificates)
-    if facility is not None:
-        q = q.where(st.facility == facility)
+    q = _filtered(select(st.facility, st.staff_id, st.role, st.certificates), st.facility, facility)
     out = []
     roles = {}
     for r in conn.execute(q):
@@ -487,9 +495,7 @@ def staff_documents(conn: Connection, facility: Optional[str] = None) -> list[tu
             if isinstance(cert, dict) and cert.get("expires_on"):
                 kind = StaffRecordKind.HEALTH_CERTIFICATE.value if cert.get("kind") == "health" else str(cert.get("kind"))
                 out.append((r.facility, r.staff_id, r.role, kind, date.fromisoformat(cert["expires_on"])))
-    rq = select(s.facility, s.staff_id, s.kind, s.expires_on)
-    if facility is not None:
-        rq = rq.where(s.facility == facility)
+    rq = _filtered(select(s.facility, s.staff_id, s.kind, s.expires_on), s.facility, facility)
     for r in conn.execute(rq):
         out.append((r.facility, r.staff_id, roles.get((r.facility, r.staff_id), "other"), r.kind, r.expires_on))
     return out

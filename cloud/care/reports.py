@@ -3,7 +3,7 @@ sensor's series. Counts only: who the children are is never read here."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Optional
 
 from pydantic import BaseModel, Field
@@ -12,7 +12,8 @@ from sqlalchemy.engine import Connection
 
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, facilities_within
 from cloud.care.health_runner import active_cluster_alarms, current_clusters
-from cloud.store.db import alarms, telemetry
+from cloud.store.db import alarms
+from cloud.store.telemetry import SeriesKey, TelemetryStore
 from contracts.alarms import AlarmKind
 
 
@@ -57,16 +58,8 @@ def cluster_items(conn: Connection, now: datetime, since: datetime, facility: Op
     return items if allowed is None else [i for i in items if i.facility in allowed]
 
 
-def climate_series(conn: Connection, facility: str, device_id: str, metric: str, since: datetime, until: datetime,
-                   step_s: int) -> list[SeriesPoint]:
-    """One sensor's metric averaged per `step_s` over [since, until)."""
-    t = telemetry.c
-    rows = conn.execute(select(t.ts, t.value).where(t.facility == facility, t.device_id == device_id,
-                                                    t.metric == metric, t.ts >= since, t.ts < until)
-                        .order_by(t.ts)).all()
-    # Buckets are computed here rather than in SQL so SQLite and PostgreSQL agree exactly.
-    buckets: dict[int, list[float]] = {}
-    for ts, value in rows:
-        buckets.setdefault(int((ts - since).total_seconds() // step_s), []).append(value)
-    return [SeriesPoint(ts=since + timedelta(seconds=i * step_s), value=round(sum(v) / len(v), 3))
-            for i, v in sorted(buckets.items())]
+def climate_series(conn: Connection, store: TelemetryStore, facility: str, device_id: str, metric: str,
+                   since: datetime, until: datetime, step_s: int) -> list[SeriesPoint]:
+    """One sensor's metric averaged per `step_s` over [since, until), from the telemetry store."""
+    return [SeriesPoint(ts=ts, value=round(value, 3))
+            for ts, value in store.buckets(conn, SeriesKey(facility, device_id, metric), since, until, step_s)]

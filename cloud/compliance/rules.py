@@ -1,7 +1,7 @@
 """The compliance rules engine: per facility, a status, a score and findings, each naming its
 rule, the source text of the requirement and the evidence.
 
-`gather_facts` reads the store; the rules are pure functions of those facts, the profile and
+`gather_facts` reads the store (for many facilities at once); the rules are pure functions of those facts, the profile and
 `now`. What the rules read from uplink envelopes (the latest of each type per facility):
 - `retention.report`: `cameras[].camera_id`, `cameras[].achieved_days` (edge/retention.py's report);
 - `camera.health`: either one camera `{camera_id, state, fault}` or `{cameras: [...]}` of those;
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.engine import Connection
 
-from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
 from cloud.care.health_rules import (
     FACILITY_KEY,
     CertificateStatus,
@@ -36,10 +36,10 @@ from cloud.care.health_rules import (
     morning_check_missing,
 )
 from cloud.care.records import StaffRecordKind, care_rosters, first_morning_checks, roster_counts, staff_documents
+from cloud.compliance.marks import achieved_days, camera_items, camera_online
 from cloud.compliance.profiles import Profile, profile_for
-from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, get_facility
+from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, NotFound, facility_rows_to_models
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
-from cloud.store.paging import Page, keyset, trim
 from cloud.supervision.fees import FeeReport, fee_report
 from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
@@ -140,104 +140,180 @@ class FacilityFacts(BaseModel):
 
 
 # --- reading the store ------------------------------------------------------------------------
-def _latest_envelope(conn: Connection, facility: str, type_: str):
-    """The envelope of `type_` the cloud received last (a gateway's clock decides nothing); its
-    `ts` stays the time of origin."""
-    e = envelopes.c
-    return conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == type_)
-                        .order_by(e.received_at.desc()).limit(1)).first()
+# Facts are read for many facilities at once, one query per kind of fact: the compliance
+# snapshots of a province are evaluated in batches (cloud.compliance.snapshot).
+_IN_CHUNK = 500
 
 
-def _camera_health(conn: Connection, facility: str, since: datetime) -> dict[str, CameraStatus]:
+def _grouped(conn: Connection, query, ids: Sequence[str]):
+    """Rows of `query` (its first column the facility, filtered by `.where` on it) for `ids`."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        yield from conn.execute(query(ids[i:i + _IN_CHUNK]))
+
+
+def _latest(conn: Connection, type_: str, ids: Sequence[str], with_body: bool):
+    """facility -> (ts, body or None) of the envelope of `type_` the cloud received last (a
+    gateway's clock decides nothing); `ts` stays the time of origin."""
     e = envelopes.c
-    out: dict[str, CameraStatus] = {}
-    # By receive time, as _latest_envelope: a report dated ahead does not outrank later ones.
-    rows = conn.execute(select(e.ts, e.body).where(e.facility == facility, e.type == "camera.health",
-                                                   e.received_at >= since).order_by(e.received_at))
-    for ts, body in rows:
-        entries = body.get("cameras") if isinstance(body.get("cameras"), list) else [body]
-        for item in entries:
-            if not isinstance(item, dict) or not isinstance(item.get("camera_id"), str):
-                continue
-            state, fault = item.get("state"), item.get("fault")
-            out[item["camera_id"]] = CameraStatus(ts=ts, online=state == "streaming" and not fault,
-                                                  state=state if isinstance(state, str) else None,
-                                                  fault=str(fault) if fault else None)
+    out: dict[str, tuple] = {}
+    for chunk_start in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[chunk_start:chunk_start + _IN_CHUNK]
+        newest = (select(e.facility, func.max(e.received_at).label("received_at"))
+                  .where(e.facility.in_(chunk), e.type == type_).group_by(e.facility).subquery())
+        # One batch's envelopes share their receive time: of those, the latest in origin time.
+        for f, ts, body in conn.execute(select(e.facility, e.ts, e.body if with_body else e.id).join(
+                newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
+                .where(e.type == type_)):
+            if f not in out or ts > out[f][0]:
+                out[f] = (ts, (body if isinstance(body, dict) else {}) if with_body else None)
     return out
 
 
-def _names(conn: Connection, table, id_column: str, facility_id: str) -> dict[str, str]:
-    return dict(conn.execute(select(table.c[id_column], table.c.name).where(table.c.facility == facility_id)).all())
+def _camera_health(conn: Connection, since: dict[str, datetime]) -> dict[str, dict[str, CameraStatus]]:
+    """Per facility, each camera's newest health report received since the facility's `since`."""
+    e = envelopes.c
+    out: dict[str, dict[str, CameraStatus]] = {f: {} for f in since}
+    ids = sorted(since)
+    oldest = min(since.values(), default=None)
+    # The bodies as text, parsed here by orjson: a window of reports per facility is most of the
+    # work of evaluating it, and the driver's JSON parsing took several times longer. By receive
+    # time, as _latest: a report dated ahead does not outrank later ones.
+    rows = _grouped(conn, lambda chunk: select(e.facility, e.ts, e.received_at, cast(e.body, Text))
+                    .where(e.facility.in_(chunk), e.type == "camera.health", e.received_at >= oldest)
+                    .order_by(e.facility, e.received_at.desc(), e.ts.desc()), ids)
+    for facility, ts, received_at, text in rows:
+        if received_at < since[facility]:
+            continue
+        body = orjson.loads(text)
+        if not isinstance(body, dict):
+            continue
+        seen = out[facility]
+        for item in camera_items(body):
+            if item["camera_id"] not in seen:  # newest first: the first report of a camera is its latest
+                state, fault = item.get("state"), item.get("fault")
+                seen[item["camera_id"]] = CameraStatus(ts=ts, online=camera_online(item),
+                                                       state=state if isinstance(state, str) else None,
+                                                       fault=str(fault) if fault else None)
+    return out
 
 
-def gather_facts(conn: Connection, facility_id: str, profile: Profile, now: datetime) -> FacilityFacts:
-    facility = get_facility(conn, facility_id)
-    d = devices.c
-    buttons = conn.execute(select(d.device_id).where(d.facility == facility_id, d.kind == DeviceKind.PANIC_BUTTON.value)
-                           .order_by(d.device_id)).scalars().all()
-    children = {a: [] for a in conn.execute(select(areas.c.area_id).where(areas.c.facility == facility_id,
-                                                                           areas.c.children_area.is_(True))
-                                            .order_by(areas.c.area_id)).scalars()}
-    for cam, area in conn.execute(select(camera_areas.c.camera_id, camera_areas.c.area_id)
-                                  .where(camera_areas.c.facility == facility_id).order_by(camera_areas.c.camera_id)):
-        if area in children:
-            children[area].append(cam)
-    cams = conn.execute(select(cameras.c.camera_id).where(cameras.c.facility == facility_id)
-                        .order_by(cameras.c.camera_id)).scalars().all()
-    facts = FacilityFacts(facility=facility, panic_buttons=list(buttons), children_areas=children, camera_ids=list(cams))
-    facts.area_names = _names(conn, areas, "area_id", facility_id)
-    facts.staff_names = _names(conn, staff, "staff_id", facility_id)
-    facts.device_names = _names(conn, devices, "device_id", facility_id)
-    facts.camera_names = _names(conn, cameras, "camera_id", facility_id)
-    report = _latest_envelope(conn, facility_id, "retention.report")
-    if report is not None:
-        facts.retention_report_ts = report.ts
-        for cam in report.body.get("cameras") or []:
-            if isinstance(cam, dict) and isinstance(cam.get("camera_id"), str) \
-                    and isinstance(cam.get("achieved_days"), (int, float)):
-                facts.retention_days[cam["camera_id"]] = float(cam["achieved_days"])
-                if isinstance(cam.get("gaps"), list):
-                    facts.retention_gaps[cam["camera_id"]] = len(cam["gaps"])
-    facts.camera_health = _camera_health(conn, facility_id,
-                                         now - timedelta(seconds=profile.children_areas_covered.value))
-    heartbeat = _latest_envelope(conn, facility_id, "heartbeat")
-    facts.last_heartbeat = heartbeat.ts if heartbeat is not None else None
-    encrypted = heartbeat.body.get("police_encrypted") if heartbeat is not None else None
+def read_heartbeat(facts: FacilityFacts, body: dict) -> None:
+    """What the rules read of the newest heartbeat's body: the police path's encryption and the
+    video platform registration."""
+    encrypted = body.get("police_encrypted")
     facts.police_encrypted = encrypted if isinstance(encrypted, bool) else None
-    if heartbeat is not None and isinstance(heartbeat.body, dict):
-        facts.video_platform = read_video_platform(heartbeat.body)
+    facts.video_platform = read_video_platform(body)
+
+
+# Names people know things by, for the findings' parameters (ids stay in the evidence).
+_NAMED = ((areas, "area_id"), (staff, "staff_id"), (devices, "device_id"), (cameras, "camera_id"))
+
+
+def _names(conn: Connection, table, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for facility, item, name in _grouped(conn, lambda chunk: select(table.c.facility, table.c[id_column],
+                                                                    table.c.name).where(table.c.facility.in_(chunk)),
+                                         ids):
+        out.setdefault(facility, {})[item] = name
+    return out
+
+
+def _by_facility(rows) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for facility, *rest in rows:
+        out.setdefault(facility, []).append(rest[0] if len(rest) == 1 else tuple(rest))
+    return out
+
+
+def gather_facts(conn: Connection, facility_ids: Sequence[str],
+                 now: datetime) -> dict[str, tuple[Profile, FacilityFacts]]:
+    """Each registered facility of `facility_ids` with its profile and facts (unknown ids are left out)."""
+    f, d, ar, ca, cm = facilities.c, devices.c, areas.c, camera_areas.c, cameras.c
+    rows = list(_grouped(conn, lambda chunk: select(facilities).where(f.facility_id.in_(chunk)), list(facility_ids)))
+    models = {m.facility_id: m for m in facility_rows_to_models(conn, rows)}
+    ids = sorted(models)
+    profiles = {fid: profile_for(m.district.city) for fid, m in models.items()}
+    buttons = _by_facility(_grouped(conn, lambda chunk: select(d.facility, d.device_id).where(
+        d.facility.in_(chunk), d.kind == DeviceKind.PANIC_BUTTON.value).order_by(d.facility, d.device_id), ids))
+    children = _by_facility(_grouped(conn, lambda chunk: select(ar.facility, ar.area_id).where(
+        ar.facility.in_(chunk), ar.children_area.is_(True)).order_by(ar.facility, ar.area_id), ids))
+    coverage = _by_facility(_grouped(conn, lambda chunk: select(ca.facility, ca.camera_id, ca.area_id).where(
+        ca.facility.in_(chunk)).order_by(ca.facility, ca.camera_id), ids))
+    cams = _by_facility(_grouped(conn, lambda chunk: select(cm.facility, cm.camera_id).where(
+        cm.facility.in_(chunk)).order_by(cm.facility, cm.camera_id), ids))
+    names = {table.name: _names(conn, table, id_column, ids) for table, id_column in _NAMED}
+    reports = _latest(conn, "retention.report", ids, with_body=True)
+    beats = _latest(conn, "heartbeat", ids, with_body=True)
+    health = _camera_health(conn, {fid: now - timedelta(seconds=p.children_areas_covered.value)
+                                   for fid, p in profiles.items()})
     a = alarms.c
-    facts.last_drill_delivered = conn.execute(
-        select(func.max(a.delivered_at)).where(a.facility == facility_id, a.kind == AlarmKind.TEST.value)).scalar()
-    facts.care = gather_care_facts(conn, facility, list(buttons), profile, now)
-    facts.overdue_rectifications = overdue_findings(conn, now, facility_id)
-    facts.fees = fee_report(conn, facility_id)
-    return facts
+    drills = dict(_grouped(conn, lambda chunk: select(a.facility, func.max(a.delivered_at)).where(
+        a.facility.in_(chunk), a.kind == AlarmKind.TEST.value).group_by(a.facility), ids))
+    # Overdue rectifications are few province-wide: read them all, keep this batch's.
+    overdue = _by_facility((o.facility, o) for o in overdue_findings(conn, now) if o.facility in models)
+    out = {}
+    for fid in ids:
+        areas_covered = {area: [] for area in children.get(fid, [])}
+        for cam, area in coverage.get(fid, []):
+            if area in areas_covered:
+                areas_covered[area].append(cam)
+        facts = FacilityFacts(facility=models[fid], panic_buttons=buttons.get(fid, []), children_areas=areas_covered,
+                              camera_ids=cams.get(fid, []), camera_health=health[fid],
+                              last_drill_delivered=drills.get(fid), overdue_rectifications=overdue.get(fid, []),
+                              fees=fee_report(conn, fid), area_names=names["areas"].get(fid, {}),
+                              staff_names=names["staff"].get(fid, {}), device_names=names["devices"].get(fid, {}),
+                              camera_names=names["cameras"].get(fid, {}))
+        if fid in beats:
+            facts.last_heartbeat, beat = beats[fid]
+            read_heartbeat(facts, beat)
+        if fid in reports:
+            facts.retention_report_ts, body = reports[fid]
+            facts.retention_days = achieved_days(body)
+            facts.retention_gaps = {i["camera_id"]: len(i["gaps"]) for i in camera_items(body)
+                                    if i["camera_id"] in facts.retention_days and isinstance(i.get("gaps"), list)}
+        out[fid] = (profiles[fid], facts)
+    gather_care_facts(conn, out, now)
+    return out
 
 
-def gather_care_facts(conn: Connection, facility: Facility, buttons: list[str], profile: Profile,
-                      now: datetime) -> CareFacts:
-    fid = facility.facility_id
-    care = CareFacts(check_day=day_to_judge(now, profile.care))
-    counts = roster_counts(conn, fid)
-    first = first_morning_checks(conn, care.check_day, fid) if care.check_day else {}
-    for class_id, carers in conn.execute(select(care_rosters.c.class_id, care_rosters.c.carers_on_duty)
-                                         .where(care_rosters.c.facility == fid)):
-        care.classes[class_id] = ClassCare(children=counts.get((fid, class_id), 0), carers_on_duty=len(carers or []),
-                                           first_morning_check=first.get((fid, class_id)))
-    care.staff_ids = list(conn.execute(select(staff.c.staff_id).where(staff.c.facility == fid)
-                                       .order_by(staff.c.staff_id)).scalars())
-    care.documents = [StaffDocument(staff_id=s, role=role, kind=kind, expires_on=exp)
-                      for _, s, role, kind, exp in staff_documents(conn, fid)]
-    months = months_to_judge(facility.created_at, now, profile.care.timezone)
-    if months:
-        a = alarms.c
-        drills = conn.execute(select(a.delivered_at, func.coalesce(a.device_id, a.source))
-                              .where(a.facility == fid, a.kind == AlarmKind.TEST.value, a.delivered_at.is_not(None),
-                                     a.delivered_at >= now - timedelta(days=400))).all()
-        keys = buttons or [FACILITY_KEY]
-        care.drill_ledger = drill_ledger(keys, [(ts, key) for ts, key in drills], months, profile.care.timezone)
-    return care
+def gather_care_facts(conn: Connection, gathered: dict[str, tuple[Profile, FacilityFacts]], now: datetime) -> None:
+    """Fill each facility's care facts: rosters, first morning checks, staff documents, drill ledger."""
+    ids = sorted(gathered)
+    if not ids:
+        return
+    counts = roster_counts(conn, ids)
+    days = {fid: day_to_judge(now, p.care) for fid, (p, _) in gathered.items()}
+    first: dict[tuple[str, str], datetime] = {}
+    for day in {d for d in days.values() if d is not None}:
+        first |= {k: v for k, v in first_morning_checks(conn, day, [f for f in ids if days[f] == day]).items()}
+    rosters = _by_facility(_grouped(conn, lambda chunk: select(care_rosters.c.facility, care_rosters.c.class_id,
+                                                               care_rosters.c.carers_on_duty)
+                                    .where(care_rosters.c.facility.in_(chunk)), ids))
+    staff_ids = _by_facility(_grouped(conn, lambda chunk: select(staff.c.facility, staff.c.staff_id)
+                                      .where(staff.c.facility.in_(chunk)).order_by(staff.c.facility, staff.c.staff_id),
+                                      ids))
+    documents = _by_facility((fac, (s, role, kind, exp)) for fac, s, role, kind, exp in staff_documents(conn, ids))
+    months = {fid: months_to_judge(facts.facility.created_at, now, p.care.timezone)
+              for fid, (p, facts) in gathered.items()}
+    judged = [fid for fid in ids if months[fid]]
+    a = alarms.c
+    drills = _by_facility(_grouped(conn, lambda chunk: select(a.facility, a.delivered_at,
+                                                              func.coalesce(a.device_id, a.source))
+                                   .where(a.facility.in_(chunk), a.kind == AlarmKind.TEST.value,
+                                          a.delivered_at.is_not(None), a.delivered_at >= now - timedelta(days=400)),
+                                   judged))
+    for fid, (profile, facts) in gathered.items():
+        care = CareFacts(check_day=days[fid], staff_ids=staff_ids.get(fid, []),
+                         documents=[StaffDocument(staff_id=s, role=role, kind=kind, expires_on=exp)
+                                    for s, role, kind, exp in documents.get(fid, [])])
+        for class_id, carers in rosters.get(fid, []):
+            care.classes[class_id] = ClassCare(children=counts.get((fid, class_id), 0),
+                                               carers_on_duty=len(carers or []),
+                                               first_morning_check=first.get((fid, class_id)))
+        if months[fid]:
+            keys = facts.panic_buttons or [FACILITY_KEY]
+            care.drill_ledger = drill_ledger(keys, drills.get(fid, []), months[fid], profile.care.timezone)
+        facts.care = care
 
 
 # --- rules ------------------------------------------------------------------------------------
@@ -633,24 +709,10 @@ def evaluate(facts: FacilityFacts, profile: Profile, now: datetime) -> Complianc
 
 
 def facility_compliance(conn: Connection, facility_id: str, now: datetime) -> ComplianceReport:
-    facility = get_facility(conn, facility_id)
-    profile = profile_for(facility.district.city)
-    return evaluate(gather_facts(conn, facility_id, profile, now), profile, now)
+    """One facility evaluated now; raises NotFound for an unknown one."""
+    gathered = gather_facts(conn, [facility_id], now)
+    if facility_id not in gathered:
+        raise NotFound(f"no facility {facility_id!r}")
+    profile, facts = gathered[facility_id]
+    return evaluate(facts, profile, now)
 
-
-def compliance_page(conn: Connection, now: datetime, *, limit: int, cursor: Optional[str], own: Optional[str] = None,
-                    city: Optional[str] = None, district: Optional[str] = None,
-                    status: Optional[Status] = None, within: Jurisdiction = EVERYWHERE) -> Page[ComplianceReport]:
-    """Reports for a page of facilities (by facility_id). `status` filters within the page, so a
-    page may hold fewer than `limit` items while `next_cursor` still continues."""
-    f = facilities.c
-    q = select(f.facility_id).where(*path_clause((f.province, f.city, f.district), within))
-    if own is not None:
-        q = q.where(f.facility_id == own)
-    if city is not None:
-        q = q.where(f.city == city)
-    if district is not None:
-        q = q.where(f.district == district)
-    rows, nxt = trim(conn.execute(keyset(q, [f.facility_id], limit, cursor)).all(), ["facility_id"], limit)
-    reports = [facility_compliance(conn, r.facility_id, now) for r in rows]
-    return Page[ComplianceReport](items=[r for r in reports if status is None or r.status is status], next_cursor=nxt)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from cloud.alarms.records import AlarmRecord
 from cloud.care.privacy import FieldCipher
+from cloud.ingest.amqp_session import INGEST_QUEUE, AmqpSession
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter
 from cloud.ingest.session import MqttSession
@@ -48,19 +49,25 @@ class IngestConsumer:
 
     def __init__(self, broker_url: str, writer: IngestWriter, counters: IngestCounters, *,
                  client_id: str, shared: bool = False, session_expiry_s: int = 7 * 24 * 3600,
-                 buckets: FacilityBuckets | None = None, snapshot_cipher: FieldCipher | None = None):
+                 buckets: FacilityBuckets | None = None, snapshot_cipher: FieldCipher | None = None,
+                 amqp_url: str | None = None):
         self.broker_url = broker_url
         self.snapshot_cipher = snapshot_cipher  # seals snapshots before they are queued
         self.writer = writer
         self.counters = counters
         self.buckets = buckets
         self.shared = shared
-        self.topic = SHARED_INGEST if shared else UP_WILDCARD
         self._accepting = True
-        # Twice the largest envelope: one a little over the limit still arrives, to be refused
-        # with a counted reason; a v5 broker drops anything beyond, instead of sending it.
-        self._session = MqttSession(broker_url, client_id, self.topic, self._on_message, v5=shared,
-                                    session_expiry_s=session_expiry_s, max_packet_bytes=2 * MAX_ENVELOPE_BYTES)
+        if amqp_url:
+            # A broker cluster: competing consumers of its replicated ingest queue.
+            self.topic = INGEST_QUEUE
+            self._session = AmqpSession(amqp_url, client_id, self._on_message)
+        else:
+            self.topic = SHARED_INGEST if shared else UP_WILDCARD
+            # Twice the largest envelope: one a little over the limit still arrives, to be refused
+            # with a counted reason; a v5 broker drops anything beyond, instead of sending it.
+            self._session = MqttSession(broker_url, client_id, self.topic, self._on_message, v5=shared,
+                                        session_expiry_s=session_expiry_s, max_packet_bytes=2 * MAX_ENVELOPE_BYTES)
         self.connected = self._session.connected
         self.subscribed = self._session.subscribed
 
@@ -133,14 +140,14 @@ class Ingest:
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None,
-                 cipher: FieldCipher | None = None):
+                 cipher: FieldCipher | None = None, amqp_url: str | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
                                    telemetry_store=telemetry_store, on_store_failure=self._redeliver,
                                    on_acked=self._flush_acks, cipher=cipher)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
                                        session_expiry_s=session_expiry_s, buckets=buckets,
-                                       snapshot_cipher=cipher)
+                                       snapshot_cipher=cipher, amqp_url=amqp_url)
 
     def _redeliver(self) -> None:
         self.consumer.redeliver()

@@ -21,7 +21,7 @@ import time
 from typing import Callable
 
 from wire import mqtt_codec as codec
-from wire.mqtt_client import parse_broker_url, redact_url, tls_context
+from wire.mqtt_client import parse_broker_urls, redact_url, tls_context
 
 log = logging.getLogger("careguard.cloud.mqtt_session")
 
@@ -39,7 +39,10 @@ class MqttSession:
 
     def __init__(self, broker_url: str, client_id: str, topic: str, on_message: Callable[[str, bytes, int, int], None],
                  *, v5: bool, session_expiry_s: int = 0, keepalive_s: int = 30, max_packet_bytes: int):
-        self.addr = parse_broker_url(broker_url)
+        # Several brokers (a cluster's nodes): each new connection goes to the next.
+        self.addrs = parse_broker_urls(broker_url)
+        self.addr = self.addrs[0]
+        self._attempts = 0
         self.broker_url = redact_url(broker_url)  # for logs; the credentials stay in `addr`
         self.client_id = client_id
         self.topic = topic
@@ -168,6 +171,8 @@ class MqttSession:
                     return
 
     def _connect(self) -> socket.socket:
+        self.addr = self.addrs[self._attempts % len(self.addrs)]
+        self._attempts += 1
         sock = socket.create_connection((self.addr.host, self.addr.port), timeout=CONNECT_TIMEOUT_S)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.addr.tls:

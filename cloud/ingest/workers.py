@@ -1,5 +1,6 @@
 """Ingest in several processes: `IngestWorkers` starts `ingest_workers` processes that split one
-MQTT v5 shared subscription (`$share/ingest/...`), each with its own client id
+MQTT v5 shared subscription (`$share/ingest/...`), or compete for a broker cluster's replicated
+ingest queue (`ingest_amqp_url`, cloud.ingest.amqp_session), each with its own client id
 (`{client_id}-{n}`, stable so each keeps its broker session across restarts) and its own
 database connections. Python runs one thread at a time per process, so processes are how ingest
 uses more than one core. The same worker runs alone under `careguard cloud --ingest-only`.
@@ -45,11 +46,11 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None) -> Ingest:
     """One ingest (consumer and writer) as `config` asks, with its telemetry store."""
     store = make_telemetry_store(config.telemetry_url, token=config.telemetry_token, org=config.telemetry_org,
-                                 bucket=config.telemetry_bucket)
+                                 bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
                   telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst),
-                  cipher=FieldCipher(load_data_key(data_key_file(config))))
+                  cipher=FieldCipher(load_data_key(data_key_file(config))), amqp_url=config.ingest_amqp_url)
 
 
 def _worker_main(config_json: str, index: int, stats, stop) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from cloud.alarms.records import AlarmConflict, AlarmRecord, apply_alarm_envelope, get_alarms
 from cloud.care.privacy import FieldCipher
+from cloud.compliance.marks import mark_for_envelopes
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
 from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
@@ -195,6 +196,7 @@ class IngestWriter:
                 fresh = [i for i in fresh if str(i.env.id) not in gone]
             insert_dead_letters(conn, letters + refused, now)
             touch_gateways(conn, fresh, now)
+            mark_for_envelopes(conn, [item.env for item in fresh])
             # Last: an external store written just before the commit leaves the smallest window
             # in which it holds points whose envelope row could still roll back.
             try:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.engine import Connection
 
+from cloud.compliance.marks import mark_facilities
 from cloud.store.db import (
     areas,
     camera_areas,
@@ -451,6 +452,7 @@ def update_facility(conn: Connection, facility_id: str, f: FacilityIn, now: date
     conn.execute(update(facilities).where(facilities.c.facility_id == facility_id)
                  .values(updated_at=now, **_facility_values(f)))
     _write_children(conn, facility_id, f)
+    mark_facilities(conn, [facility_id])
     return get_facility(conn, facility_id)
 
 
@@ -506,6 +508,7 @@ def add_area(conn: Connection, facility_id: str, a: AreaIn) -> Area:
     if _exists(conn, areas, facility=facility_id, area_id=a.area_id):
         raise RegistryConflict(f"area {a.area_id!r} already exists in facility {facility_id!r}")
     conn.execute(areas.insert().values(facility=facility_id, **a.model_dump()))
+    mark_facilities(conn, [facility_id])
     return Area(facility=facility_id, **a.model_dump())
 
 
@@ -521,6 +524,7 @@ def add_camera(conn: Connection, facility_id: str, c: CameraIn) -> Camera:
     if c.areas:
         conn.execute(camera_areas.insert(), [dict(facility=facility_id, camera_id=c.camera_id, area_id=a)
                                              for a in dict.fromkeys(c.areas)])
+    mark_facilities(conn, [facility_id])
     return Camera(facility=facility_id, **c.model_dump())
 
 
@@ -532,6 +536,7 @@ def add_device(conn: Connection, facility_id: str, d: DeviceIn) -> Device:
         raise RegistryConflict(f"device {d.device_id!r} is in area {d.area_id!r}, which facility "
                                f"{facility_id!r} has not registered")
     conn.execute(devices.insert().values(facility=facility_id, **d.model_dump(mode="json")))
+    mark_facilities(conn, [facility_id])
     return Device(facility=facility_id, **d.model_dump())
 
 
@@ -541,6 +546,7 @@ def add_staff(conn: Connection, facility_id: str, s: StaffIn) -> StaffMember:
         raise RegistryConflict(f"staff member {s.staff_id!r} already exists in facility {facility_id!r}")
     body = s.model_dump(mode="json")
     conn.execute(staff.insert().values(facility=facility_id, **body))
+    mark_facilities(conn, [facility_id])
     return StaffMember(facility=facility_id, **s.model_dump())
 
 

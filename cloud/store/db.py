@@ -243,6 +243,37 @@ staff = Table(
     ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
 )
 
+# --- compliance snapshots --------------------------------------------------------------------
+# Each facility's compliance report as last evaluated (cloud.compliance.snapshot), so that pages
+# over a province read a table instead of evaluating every facility. `marked` is bumped whenever
+# a fact the report depends on changes; the report is current while `computed_mark` equals it and
+# no deadline has passed.
+compliance_snapshots = Table(
+    "compliance_snapshots", metadata,
+    Column("facility", String(32), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("computed_at", UTCDateTime, nullable=False),
+    Column("marked", Integer, nullable=False, default=0, doc="bumped by every change of a fact"),
+    Column("computed_mark", Integer, nullable=False, doc="`marked` as the report was computed"),
+    Column("recheck_at", UTCDateTime, nullable=False,
+           doc="when the passing of time alone may change the report (a day, a deadline, a drill falling due)"),
+    Column("heartbeat_at", UTCDateTime, doc="the newest heartbeat the report counted"),
+    Column("heartbeat_until", UTCDateTime, doc="when that heartbeat grows too old; null: none fresh"),
+    Column("heartbeat_digest", String(64), nullable=False, doc="what the rules read of it beyond its time"),
+    Column("camera_digest", String(64), nullable=False, doc="cameras reported and whether each is online"),
+    Column("cameras_until", UTCDateTime, doc="when the oldest report of an online camera grows too old"),
+    Column("retention_required_days", Float, nullable=False, doc="the profile's requirement the report applied"),
+    Column("retention_digest", String(64), nullable=False, doc="cameras reported and whether each reaches it"),
+    Column("cameras", Integer, nullable=False),
+    Column("cameras_online", Integer, nullable=False),
+    Column("retention_cameras", Integer, nullable=False),
+    Column("retention_compliant", Integer, nullable=False),
+    ForeignKeyConstraint(["facility"], ["facilities.facility_id"], ondelete="CASCADE"),
+    Index("ix_compliance_snapshots_recheck", "recheck_at"),
+)
+
 # --- alarm lifecycle --------------------------------------------------------------------------
 # Every step of every alarm, once: (alarm_id, step, n) is unique so replays add nothing; `n`
 # numbers repeated steps (re-notifications).

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Connection
 
+from cloud.compliance.marks import mark_facilities
 from cloud.compliance.profiles import Profile, Requirement
 from cloud.registry.records import ClassType
 from cloud.registry.statistics import PUHUI_KINDS
@@ -103,4 +104,5 @@ def set_fees(conn: Connection, facility_id: str, body: FeeSchedule, *, user: str
                                                    effective_from=f.effective_from, set_by=user, set_at=now)
                                               for f in body.fees])
     publish_fees(conn, facility_id, now)
+    mark_facilities(conn, [facility_id])
     return fee_report(conn, facility_id)

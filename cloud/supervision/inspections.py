@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from cloud.alarms.events_bus import EventBus
+from cloud.compliance.marks import mark_facilities
 from cloud.compliance.profiles import ChecklistItem, Profile, profile_for
 from cloud.periodic import PeriodicTask
 from cloud.store.db import facilities
@@ -179,6 +180,8 @@ def _event(conn: Connection, finding_id: str, step: str, *, at: datetime, actor:
            note: Optional[str] = None, evidence: Optional[list[str]] = None, deadline: Optional[date] = None) -> None:
     conn.execute(finding_events.insert().values(finding_id=finding_id, step=step, at=at, actor=actor, role=role,
                                                 note=note, evidence=evidence or [], deadline=deadline))
+    # Every step of a finding may change whether a rectification is overdue (a compliance rule).
+    mark_facilities(conn, [finding_facility(conn, finding_id)])
 
 
 def _check_deadline(deadline: date, start: date, field: str = "deadline") -> None:
