@@ -62,7 +62,8 @@ PERSISTENT_FAULTS = frozenset({CameraFault.COVERED, CameraFault.DEFOCUSED, Camer
 
 
 class HealthConfig(BaseModel):
-    """Thresholds, tuned on firmware_sim's scenes (bench/camera_health.py measures them)."""
+    """Thresholds, tuned on firmware_sim's SCENES only, never on its held-out families (bench/camera_health.py
+    measures them on those)."""
     model_config = ConfigDict(extra="forbid")
 
     width: int = Field(default=160, ge=32, description="analysis frame width; frames of another size are resized")
