@@ -1,5 +1,5 @@
 """Past one machine: ingest through a three-node RabbitMQ cluster (MQTT plugin in, quorum queue,
-two AMQP ingest workers) against a single Mosquitto (two workers on a shared subscription),
+two AMQP ingest workers, PostgreSQL with fsync on) against a single Mosquitto (two workers on a shared subscription),
 interleaved in one run; then a node killed mid-stream under a fleet of gateways listing every
 node. Prints one JSON line; never pass/fail.
 
@@ -55,17 +55,21 @@ def throughput(args, publish_urls: list[str], config: CloudConfig) -> dict:
     create_schema(engine)
     pool = IngestWorkers(config).start()
     ctx = mp.get_context("spawn")
-    go, done = ctx.Event(), ctx.Queue()
+    ready, go, done = ctx.Queue(), ctx.Event(), ctx.Queue()
     per_pub = args.envelopes // args.publishers
     base = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=30)
+    load = {"per_pub": per_pub, "facilities": args.facilities, "points": args.points, "resend_every": 0,
+            "poison_every": 0, "flood_every": 0, "timeout_s": args.timeout_s}
     pubs = [ctx.Process(target=ingest_bench.publisher_main,
-                        args=(publish_urls[i % len(publish_urls)], i, per_pub, args.facilities, args.points, 0,
-                              base.isoformat(), go, done), daemon=True) for i in range(args.publishers)]
+                        args=(publish_urls[i % len(publish_urls)], i, load, base.isoformat(), False, ready, go, done),
+                        daemon=True) for i in range(args.publishers)]
     try:
         if not pool.wait_ready(60):
             raise RuntimeError("ingest workers not ready within 60 s")
         for p in pubs:
             p.start()
+        for _ in pubs:  # every publisher has built its packets before the clock starts
+            ready.get(timeout=120)
         time.sleep(args.warmup_s)
         expected = per_pub * args.publishers
         t0 = time.monotonic()
@@ -174,7 +178,7 @@ def main() -> int:
     ap.add_argument("--recovery-timeout-s", type=float, default=90.0)
     args = ap.parse_args()
     runs: dict[str, list[dict]] = {"mosquitto": [], "cluster": []}
-    with postgres() as pg_url, RabbitCluster(3) as cluster:
+    with postgres(durable=True) as pg_url, RabbitCluster(3) as cluster:
         admin = sa.create_engine(pg_url, isolation_level="AUTOCOMMIT")
         for _ in range(args.rounds):
             # A fresh Mosquitto each time: the last run's workers keep their persistent sessions in

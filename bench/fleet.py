@@ -1,6 +1,6 @@
 """A province on one cloud: N simulated gateways (firmware_sim.fleet, in their own process) with
 per-gateway credentials and ACL -> Mosquitto -> the cloud as deployed (`careguard cloud`, its own
-process, 2 ingest workers) -> PostgreSQL + VictoriaMetrics. Prints one JSON line; never pass/fail.
+process, 2 ingest workers) -> PostgreSQL (fsync on) + VictoriaMetrics. Prints one JSON line; never pass/fail.
 
 Per fleet size, on a registry seeded with the N facilities (cameras, a children's room, a panic
 button, climate sensors):
@@ -383,7 +383,7 @@ def main() -> int:
         print(json.dumps({"error": f"open files limited to {limit}, {max(sizes)} gateways need more"}))
         return 1
     results = []
-    with postgres() as pg_url, victoria_metrics() as vm_url:
+    with postgres(durable=True) as pg_url, victoria_metrics() as vm_url:
         for n in sizes:
             results.append(run_size(n, args, pg_url, vm_url))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)

@@ -22,7 +22,9 @@ from cloud.compliance.snapshot import (
     store_snapshots,
 )
 from cloud.compliance.snapshot import evaluate_snapshot
+from cloud.compliance.marks import mark_for_envelopes
 from cloud.ingest.counters import IngestCounters
+from cloud.ingest.sql import insert_envelopes
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.registry.records import DeviceIn, FacilityRegistration, add_device, register_facility, uscc_check_char
@@ -96,13 +98,22 @@ def ingest(engine, *messages: tuple[str, bytes]) -> None:
     writer = IngestWriter(engine, counters)
     writer.start()
     for topic, payload in messages:
-        writer.submit(validate_message(topic, payload))
+        writer.submit(validate_message(topic, payload, datetime.now(timezone.utc)))
     def handled() -> int:
         c = counters.snapshot()
         return c["stored"] + c["duplicates"]
 
     assert sync_until(lambda: handled() == len(messages)), counters.snapshot()
     writer.stop()
+
+
+def arrive(engine, when: datetime, *messages: tuple[str, bytes]) -> None:
+    """The writer's own steps for `messages` received at `when`: state goes by receive time, so a
+    test that moves the clock on must move the receipt with it."""
+    items = [validate_message(topic, payload, when) for topic, payload in messages]
+    with engine.begin() as conn:
+        insert_envelopes(conn, [(str(i.env.id), i.env) for i in items], when)
+        mark_for_envelopes(conn, [i.env for i in items])
 
 
 def marked(engine, fac: str) -> tuple[int, int]:
@@ -183,7 +194,7 @@ def test_deadlines_settled_by_newer_reports_without_evaluating(engine):
     assert row.heartbeat_until == now - timedelta(seconds=5) + timedelta(seconds=300)
     # The gateway keeps reporting (without a change of story): the deadlines move on.
     fresh = now + timedelta(seconds=600)
-    ingest(engine, health("D1", fresh), beat("D1", fresh))
+    arrive(engine, fresh, health("D1", fresh), beat("D1", fresh))
     stats = refresh(engine, fresh + timedelta(seconds=1))
     assert (stats.evaluated, stats.extended) == (0, 1)
     with engine.connect() as conn:
@@ -199,12 +210,12 @@ def test_deadlines_settled_by_newer_reports_without_evaluating(engine):
         assert [f.rule for f in read_snapshot(conn, "D1", silent).findings] == ["arming_24h"]
     # A heartbeat now marks the snapshot (it counted none fresh) and clears the breach.
     back = silent + timedelta(seconds=1)
-    ingest(engine, beat("D1", back))
+    arrive(engine, back, beat("D1", back))
     assert refresh(engine, back).evaluated == 1 and stored_status(engine, "D1") == "compliant"
     # A fresh heartbeat telling another state (the video platform dropped it) marks it too.
     later = back + timedelta(seconds=1)
     before = marked(engine, "D1")[0]
-    ingest(engine, beat("D1", later, registered=False))
+    arrive(engine, later, beat("D1", later, registered=False))
     assert marked(engine, "D1")[0] == before + 1 and refresh(engine, later).evaluated == 1
     with engine.connect() as conn:
         assert [f.rule for f in read_snapshot(conn, "D1", later).findings] == ["video_networked"]

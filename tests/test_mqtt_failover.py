@@ -16,6 +16,10 @@ def test_several_brokers_in_one_url():
     assert parse_broker_urls("mqtt://u:p%40ss@a:1884,b,[::1]:1885") == [
         BrokerAddress("a", 1884, "u", "p@ss"), BrokerAddress("b", 1883, "u", "p@ss"),
         BrokerAddress("::1", 1885, "u", "p@ss")]
+    # Over TLS every node gets the same trust and client certificate.
+    assert parse_broker_urls("mqtts://MQ1,mq2:8884?cafile=/ca.pem&certfile=/c.pem&keyfile=/k.pem") == [
+        BrokerAddress("mq1", 8883, None, None, True, "/ca.pem", "/c.pem", "/k.pem"),
+        BrokerAddress("mq2", 8884, None, None, True, "/ca.pem", "/c.pem", "/k.pem")]
 
 
 @pytest.mark.parametrize("url, message", [("http://a", "scheme must be mqtt://"), ("mqtt://a,,b", "no host"),
