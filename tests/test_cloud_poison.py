@@ -10,9 +10,11 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from cloud.config import CloudConfig
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import dead_letters
 from cloud.ingest.throttle import FacilityBuckets
+from cloud.ingest.workers import facility_buckets
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.status.reports import latest_bodies
@@ -150,7 +152,8 @@ def test_poison_from_one_facility_is_dead_lettered_once_and_never_blocks_the_oth
 
 
 def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_stored(mosquitto, tmp_path):
-    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}", facility_rate_per_s=5.0, facility_burst=20)
+    # The default bucket: a burst generous beyond what a gateway sends let a flood of a few seconds through whole.
+    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}")
     pub = Burst(mosquitto.url)
     try:
         now = datetime.now(timezone.utc)
@@ -185,6 +188,17 @@ def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_sto
     finally:
         pub.close()
         cloud.stop()
+
+
+def test_ingest_workers_share_each_facility_bucket():
+    """The settings are per facility for the whole cloud: N workers, each dealt about 1/N of a
+    facility's messages, hold 1/N of the rate and burst each (not N times the setting together)."""
+    one = facility_buckets(CloudConfig(facility_rate_per_s=10.0, facility_burst=600))
+    assert (one.rate, one.burst) == (10.0, 600.0)
+    four = facility_buckets(CloudConfig(facility_rate_per_s=10.0, facility_burst=600, ingest_workers=4,
+                                        shared_subscription=True))
+    assert (four.rate, four.burst) == (2.5, 150.0)
+    assert facility_buckets(CloudConfig(facility_burst=3, ingest_workers=4, shared_subscription=True)).burst == 1.0
 
 
 def test_token_bucket_refills_at_its_rate_and_never_holds_alarms():

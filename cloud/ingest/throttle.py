@@ -2,11 +2,14 @@
 share, so one facility cannot starve the others of ingest. Only telemetry is throttled: alarms
 never, and neither events, camera reports, heartbeats nor status, which are few and each a fact
 someone may need. A throttled batch is acknowledged and counted, not stored: the consumer cannot
-hold it without holding the broker's in-flight window for every facility. The burst is sized
-for a gateway draining its outbox after an outage (telemetry goes last in its queue).
+hold it without holding the broker's in-flight window for every facility. A throttled message
+costs a split of its topic and a counter in memory, before any parsing; what a flood costs is
+what its burst lets through, to be parsed and stored like any other message. So the burst is
+sized by what a real gateway sends (one batch a second: cloud.config), not generously: a
+generous burst lets a flood of a few seconds be stored whole.
 
-Each ingest worker keeps its own buckets: with N workers sharing a subscription a facility may
-reach N times the rate."""
+Each ingest worker keeps its own buckets, with its share of the settings (cloud.ingest.workers):
+the workers split every facility's messages about evenly."""
 
 from __future__ import annotations
 
