@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cloud.config import CloudConfig
+from cloud.ingest.consumer import IngestConsumer
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import dead_letters
 from cloud.ingest.throttle import FacilityBuckets
@@ -188,6 +189,32 @@ def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_sto
     finally:
         pub.close()
         cloud.stop()
+
+
+def test_throttled_messages_are_acknowledged_in_turn_not_ahead(tmp_path):
+    """Mosquitto walks its in-flight list from the oldest for every PUBACK: a throttled message
+    acknowledged at once, ahead of older ones still waiting for their commit, cost the broker
+    six times a stored message. It is acknowledged with its batch, in the order of arrival."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    create_schema(engine)
+    counters = IngestCounters()
+    writer = IngestWriter(engine, counters)
+    consumer = IngestConsumer("mqtt://127.0.0.1:1", writer, counters, client_id="t",
+                              buckets=FacilityBuckets(rate_per_s=0.001, burst=1))
+    now = datetime.now(timezone.utc).isoformat()
+    for mid, fac in ((1, "F1"), (2, "F1"), (3, "F2")):  # the second from F1 is over its burst
+        env = make_envelope(fac, "telemetry.batch", {"points": [{"device_id": "th-1", "metric": "temp_c",
+                                                                 "value": 20.0, "ts": now}]})
+        consumer._on_message(up(fac, Stream.TELEMETRY), env.to_bytes(), mid, 1)
+    session = consumer._session
+    assert session._acks == [], "acknowledged before the messages ahead of it were stored"
+    writer.start()
+    writer.stop()
+    assert session._acks == [1, 2, 3]
+    seen = counters.snapshot()
+    assert (seen["stored"], seen["throttled"], seen["duplicates"]) == (2, 1, 0), seen
+    session.stop()
+    engine.dispose()
 
 
 def test_ingest_workers_share_each_facility_bucket():
