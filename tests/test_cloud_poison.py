@@ -153,8 +153,8 @@ def test_poison_from_one_facility_is_dead_lettered_once_and_never_blocks_the_oth
 
 
 def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_stored(mosquitto, tmp_path):
-    # The default bucket: a burst generous beyond what a gateway sends let a flood of a few seconds through whole.
-    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}")
+    # A bucket far below the defaults (an hour of a gateway's batches at once), so a short flood outlasts it.
+    cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}", facility_rate_per_s=5.0, facility_burst=20)
     pub = Burst(mosquitto.url)
     try:
         now = datetime.now(timezone.utc)

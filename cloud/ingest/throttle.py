@@ -7,9 +7,9 @@ ahead of them either (`Throttled` goes through the writer's queue). Mosquitto fi
 PUBACK names by walking its in-flight list from the oldest: a throttled message acknowledged at
 once, behind up to 1,000 older ones waiting for their commit, cost the broker about 120 us, six
 times a stored message (bench/ingest.py). In turn, it costs a topic split, a counter and a place
-in a batch; what a flood costs is what its burst lets through, parsed and stored like any other. So the burst is
-sized by what a real gateway sends (one batch a second: cloud.config), not generously: a
-generous burst lets a flood of a few seconds be stored whole.
+in a batch; what a flood costs is what its burst lets through, parsed and stored like any other.
+So the burst is sized by what a real gateway sends (one batch a second: an hour of them, see
+cloud.config), for the whole cloud, not per worker.
 
 Each ingest worker keeps its own buckets, with its share of the settings (cloud.ingest.workers):
 the workers split every facility's messages about evenly."""
