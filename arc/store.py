@@ -134,6 +134,8 @@ class ArcStore:
         try:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            pass  # the store was closed: nothing of the batch was written
         finally:
             self._txn.release()
 
