@@ -171,8 +171,10 @@ def _format_second(epoch_s: int) -> str:
     return "_" + datetime.fromtimestamp(epoch_s, timezone.utc).strftime(_TS_FMT)
 
 
+@lru_cache(maxsize=256)
 def parse_timestamp(text: str) -> datetime:
-    # By hand rather than strptime, which costs a receiver more than the AES of a frame.
+    # By hand rather than strptime, which costs a receiver more than the AES of a frame; cached
+    # because a burst's frames carry the same few seconds (a datetime is immutable, so sharing is safe).
     m = _TS_PARTS_RE.match(text)
     try:
         if m is None:
