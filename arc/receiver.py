@@ -452,11 +452,7 @@ class ArcReceiver:
             return
         if stored:
             self.counters["frames_ok"] += 1
-            if self.on_alarm is not None:
-                try:
-                    self.on_alarm(alarm)
-                except Exception:
-                    log.exception("on_alarm callback failed")
+            self._notify(alarm)
         else:
             self.counters["duplicates"] += 1
         conn.committed(self._ack(header, now))
@@ -513,12 +509,17 @@ class ArcReceiver:
         def done(stored: Optional[bool]) -> None:
             if stored is None:
                 self.counters["store_error"] += 1
-            elif self.on_alarm is not None:
-                try:
-                    self.on_alarm(event)
-                except Exception:
-                    log.exception("on_alarm callback failed")
+            else:
+                self._notify(event)
         self._commits.submit(event, done)
+
+    def _notify(self, alarm: ArcAlarm) -> None:
+        """Hand a newly stored alarm or path event to `on_alarm`; its failure never stops the receiver."""
+        if self.on_alarm is not None:
+            try:
+                self.on_alarm(alarm)
+            except Exception:
+                log.exception("on_alarm callback failed")
 
     def _authenticate(self, frame: bytes) -> dc09.Frame:
         """Cheapest checks first; until the account's key opened the frame, a reject gets no reply."""
