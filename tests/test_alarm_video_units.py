@@ -58,8 +58,10 @@ def _write_segments(root: Path, camera: str, start: datetime, seconds: int, code
     for i in range(seconds * fps):
         frame = np.full((height, width, 3), 60 + (i % 50), np.uint8)
         raw += stamp(frame, start + timedelta(seconds=i / fps)).tobytes()
-    enc = ["-c:v", "mjpeg", "-q:v", "5"] if codec == "mjpeg" else ["-c:v", "libx264", "-preset", "ultrafast",
-                                                                      "-g", str(fps)]
+    # MJPEG as the recorder gets it over HTTP: the stream declares 25 fps, the frames carry their
+    # arrival times (5 fps here); H.264 as an RTSP camera sends it, its own rate declared.
+    rate, enc = (("25", ["-vf", f"setpts={25 / fps}*PTS", "-fps_mode", "passthrough", "-c:v", "mjpeg", "-q:v", "5"])
+                 if codec == "mjpeg" else (str(fps), ["-c:v", "libx264", "-preset", "ultrafast", "-g", str(fps)]))
     (root / camera / start.strftime("%Y-%m-%d")).mkdir(parents=True, exist_ok=True)
     # The segment muxer names files by wall clock; give it the footage's own time instead.
     for k in range(0, seconds, 2):
@@ -67,7 +69,7 @@ def _write_segments(root: Path, camera: str, start: datetime, seconds: int, code
         chunk = raw[k * fps * width * height * 3:(k + 2) * fps * width * height * 3]
         path = root / camera / seg_start.strftime("%Y-%m-%d") / seg_start.strftime("%H-%M-%S.mkv")
         subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-                        "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", *enc, str(path)],
+                        "-s", f"{width}x{height}", "-r", rate, "-i", "-", *enc, str(path)],
                        input=bytes(chunk), check=True)
 
 
@@ -98,6 +100,12 @@ def test_cut_clip_from_real_segments(tmp_path, codec):
     first = _first_frame_time(clip.data, tmp_path)
     # Copy starts at the key frame at or before the window (one per second here).
     assert start + timedelta(seconds=4) <= first <= start + timedelta(seconds=5.3), first
+    # The camera's frames, each once: 10 s at 5 fps (and a key frame's lead for a copy), not the
+    # 25 fps an MJPEG recording declares (five times the frames, and the CPU, of a transcode).
+    frames = int(subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                                 "stream=nb_read_frames", "-of", "csv=p=0", "-"], input=clip.data,
+                                capture_output=True, check=True).stdout)
+    assert 45 <= frames <= 60, frames
 
 
 def test_a_clip_over_the_cap_is_made_smaller_then_truncated(tmp_path):

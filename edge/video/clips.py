@@ -192,8 +192,12 @@ def cut_clip(plan: ClipPlan, *, max_bytes: int, ffmpeg: str = "ffmpeg", ffprobe:
                 args += ["-c", "copy"]
             else:
                 # Bounded: one thread, the fastest preset, never wider than the source or `width`.
+                # Frames keep their recorded times (passthrough): an MJPEG recording declares 25 fps
+                # whatever the camera sent, and the MP4 muxer's default constant rate would encode
+                # every frame of a 5 fps camera five times over.
                 args += ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-crf", str(crf),
-                         "-pix_fmt", "yuv420p", "-vf", f"scale='min({width},iw)':-2", "-threads", "1"]
+                         "-pix_fmt", "yuv420p", "-vf", f"scale='min({width},iw)':-2", "-threads", "1",
+                         "-fps_mode", "passthrough"]
             args += ["-movflags", "+faststart", str(out)]
             _ffmpeg(args, cancel)
             data = out.read_bytes()
