@@ -103,8 +103,10 @@ class CloudConfig(_Strict):
     facility_burst: int = Field(default=5000, ge=1, description="telemetry envelopes a facility may send at once "
                                                                 "before the rate applies (an outbox draining about "
                                                                 "an hour's outage)")
-    gateway_offline_s: float = Field(default=30.0, gt=0, le=3600,
-                                     description="silence after which a gateway_offline alarm is raised")
+    gateway_offline_s: float = Field(default=25.0, gt=0, le=3600,
+                                     description="silence after which a gateway_offline alarm is raised: 2.5 of the "
+                                                 "edge's 10 s heartbeats, so the alarm comes within this plus "
+                                                 "gateway_check_s of the last message (30 s at most)")
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)

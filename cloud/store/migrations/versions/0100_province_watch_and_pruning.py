@@ -1,0 +1,35 @@
+"""A province's hot paths found by index: gateways by their last receive time and status state
+(the gateway watch reads only those that crossed its limit), active alarms by kind and state,
+and envelopes by receive time (pruning of the high-rate kinds).
+
+Revision ID: 0100_province_watch_and_pruning
+Revises: 0100_scale_compliance_snapshots
+Create Date: 2026-11-30
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0100_province_watch_and_pruning'
+down_revision = '0100_scale_compliance_snapshots'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column('gateways', sa.Column('status_state', sa.String(length=16), nullable=True))
+    state = ("status->>'state'" if op.get_bind().dialect.name == "postgresql"
+             else "json_extract(status, '$.state')")
+    # Only a string state: what ingest writes (cloud.ingest.sql.touch_gateways).
+    op.execute(f"UPDATE gateways SET status_state = substr({state}, 1, 16) WHERE status IS NOT NULL")
+    op.create_index('ix_gateways_last_received', 'gateways', ['last_received_at'], unique=False)
+    op.create_index('ix_gateways_status_state', 'gateways', ['status_state'], unique=False)
+    op.create_index('ix_alarms_kind_state', 'alarms', ['kind', 'state'], unique=False)
+    op.create_index('ix_envelopes_received', 'envelopes', ['received_at'], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index('ix_envelopes_received', table_name='envelopes')
+    op.drop_index('ix_alarms_kind_state', table_name='alarms')
+    op.drop_index('ix_gateways_status_state', table_name='gateways')
+    op.drop_index('ix_gateways_last_received', table_name='gateways')
+    op.drop_column('gateways', 'status_state')
