@@ -40,7 +40,8 @@ from cloud.compliance.marks import achieved_days, camera_items, camera_online
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, NotFound, facility_rows_to_models
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
-from cloud.supervision.fees import FeeReport, fee_report
+from cloud.supervision.fees import FeeReport, fee_reports
+from cloud.supervision.scope import Place
 from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
@@ -251,6 +252,8 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         a.facility.in_(chunk), a.kind == AlarmKind.TEST.value).group_by(a.facility), ids))
     # Overdue rectifications are few province-wide: read them all, keep this batch's.
     overdue = _by_facility((o.facility, o) for o in overdue_findings(conn, now) if o.facility in models)
+    places = [Place(r.facility_id, r.name, r.kind, r.province, r.city, r.district) for r in rows]
+    fees = {k: v for i in range(0, len(places), _IN_CHUNK) for k, v in fee_reports(conn, places[i:i + _IN_CHUNK]).items()}
     out = {}
     for fid in ids:
         areas_covered = {area: [] for area in children.get(fid, [])}
@@ -260,7 +263,7 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         facts = FacilityFacts(facility=models[fid], panic_buttons=buttons.get(fid, []), children_areas=areas_covered,
                               camera_ids=cams.get(fid, []), camera_health=health[fid],
                               last_drill_delivered=drills.get(fid), overdue_rectifications=overdue.get(fid, []),
-                              fees=fee_report(conn, fid), area_names=names["areas"].get(fid, {}),
+                              fees=fees[fid], area_names=names["areas"].get(fid, {}),
                               staff_names=names["staff"].get(fid, {}), device_names=names["devices"].get(fid, {}),
                               camera_names=names["cameras"].get(fid, {}))
         if fid in beats:
