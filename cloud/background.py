@@ -1,5 +1,5 @@
-"""The cloud's periodic evaluations over the whole store, the compliance refresher and the health
-runner, in a process of their own (`background_work = "process"`): at a province's size each pass
+"""The cloud's periodic work over the whole store, the compliance refresher, the health runner and
+the envelope pruner, in a process of their own (`background_work = "process"`): at a province's size each pass
 is seconds of Python, which in the API process would hold its interpreter from the requests.
 
 Alarms the health runner raises reach the live stream through the API process's AlarmFollower
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+from typing import Optional
 
 from cloud.care.health_runner import HealthRunner
 from cloud.compliance.snapshot import ComplianceRefresher
 from cloud.config import CloudConfig
 from cloud.store.db import make_engine
+from cloud.store.pruning import EnvelopePruner
 from cloud.store.telemetry import TelemetryStore, make_telemetry_store
 
 log = logging.getLogger("careguard.cloud.background")
@@ -25,6 +27,11 @@ def make_health_runner(config: CloudConfig, engine, store: TelemetryStore, **kw)
 def make_refresher(config: CloudConfig, engine) -> ComplianceRefresher:
     return ComplianceRefresher(engine, interval_s=config.compliance_refresh_s,
                                full_every_s=config.compliance_full_every_s)
+
+
+def make_pruner(config: CloudConfig, engine) -> Optional[EnvelopePruner]:
+    retention = config.envelope_retention()
+    return EnvelopePruner(engine, retention, interval_s=config.envelope_prune_s) if retention is not None else None
 
 
 class BackgroundProcess:
@@ -57,7 +64,12 @@ def _main(config_json: str, stop) -> None:
                                  bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     refresher = make_refresher(config, engine).start()
     health = make_health_runner(config, engine, store).start()
+    pruner = make_pruner(config, engine)
+    if pruner is not None:
+        pruner.start()
     stop.wait()
+    if pruner is not None:
+        pruner.stop()
     health.stop()
     refresher.stop()
     store.close()

@@ -8,6 +8,7 @@ import hashlib
 import os
 import secrets
 import tomllib
+from datetime import timedelta
 from urllib.parse import urlparse
 from enum import Enum
 from pathlib import Path
@@ -119,6 +120,14 @@ class CloudConfig(_Strict):
                                         description="how often out-of-date compliance snapshots are evaluated again")
     compliance_full_every_s: float = Field(default=3600.0, gt=0,
                                            description="every snapshot evaluated again this often, whatever changed")
+    envelope_retention_days: Optional[float] = Field(
+        default=None, ge=1, le=3650,
+        description="envelopes of the high-rate kinds (heartbeat, camera.health, telemetry.batch) are deleted this "
+                    "long after their time, each facility's newest of a kind kept, and ingest refuses ones older "
+                    "than this (a redelivery of a pruned one); alarms, events and reports are never pruned. None "
+                    "(the default, for a single facility or a trial): keep everything; a city or province sets "
+                    "it (deploy/cloud.*.toml: 7), camera health alone being 86 million rows a day at 10,000 gateways")
+    envelope_prune_s: float = Field(default=300.0, gt=0, le=86400, description="how often envelopes are pruned")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
     tokens_file: Optional[str] = Field(default=None, description="TOML file of [[tokens]], read again on SIGHUP and "
                                                                  "POST /api/tokens/reload")
@@ -182,6 +191,9 @@ class CloudConfig(_Strict):
             raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
                              "$share/ingest subscription) or ingest_amqp_url (they compete for its queue)")
         return self
+
+    def envelope_retention(self) -> Optional[timedelta]:
+        return timedelta(days=self.envelope_retention_days) if self.envelope_retention_days is not None else None
 
     @field_validator("tokens")
     @classmethod

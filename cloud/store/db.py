@@ -71,8 +71,8 @@ envelopes = Table(
     Index("ix_envelopes_facility_type_ts", "facility", "type", "ts"),
     # The latest report of a kind is the one received last (a gateway's clock may be ahead).
     Index("ix_envelopes_facility_type_received", "facility", "type", "received_at"),
-    # Pruning (cloud.store.pruning) finds the oldest rows without reading the table.
-    Index("ix_envelopes_received", "received_at"),
+    # Pruning (cloud.store.pruning) finds the oldest rows of a kind without reading the table.
+    Index("ix_envelopes_type_received", "type", "received_at"),
 )
 
 # One row per alarm, joined from raised / delivered / cleared envelopes and operator actions,
