@@ -24,9 +24,6 @@ from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
 from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
-# The supervision overview evaluates compliance for every facility of the city; it is kept this
-# long so that a room of supervisors reloading the page does not re-evaluate it each time.
-OVERVIEW_TTL_S = 60.0
 ARMING_EVENTS = 50
 ARMING_TYPES = ("event.arming", "event.latch_reset")
 
