@@ -1,6 +1,7 @@
 """The cloud's periodic work over the whole store, the compliance refresher, the health runner and
-the envelope pruner, in a process of their own (`background_work = "process"`): at a province's size each pass
-is seconds of Python, which in the API process would hold its interpreter from the requests.
+the envelope pruner, in a process of their own (`background_work = "process"`), at a lower CPU
+priority: at a province's size each pass is seconds of Python, which in the API process would
+hold its interpreter from the requests.
 
 Alarms the health runner raises reach the live stream through the API process's AlarmFollower
 (cloud.ingest.workers), as the ingest workers' do."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 from typing import Optional
 
 from cloud.care.health_runner import HealthRunner
@@ -19,6 +21,8 @@ from cloud.store.pruning import EnvelopePruner
 from cloud.store.telemetry import TelemetryStore, make_telemetry_store
 
 log = logging.getLogger("careguard.cloud.background")
+BACKGROUND_NICE = 10
+
 
 def make_health_runner(config: CloudConfig, engine, store: TelemetryStore, **kw) -> HealthRunner:
     return HealthRunner(engine, telemetry_store=store, interval_s=config.health_check_s, **kw)
@@ -57,6 +61,9 @@ class BackgroundProcess:
 
 
 def _main(config_json: str, stop) -> None:
+    # Its passes are throughput work (a province's first compliance pass is a minute of a core):
+    # on a shared machine they take the CPU ingest and the pages leave, not theirs.
+    os.nice(BACKGROUND_NICE)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s background %(name)s: %(message)s")
     config = CloudConfig.model_validate_json(config_json)
     engine = make_engine(config.db_url)
