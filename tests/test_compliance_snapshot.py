@@ -280,6 +280,9 @@ def test_many_facilities_evaluated_in_bounded_passes(engine):
     assert passes == [(10, True), (10, True), (5, False), (0, False)]
     stats = ComplianceRefresher(engine, limit=10, clock=lambda: now).run_once()  # starts with a full pass
     assert (stats.evaluated, stats.more) == (25, False), "one run catches up with the whole backlog, 10 a pass"
+    stopped = ComplianceRefresher(engine, limit=10, clock=lambda: now)
+    stopped.stop()  # asked to stop: the catch-up ends after the pass under way, so the cloud stops promptly
+    assert (stopped.run_once().evaluated, stopped.totals.evaluated) == (10, 10)
     with engine.connect() as conn:
         overview = supervision_overview(conn, now, None)
     assert sum(d.non_compliant for d in overview.districts) == 25

@@ -15,7 +15,7 @@ from cloud.ingest.sql import insert_envelopes
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.store.db import create_schema, envelopes, make_engine
-from cloud.store.pruning import CLOCK_SLACK, EnvelopePruner, prune_envelopes
+from cloud.store.pruning import CLOCK_SLACK, EnvelopePruner, PruneStats, prune_envelopes
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState, Severity
 from contracts.envelope import make_envelope
 from contracts.topics import up
@@ -97,6 +97,7 @@ def test_old_rows_of_pruned_kinds_go_in_batches_the_rest_stays(engine):
     cutoff = now - WEEK - CLOCK_SLACK
     kept |= set(arrive(engine, cutoff - timedelta(minutes=1), message("F1", "heartbeat", cutoff + timedelta(minutes=1))))
 
+    assert prune_envelopes(engine, now, WEEK, stopping=lambda: True) == PruneStats(0, 0, True)
     stats = prune_envelopes(engine, now, WEEK, batch=2, max_batches=3)
     # heartbeats: F1 3 old, F2 2 old (its third is its newest): batches of 2, 2, 1, then the bound
     assert (stats.deleted, stats.batches, stats.more) == (5, 3, True), "stopped at its bound, in batches of 2"

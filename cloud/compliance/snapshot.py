@@ -265,7 +265,7 @@ class ComplianceRefresher:
                 total.failed += one.failed
             stats.more = one.more
             # A pass that evaluated nothing (every evaluation failed) would fail the same way again.
-            if not one.more or one.evaluated + one.extended == 0:
+            if not one.more or one.evaluated + one.extended == 0 or self._task.stopping:
                 break
         return stats
 

@@ -52,10 +52,11 @@ class PruneStats:
 
 
 def prune_envelopes(engine: Engine, now: datetime, retention: timedelta, *, batch: int = 5000,
-                    max_batches: int = 100, budget_s: float = 30.0) -> PruneStats:
+                    max_batches: int = 100, budget_s: float = 30.0,
+                    stopping: Callable[[], bool] = lambda: False) -> PruneStats:
     """Delete envelopes of PRUNED_TYPES received and originated before `now - retention -
     CLOCK_SLACK`, each but the newest of its facility and kind, `batch` rows a transaction, at most
-    `max_batches` or about `budget_s`."""
+    `max_batches` or about `budget_s`, or until `stopping()`."""
     cutoff = now - retention - CLOCK_SLACK
     e = envelopes.c
     newer = envelopes.alias("newer")
@@ -63,7 +64,7 @@ def prune_envelopes(engine: Engine, now: datetime, retention: timedelta, *, batc
     started = time.monotonic()
     for type_ in PRUNED_TYPES:
         while True:
-            if stats.batches >= max_batches or time.monotonic() - started > budget_s:
+            if stats.batches >= max_batches or time.monotonic() - started > budget_s or stopping():
                 stats.more = True
                 return stats
             # Oldest first through ix_envelopes_type_received; a row stays while it is its facility's
@@ -97,7 +98,8 @@ class EnvelopePruner:
                                   what="envelope pruning")
 
     def run_once(self) -> PruneStats:
-        stats = prune_envelopes(self.engine, self.clock(), self.retention, batch=self.batch)
+        stats = prune_envelopes(self.engine, self.clock(), self.retention, batch=self.batch,
+                                stopping=lambda: self._task.stopping)
         self.deleted += stats.deleted
         if stats.deleted:
             log.info("pruned %d envelopes of %s in %d batches%s", stats.deleted, ", ".join(PRUNED_TYPES),
