@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, literal, select, union_all
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from cloud.alarms.lifecycle import ResponseTimes, response_times
 from cloud.compliance.marks import camera_items
 from cloud.compliance.profiles import profile_for
+from cloud.compliance.rules import latest_bodies
 from cloud.compliance.snapshot import district_rollups
 from cloud.registry.records import StaffRole, require_facility
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
@@ -182,22 +183,7 @@ class SupervisionOverview(BaseModel):
     response_times: list[ResponseTimes] = Field(description="the last 30 days, drills excluded")
 
 
-# --- reading envelopes --------------------------------------------------------------------------
-def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for `facility_ids`
-    or all. Chosen by receive time, so a gateway clock set ahead cannot pin a state (issue 10);
-    `ts` stays the time of origin."""
-    e = envelopes.c
-    newest = select(e.facility, func.max(e.received_at).label("received_at")).where(e.type == type_)
-    if facility_ids is not None:
-        newest = newest.where(e.facility.in_(facility_ids))
-    newest = newest.group_by(e.facility).subquery()
-    rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
-                        .where(e.type == type_).order_by(e.ts))
-    return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
-
-
+# --- reading report bodies ----------------------------------------------------------------------
 def _number(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
