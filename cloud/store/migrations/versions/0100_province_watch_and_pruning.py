@@ -1,6 +1,6 @@
-"""A province's hot paths found by index: gateways by their last receive time and status state
-(the gateway watch reads only those that crossed its limit), active alarms by kind and state,
-and envelopes by kind and receive time (pruning of the high-rate kinds).
+"""A province's hot paths: the gateways' status state as a column (the gateway watch filters on it
+in the database), active alarms found by kind and state, and envelopes by kind and receive time
+(pruning of the high-rate kinds).
 
 Revision ID: 0100_province_watch_and_pruning
 Revises: 0100_scale_compliance_snapshots
@@ -21,8 +21,6 @@ def upgrade() -> None:
              else "json_extract(status, '$.state')")
     # Only a string state: what ingest writes (cloud.ingest.sql.touch_gateways).
     op.execute(f"UPDATE gateways SET status_state = substr({state}, 1, 16) WHERE status IS NOT NULL")
-    op.create_index('ix_gateways_last_received', 'gateways', ['last_received_at'], unique=False)
-    op.create_index('ix_gateways_status_state', 'gateways', ['status_state'], unique=False)
     op.create_index('ix_alarms_kind_state', 'alarms', ['kind', 'state'], unique=False)
     op.create_index('ix_envelopes_type_received', 'envelopes', ['type', 'received_at'], unique=False)
 
@@ -30,6 +28,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_envelopes_type_received', table_name='envelopes')
     op.drop_index('ix_alarms_kind_state', table_name='alarms')
-    op.drop_index('ix_gateways_status_state', table_name='gateways')
-    op.drop_index('ix_gateways_last_received', table_name='gateways')
     op.drop_column('gateways', 'status_state')
