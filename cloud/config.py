@@ -121,12 +121,13 @@ class CloudConfig(_Strict):
     compliance_full_every_s: float = Field(default=3600.0, gt=0,
                                            description="every snapshot evaluated again this often, whatever changed")
     envelope_retention_days: Optional[float] = Field(
-        default=None, ge=1, le=3650,
+        default=None, ge=0.25, le=3650,
         description="envelopes of the high-rate kinds (heartbeat, camera.health, telemetry.batch) are deleted this "
-                    "long after their time, each facility's newest of a kind kept, and ingest refuses ones older "
-                    "than this (a redelivery of a pruned one); alarms, events and reports are never pruned. None "
-                    "(the default, for a single facility or a trial): keep everything; a city or province sets "
-                    "it (deploy/cloud.*.toml: 7), camera health alone being 86 million rows a day at 10,000 gateways")
+                    "long after their time, each facility's newest of a kind kept, and ingest refuses heartbeats and "
+                    "camera health older than this (a redelivery of a pruned one would pass for the newest state); "
+                    "alarms, events and reports are never pruned. None (the default, for a single facility or a "
+                    "trial): keep everything; a city or province sets it (deploy/cloud.*.toml: 1), 10,000 gateways "
+                    "sending about 200 million rows (200 GB) a day")
     envelope_prune_s: float = Field(default=300.0, gt=0, le=86400, description="how often envelopes are pruned")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
     tokens_file: Optional[str] = Field(default=None, description="TOML file of [[tokens]], read again on SIGHUP and "

@@ -14,7 +14,7 @@ from cloud.ingest.counters import IngestCounters
 from cloud.ingest.sql import insert_envelopes
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
-from cloud.store.db import create_schema, envelopes, make_engine
+from cloud.store.db import create_schema, envelopes, make_engine, telemetry
 from cloud.store.pruning import CLOCK_SLACK, EnvelopePruner, PruneStats, prune_envelopes
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState, Severity
 from contracts.envelope import make_envelope
@@ -133,6 +133,34 @@ def test_a_pruned_envelope_delivered_again_is_not_stored_again(engine):
     # Without the retention check it would be stored again, and pass for the newest report.
     counts = deliver(None)
     assert counts["stored"] == 1 and len(stored_ids(engine)) == 2
+
+
+def test_an_old_telemetry_batch_still_brings_its_readings(engine):
+    """Telemetry is pruned but not refused: an outbox may hold readings past the retention, and
+    their points are idempotent where they are kept, so a redelivery after pruning adds none."""
+    now = now_ms()
+    old = now - WEEK - CLOCK_SLACK - timedelta(days=1)
+    batch = message("F1", "telemetry.batch", old)
+
+    def deliver() -> dict:
+        counters = IngestCounters()
+        writer = IngestWriter(engine, counters, retention=WEEK)
+        writer.start()
+        writer.submit(validate_message(*batch, datetime.now(timezone.utc)))
+        assert sync_until(lambda: counters.snapshot()["stored"] + counters.snapshot()["expired"] == 1)
+        writer.stop()
+        return counters.snapshot()
+
+    def points() -> int:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(telemetry)).scalar_one()
+
+    assert (deliver()["expired"], points()) == (0, 1), "readings from before the retention are kept"
+    arrive(engine, now, message("F1", "telemetry.batch", now))  # the facility's newest batch
+    with engine.begin() as conn:  # as if it had been received then
+        conn.execute(envelopes.update().where(envelopes.c.ts == old).values(received_at=old))
+    assert prune_envelopes(engine, now, WEEK).deleted == 1
+    assert (deliver()["stored"], points()) == (1, 1), "delivered again after pruning: no point twice"
 
 
 def test_within_the_window_an_envelope_id_still_deduplicates(engine):

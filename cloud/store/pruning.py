@@ -1,6 +1,7 @@
 """Pruning of the high-rate envelope kinds: a province's gateways send a heartbeat and a camera
 health report every 10 s and telemetry batches every minute, 86 million envelope rows a day at
-10,000 gateways for camera health alone. Pages and compliance read only the newest of each kind
+10,000 gateways for camera health alone, about 1 KB each (a row with its indexes, measured).
+Pages and compliance read only the newest of each kind
 per facility (and camera health of the last `children_areas_covered`, 10 minutes), and climate
 history lives in the telemetry store; so rows of these kinds older than `envelope_retention_days`
 are deleted, except each facility's newest of each kind. Alarms, events, retention reports,
@@ -9,12 +10,16 @@ snapshots (pruned by their own rule), audit and every derived table are never to
 Deleting happens in batches of `batch` rows, each its own short transaction, found through the
 (type, received_at) index, so ingest never waits long behind it and a pass is bounded.
 
-Idempotency on envelope id holds only for stored ids. A redelivered envelope whose row was pruned
-would be stored again as new (and, being received last, would pass for the facility's newest
-report). Ingest therefore refuses, as expired (acknowledged and counted, not stored), an envelope
-of these kinds whose origin time is older than the retention (`is_expired`); the pruner deletes
-only rows whose origin time is older still, by `CLOCK_SLACK`, so whatever it deleted, ingest on
-any host with a clock within that slack refuses when it comes again."""
+Idempotency on envelope id holds only for stored ids. A redelivered heartbeat or camera health
+report whose row was pruned would be stored again as new and, being received last, would pass for
+the facility's newest state (state goes by receive time). Ingest therefore refuses, as expired
+(acknowledged and counted, not stored), an envelope of those kinds whose origin time is older than
+the retention (`is_expired`); the pruner deletes only rows whose origin time is older still, by
+`CLOCK_SLACK`, so whatever it deleted, ingest on any host with a clock within that slack refuses
+when it comes again. A telemetry batch is not refused: nothing reads its envelope as state, and its
+points are idempotent where they are kept (the relational table's unique key; VictoriaMetrics
+deduplicates with -dedup.minScrapeInterval), so a batch an outbox held past the retention still
+brings its readings, and its row goes at the next pass."""
 
 from __future__ import annotations
 
@@ -34,14 +39,16 @@ from contracts.timefmt import utcnow
 log = logging.getLogger("careguard.cloud.pruning")
 
 PRUNED_TYPES = ("heartbeat", "camera.health", "telemetry.batch")
+# Of those, the kinds whose newest envelope is read as the facility's state.
+EXPIRING_TYPES = ("heartbeat", "camera.health")
 # How far apart the pruner's and an ingest worker's clocks may be without a pruned envelope being
 # stored again on redelivery.
 CLOCK_SLACK = timedelta(hours=1)
 
 
 def is_expired(type_: str, ts: datetime, now: datetime, retention: Optional[timedelta]) -> bool:
-    """Whether ingest refuses this envelope: a pruned kind from before the retention window."""
-    return retention is not None and type_ in PRUNED_TYPES and ts < now - retention
+    """Whether ingest refuses this envelope: a state report from before the retention window."""
+    return retention is not None and type_ in EXPIRING_TYPES and ts < now - retention
 
 
 @dataclass
