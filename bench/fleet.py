@@ -2,7 +2,7 @@
 per-gateway credentials and ACL -> Mosquitto -> the cloud as deployed (`careguard cloud`, its own
 process, configured as deploy/cloud.province.example.toml but for the broker: 2 ingest worker
 processes, the compliance refresher, health runner and envelope pruner in a background process,
-7 days of envelope retention) -> PostgreSQL (fsync on) + VictoriaMetrics. Prints one JSON line;
+a day of envelope retention) -> PostgreSQL (fsync on) + VictoriaMetrics. Prints one JSON line;
 never pass/fail.
 
 Per fleet size, on a registry seeded with the N facilities (cameras, a children's room, a panic
@@ -236,7 +236,7 @@ def start_cloud(workdir: Path, broker_port: int, db_url: str, vm_url: str) -> tu
     tokens = "".join(f'[[tokens]]\ntoken = "{t}"\nuser = "{r}"\nrole = "{r}"\n\n' for r, t in TOKENS.items())
     conf.write_text(f'broker_url = "mqtt://{CLOUD_USER}:{CLOUD_PASSWORD}@127.0.0.1:{broker_port}"\n'
                     f'db_url = "{db_url}"\nport = {port}\nshared_subscription = true\ningest_workers = 2\n'
-                    f'telemetry_url = "{vm_url}"\nbackground_work = "process"\nenvelope_retention_days = 7\n'
+                    f'telemetry_url = "{vm_url}"\nbackground_work = "process"\nenvelope_retention_days = 1\n'
                     f'client_id = "cloud-{uuid.uuid4().hex[:6]}"\n\n{tokens}')
     log = open(workdir / "cloud.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "careguard.cli", "cloud", "--config", str(conf)],
