@@ -1,11 +1,12 @@
-"""Group commit: the receiver's alarms written to the store in batches, off the event loop.
+"""Group commit: the receiver's alarms written to the store in batches, the fsync off the event loop.
 
 The store fsyncs every commit (arc.store), which costs milliseconds; one commit per alarm would make
-a burst of alarms wait for each other's fsync. Here alarms are queued as frames are accepted and
-written by one thread, one transaction per batch:
+a burst of alarms wait for each other's fsync. Here alarms are queued as frames are accepted; a
+batch is staged on the loop (the inserts: CPU, microseconds an alarm) and committed by one thread
+(the fsync, which releases the interpreter lock), one transaction per batch:
 - a lone alarm is written at once (its batch is whatever arrived in the same pass of the event
   loop; nothing waits for a batch to fill);
-- while a batch is being written, the alarms accepted meanwhile queue up and form the next batch,
+- while a batch is being committed, the alarms accepted meanwhile queue up and form the next batch,
   written as soon as the first is done. The loop keeps serving (NULLs, rejects, decoding) while
   SQLite fsyncs.
 Each alarm's callback runs on the loop after its batch is durable, with whether it was new (True),
@@ -50,23 +51,30 @@ class GroupCommit:
     def _flush(self) -> None:
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
-        self._writing = True
-        written = self._thread.submit(self.store.record_many, [alarm for alarm, _ in batch])
         loop = self._loop
         assert loop is not None
-        written.add_done_callback(lambda f: loop.call_soon_threadsafe(self._written, batch, f))
-
-    def _written(self, batch: list[tuple[ArcAlarm, Done]], result: Future) -> None:
-        self._writing = False
-        self.counters["commits"] += 1
         try:
-            stored: list[Optional[bool]] = list(result.result())
+            stored: list[Optional[bool]] = list(self.store.stage([alarm for alarm, _ in batch]))
         except Exception:
-            log.exception("ARC could not store %d alarm(s); they are not ACKed, their senders will resend", len(batch))
-            stored = [None] * len(batch)
-        if self._pending:
+            log.exception("ARC could not stage %d alarm(s); they are not ACKed, their senders will resend", len(batch))
+            loop.call_soon(self._written, batch, [None] * len(batch), None)
+            return
+        self._writing = True
+        committed = self._thread.submit(self.store.commit)
+        committed.add_done_callback(lambda f: loop.call_soon_threadsafe(self._written, batch, stored, f))
+
+    def _written(self, batch: list[tuple[ArcAlarm, Done]], stored: list[Optional[bool]],
+                 commit: Optional[Future]) -> None:
+        if commit is not None:
+            self._writing = False
+            self.counters["commits"] += 1
+            if commit.exception() is not None:
+                log.error("ARC could not commit %d alarm(s); they are not ACKed, their senders will resend: %s",
+                          len(batch), commit.exception())
+                stored = [None] * len(batch)
+        if self._pending and not self._writing and not self._flush_scheduled:
             self._flush()  # what queued meanwhile, at once
-        elif self._idle is not None:
+        elif not self._writing and not self._flush_scheduled and self._idle is not None:
             self._idle.set()
         for (_, done), outcome in zip(batch, stored):
             done(outcome)

@@ -90,34 +90,63 @@ def _row(alarm: ArcAlarm) -> dict:
 
 
 class ArcStore:
-    """Safe to call from several threads: the receiver writes from its commit thread while tests and
-    tools read; one lock keeps each call's statements together on the one connection."""
+    """One write connection, used by one writer at a time: the receiver's group commit stages a
+    batch on the event loop (`stage`, CPU only) and has its commit thread `commit` it (the fsync);
+    `record_many` does both for other callers. `_txn` is held from stage to the end of commit, across
+    those two threads (a plain Lock may be released by another thread), so `alarms` never reads a
+    batch that is staged but not yet durable."""
 
     def __init__(self, path: str | Path = ":memory:"):
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._lock = threading.Lock()
+        self._txn = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
-    def record_many(self, alarms: Sequence[ArcAlarm]) -> list[bool]:
-        """Store each alarm unless it is a resend of one stored before it (earlier in `alarms`
-        included), in one transaction, durable when this returns; for each alarm, True when stored."""
+    def stage(self, alarms: Sequence[ArcAlarm]) -> list[bool]:
+        """Insert each alarm unless it is a resend of one stored before it (earlier in `alarms`
+        included) in a new transaction, and leave it open for `commit` (or `rollback`); for each
+        alarm, True when inserted. Nothing is durable until `commit` returns.
+
+        Inserting is CPU work (microseconds an alarm) and only the commit waits on the disk: done
+        on the receiver's loop, the inserts need no hand-over of the interpreter lock per row to a
+        thread that gets it back only every few milliseconds while the loop is busy."""
         rows = [_row(a) for a in alarms]
-        with self._lock:
-            db = self._db
+        self._txn.acquire()
+        db = self._db
+        try:
             db.execute("BEGIN IMMEDIATE")
-            try:
-                stored = [db.execute(_INSERT_NEW, row).rowcount == 1 for row in rows]
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            return [db.execute(_INSERT_NEW, row).rowcount == 1 for row in rows]
+        except BaseException:
+            self.rollback()
+            raise
+
+    def commit(self) -> None:
+        """Make the staged batch durable (fsync); on failure it is rolled back and the error raised."""
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        self._txn.release()
+
+    def rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.ProgrammingError:
+            pass  # the store was closed: nothing of the batch was written
+        finally:
+            self._txn.release()
+
+    def record_many(self, alarms: Sequence[ArcAlarm]) -> list[bool]:
+        """`stage` and `commit` in one call: durable when this returns."""
+        stored = self.stage(alarms)
+        self.commit()
         return stored
 
     def alarms(self) -> list[ArcAlarm]:
-        with self._lock:
+        with self._txn:
             rows = self._db.execute(
                 "SELECT account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at,"
                 " receiver, content FROM arc_alarms ORDER BY id").fetchall()
@@ -126,5 +155,5 @@ class ArcStore:
         return [ArcAlarm.model_validate(dict(zip(keys, row))) for row in rows]
 
     def close(self) -> None:
-        with self._lock:
+        with self._txn:
             self._db.close()

@@ -21,14 +21,12 @@ Prints one JSON line. Never passes or fails."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -51,6 +49,7 @@ from contracts.timefmt import utcnow  # noqa: E402
 from firmware_sim.camera import SimulatedCamera  # noqa: E402
 from firmware_sim.camera_scene import scene_by_name  # noqa: E402
 from firmware_sim.osd import read_stamp  # noqa: E402
+from testing.server_thread import PanicArrivals, ServerThread  # noqa: E402
 from testing.services import LOOPBACK, Mosquitto  # noqa: E402
 from wire.mqtt_client import make_client  # noqa: E402
 
@@ -74,28 +73,6 @@ def cpu_s(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
     return (utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK
-
-
-class Arc:
-    def __init__(self):
-        self.arrived: dict[int, float] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.receiver = ArcReceiver({"1234": ArcAccount(key=KEY)}, on_alarm=self._on_alarm)
-
-    def _on_alarm(self, alarm) -> None:
-        if alarm.code == "PA":
-            self.arrived.setdefault(alarm.zone, time.time())
-
-    def start(self) -> int:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
-        return self.receiver.port
-
-    def stop(self) -> None:
-        if self.thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.receiver.close(), self.loop).result(10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def write_config(path: Path, local: str, uplink: str, arc_port: int, cams: list[SimulatedCamera], tmp: Path,
@@ -139,7 +116,7 @@ def register(cloud: CloudService) -> None:
     r.raise_for_status()
 
 
-def press_all(local: str, arc: Arc) -> list[tuple[int, float]]:
+def press_all(local: str) -> list[tuple[int, float]]:
     pub, addr = make_client(local, "bench-buttons")
     pub.connect(addr.host, addr.port)
     pub.loop_start()
@@ -200,7 +177,8 @@ def main() -> None:
                                          client_id="bench-video", signing_key_path=tmp / "cloud.key",
                                          tokens=[TokenEntry(token=ADMIN, user="ops", role="admin"),
                                                  TokenEntry(token=POLICE, user="officer", role="police")])).start()
-        arc = Arc()
+        arrivals = PanicArrivals()
+        arc = ServerThread(ArcReceiver({"1234": ArcAccount(key=KEY)}, on_alarm=arrivals), name="arc")
         edge = None
         try:
             cloud.wait_ingest_ready()
@@ -211,9 +189,9 @@ def main() -> None:
                                      "--log-level", "WARNING"], cwd=tmp, stdout=subprocess.DEVNULL)
             time.sleep(BEFORE_S + 2)
             _own0, child0 = cpu_s(edge.pid)
-            sent = press_all(local.url, arc)
+            sent = press_all(local.url)
             pressed_at = dict(sent)
-            latency = {z: (arc.arrived[z] - t0) * 1000 for z, t0 in sent if z in arc.arrived}
+            latency = {z: (arrivals.arrived[z] - t0) * 1000 for z, t0 in sent if z in arrivals.arrived}
             first_window_end = sent[0][1] + AFTER_S
             quiet = [v for z, v in latency.items() if pressed_at[z] < first_window_end]
             busy = [v for z, v in latency.items() if pressed_at[z] >= first_window_end + 2]

@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +42,7 @@ from edge.config import GbConfig  # noqa: E402
 from edge.gb28181.catalog import Channel  # noqa: E402
 from edge.gb28181.device import GbDevice  # noqa: E402
 from edge.gb28181.media import MediaSession, ffmpeg_command  # noqa: E402
+from testing.server_thread import PanicArrivals, ServerThread  # noqa: E402
 from testing.services import LOOPBACK, Mosquitto, Sipp  # noqa: E402
 from wire.mqtt_client import make_client  # noqa: E402
 
@@ -130,29 +130,6 @@ keepalive_s = 30
 {zones}''')
 
 
-class Arc:
-    """The ARC receiver on a loop of its own thread; records when each zone's alarm arrived."""
-
-    def __init__(self):
-        self.arrived: dict[int, float] = {}
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.receiver = ArcReceiver({"1234": ArcAccount(key=AES_KEY)}, on_alarm=self._on_alarm)
-
-    def _on_alarm(self, alarm) -> None:
-        if alarm.code == "PA":
-            self.arrived.setdefault(alarm.zone, time.time())
-
-    def start(self) -> int:
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
-        return self.receiver.port
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.receiver.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-
-
 def notify_times(sipp: Sipp) -> dict[int, float]:
     """zone number -> when SIPp logged the Alarm notify for it (the description names the zone)."""
     out = {}
@@ -169,7 +146,8 @@ def press_times(work: Path) -> tuple[list[float], list[float], int, int]:
     (work / "up").mkdir()
     local = Mosquitto(workdir=str(work / "local")).start()
     uplink = Mosquitto(workdir=str(work / "up")).start()
-    arc = Arc()
+    arrivals = PanicArrivals()
+    arc = ServerThread(ArcReceiver({"1234": ArcAccount(key=AES_KEY)}, on_alarm=arrivals), name="arc")
     sipp = platform(work).start()
     cfg = work / "edge.toml"
     write_agent_config(cfg, local.url, uplink.url, arc.start(), sipp.port, work / "edge.sqlite3")
@@ -190,7 +168,7 @@ def press_times(work: Path) -> tuple[list[float], list[float], int, int]:
             pressed[i] = time.time()
             pub.publish(topics.dev_event(f"btn{i}"), payload, qos=1)
             end = time.monotonic() + TIMEOUT_S
-            while i not in arc.arrived and time.monotonic() < end:
+            while i not in arrivals.arrived and time.monotonic() < end:
                 time.sleep(0.001)
             time.sleep(0.02)
         time.sleep(1.0)  # the last notifies reach the platform
@@ -207,7 +185,7 @@ def press_times(work: Path) -> tuple[list[float], list[float], int, int]:
         local.close()
         uplink.close()
     notified = notify_times(sipp)
-    dc09 = [(arc.arrived[i] - t) * 1000 for i, t in pressed.items() if i in arc.arrived]
+    dc09 = [(arrivals.arrived[i] - t) * 1000 for i, t in pressed.items() if i in arrivals.arrived]
     gb = [(notified[i] - t) * 1000 for i, t in pressed.items() if i in notified]
     return dc09, gb, N_PRESSES - len(dc09), N_PRESSES - len(gb)
 

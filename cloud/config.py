@@ -97,13 +97,16 @@ class CloudConfig(_Strict):
     telemetry_token: str = Field(default="", description="InfluxDB API token (VictoriaMetrics ignores it)")
     telemetry_org: str = Field(default="careguard", description="InfluxDB organisation")
     telemetry_bucket: str = Field(default="careguard", description="InfluxDB bucket")
+    # A gateway sends one telemetry batch a second (edge TELEMETRY_FLUSH_S; a second one only past
+    # 5,000 points): the defaults are ten times that, and an hour of its batches at once (its backlog
+    # after an hour away, or the cloud's after an hour down, passes whole).
     facility_rate_per_s: float = Field(
-        default=100.0, gt=0, description="per facility and ingest worker: telemetry envelopes a second beyond which a "
-                                         "flooding gateway is throttled (its excess acknowledged and counted, not "
-                                         "stored); a gateway sends about one a second; nothing else is throttled")
-    facility_burst: int = Field(default=5000, ge=1, description="telemetry envelopes a facility may send at once "
-                                                                "before the rate applies (an outbox draining about "
-                                                                "an hour's outage)")
+        default=10.0, gt=0, description="per facility, all ingest workers together: telemetry envelopes a second "
+                                        "beyond which a flooding gateway is throttled (its excess acknowledged and "
+                                        "counted, not stored); a gateway sends one a second; nothing else is throttled")
+    facility_burst: int = Field(default=3600, ge=1, description="per facility, all ingest workers together: telemetry "
+                                                                "envelopes a facility may send at once before the rate "
+                                                                "applies (a gateway's backlog after an hour away)")
     gateway_offline_s: float = Field(default=25.0, gt=0, le=3600,
                                      description="silence after which a gateway_offline alarm is raised: 2.5 of the "
                                                  "edge's 10 s heartbeats, so the alarm comes within this plus "

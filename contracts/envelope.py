@@ -87,6 +87,18 @@ class ZoneAction(str, Enum):
     SCHEDULE = "schedule"
 
 
+class ZoneRefusal(str, Enum):
+    """Why a gateway refused a zone command (`refused_key` of its `event.arming`, with the values
+    named here in `refused_params`; `refused` keeps the English text): pages word it in their
+    language, so a key once sent keeps its meaning."""
+    UNKNOWN_ZONE = "arming.unknown_zone"  # zone
+    NOT_LATCHED = "arming.not_latched"  # zone: a reset of a zone that is not latched
+    CANNOT_DISARM = "arming.cannot_disarm"  # zone, zone_kind: a 24-hour zone (panic, fire)
+    NO_ARMING = "arming.no_arming"  # zone, zone_kind: a zone that only reports (environment)
+    UNKNOWN_ACTION = "arming.unknown_action"  # action
+    UNKNOWN_DEVICE = "arming.unknown_device"  # device: an event from a device in no zone (logged only)
+
+
 class ArmSetBody(BaseModel):
     """`arm.set`: arm, disarm, reset or drill one zone of the gateway."""
     model_config = ConfigDict(extra="forbid")

@@ -549,7 +549,8 @@ class EdgeAgent:
         except CommandError as exc:
             log.warning("command %s on %s refused: %s", action, zone, exc)
             actions = [LogEvent("event.arming", utcnow(), {"zone": zone, "action": action, "by": by,
-                                                           "refused": str(exc)})]
+                                                           "refused": str(exc), "refused_key": exc.key.value,
+                                                           "refused_params": exc.params})]
         self.apply(actions)
 
     # --- periodic -----------------------------------------------------------------------

@@ -9,12 +9,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
 from testing.services import LOOPBACK, free_port, wait_for_port
 from arc.receiver import ArcAccount, ArcLimits, ArcReceiver
-from arc.store import ArcStore
+from arc.store import ArcAlarm, ArcStore
 from contracts.timefmt import utcnow
 from wire import dc09
 
@@ -140,3 +141,23 @@ def test_an_alarm_not_stored_is_not_acked():
 
     counters = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert counters["store_error"] == 1 and counters["frames_ok"] == 0
+
+
+def test_a_staged_batch_is_invisible_until_committed_and_gone_when_rolled_back(tmp_path):
+    store = ArcStore(tmp_path / "arc.sqlite3")
+    alarm = ArcAlarm(account=ACCOUNT, facility=None, seq=1, protocol="SIA-DCS", code="PA", zone=1, area=1,
+                     alarm_id=uuid.uuid4(), event_time=utcnow(), received_at=utcnow(), receiver="test", content="x")
+    assert store.stage([alarm]) == [True]
+    seen: list = []
+    reader = threading.Thread(target=lambda: seen.append(store.alarms()))
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive(), "a reader saw the store while a batch was staged but not durable"
+    store.rollback()
+    reader.join(10)
+    assert seen == [[]]
+    # The same alarm staged again and committed is stored; a resend of it in the next batch is not.
+    assert store.record_many([alarm]) == [True]
+    assert store.record_many([alarm]) == [False]
+    assert [a.alarm_id for a in store.alarms()] == [alarm.alarm_id]
+    store.close()

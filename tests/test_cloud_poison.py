@@ -10,9 +10,12 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from cloud.config import CloudConfig
+from cloud.ingest.consumer import IngestConsumer
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import dead_letters
 from cloud.ingest.throttle import FacilityBuckets
+from cloud.ingest.workers import facility_buckets
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.registry.records import register_facility
@@ -152,6 +155,7 @@ def test_poison_from_one_facility_is_dead_lettered_once_and_never_blocks_the_oth
 
 
 def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_stored(mosquitto, tmp_path):
+    # A bucket far below the defaults (an hour of a gateway's batches at once), so a short flood outlasts it.
     cloud = start_cloud(mosquitto.url, f"sqlite:///{tmp_path / 'c.db'}", facility_rate_per_s=5.0, facility_burst=20)
     pub = Burst(mosquitto.url)
     try:
@@ -187,6 +191,43 @@ def test_a_flooding_gateway_is_throttled_while_alarms_from_it_and_others_are_sto
     finally:
         pub.close()
         cloud.stop()
+
+
+def test_throttled_messages_are_acknowledged_in_turn_not_ahead(tmp_path):
+    """Mosquitto walks its in-flight list from the oldest for every PUBACK: a throttled message
+    acknowledged at once, ahead of older ones still waiting for their commit, cost the broker
+    six times a stored message. It is acknowledged with its batch, in the order of arrival."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    create_schema(engine)
+    counters = IngestCounters()
+    writer = IngestWriter(engine, counters)
+    consumer = IngestConsumer("mqtt://127.0.0.1:1", writer, counters, client_id="t",
+                              buckets=FacilityBuckets(rate_per_s=0.001, burst=1))
+    now = datetime.now(timezone.utc).isoformat()
+    for mid, fac in ((1, "F1"), (2, "F1"), (3, "F2")):  # the second from F1 is over its burst
+        env = make_envelope(fac, "telemetry.batch", {"points": [{"device_id": "th-1", "metric": "temp_c",
+                                                                 "value": 20.0, "ts": now}]})
+        consumer._on_message(up(fac, Stream.TELEMETRY), env.to_bytes(), mid, 1)
+    session = consumer._session
+    assert session._acks == [], "acknowledged before the messages ahead of it were stored"
+    writer.start()
+    writer.stop()
+    assert session._acks == [1, 2, 3]
+    seen = counters.snapshot()
+    assert (seen["stored"], seen["throttled"], seen["duplicates"]) == (2, 1, 0), seen
+    session.stop()
+    engine.dispose()
+
+
+def test_ingest_workers_share_each_facility_bucket():
+    """The settings are per facility for the whole cloud: N workers, each dealt about 1/N of a
+    facility's messages, hold 1/N of the rate and burst each (not N times the setting together)."""
+    one = facility_buckets(CloudConfig(facility_rate_per_s=10.0, facility_burst=600))
+    assert (one.rate, one.burst) == (10.0, 600.0)
+    four = facility_buckets(CloudConfig(facility_rate_per_s=10.0, facility_burst=600, ingest_workers=4,
+                                        shared_subscription=True))
+    assert (four.rate, four.burst) == (2.5, 150.0)
+    assert facility_buckets(CloudConfig(facility_burst=3, ingest_workers=4, shared_subscription=True)).burst == 1.0
 
 
 def test_token_bucket_refills_at_its_rate_and_never_holds_alarms():

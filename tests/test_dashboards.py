@@ -183,6 +183,14 @@ def test_police_page_dispatch_resolve_drill_and_paths(cloud, mqtt, browser):
     expect(page.locator("#card-fields")).to_contain_text("赵保安")
     expect(page.locator("#card-fields")).to_contain_text("35.41, 116.59")
     expect(page.locator("#card-snapshots img")).to_have_count(1)
+    # The zone camera's live-view button follows a language switch while the card stays open (the
+    # card is modal, so the page's language switch is clicked by script rather than the pointer).
+    live = page.locator("#card-live-buttons button")
+    expect(live).to_have_text("查看实时画面 · 活动室摄像机")
+    page.locator("#lang-toggle").dispatch_event("click")
+    expect(live).to_have_text("Open live view · 活动室摄像机")
+    page.locator("#lang-toggle").dispatch_event("click")
+    expect(live).to_have_text("查看实时画面 · 活动室摄像机")
     shot(page, "police")
     page.close()
     assert errors == []
@@ -205,6 +213,26 @@ def test_facility_page_live_health_and_drill(cloud, mqtt, mosquitto, browser):
         expect(cam_row).to_contain_text("12.5", timeout=10_000)  # polled, without reload
         expect(page.locator("#video-platform")).to_have_text("10.0.0.5:5060 已注册", timeout=10_000)
         expect(page.locator("#events-table tbody tr")).to_have_count(1, timeout=10_000)
+        # A refusal as the gateway sends it (edge/agent.py): the key and its values, worded in the page's language.
+        publish(mqtt, F1, "event.arming", {"zone": "room-2", "action": "disarm", "by": "officer-7",
+                                           "refused": "zone 'room-2' is a 24-hour panic zone: it cannot be disarmed",
+                                           "refused_key": "arming.cannot_disarm",
+                                           "refused_params": {"zone": "room-2", "zone_kind": "panic"}}, Stream.EVENT)
+        refusal = page.locator("#events-table tbody tr").filter(has_text="officer-7")
+        expect(refusal).to_contain_text("防区“活动室”为24小时一键报警防区，不能撤防", timeout=10_000)
+        live = page.locator("#camera-live-buttons button")
+        expect(live).to_have_text("查看实时画面 · 活动室摄像机")
+        page.get_by_role("button", name="English").click()
+        expect(refusal).to_contain_text("Zone “活动室” is a 24-hour panic zone: it cannot be disarmed")
+        expect(live).to_have_text("Open live view · 活动室摄像机")
+        live.click()  # an open view, too, follows the switch back
+        expect(live).to_have_text("Stop live view · 活动室摄像机")
+        page.get_by_role("button", name="中文").click()
+        expect(refusal).to_contain_text("不能撤防")
+        expect(live).to_have_text("停止实时画面 · 活动室摄像机")
+        expect(page.locator("#camera-live figcaption")).to_have_text("实时画面 · 活动室摄像机")
+        live.click()
+        expect(live).to_have_text("查看实时画面 · 活动室摄像机")
 
         page.locator("#drill-zone").select_option("room-2")
         page.get_by_role("button", name="发起演练").click()

@@ -206,6 +206,9 @@ def test_reset_sends_restore_and_drill_is_a_test(mosquitto, uplink_broker, colle
     asyncio.run(scenario())
     refused = [e for e in cloud.of_type("event.arming") if "refused" in e["body"]]
     assert refused and "cannot be disarmed" in refused[0]["body"]["refused"]
+    # The key and its values, for the pages to word the refusal in their language.
+    assert refused[0]["body"]["refused_key"] == "arming.cannot_disarm"
+    assert refused[0]["body"]["refused_params"] == {"zone": "class1", "zone_kind": "panic"}
     assert cloud.of_type("event.latch_reset")[0]["body"]["by"] == "officer-7"
     assert any(e["body"]["kind"] == "test" for e in cloud.of_type("alarm.raised"))
 

@@ -10,6 +10,7 @@ import pytest
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceEvent, DeviceEventKind
 from contracts.errors import ContractError
+from contracts.envelope import ZoneRefusal
 from edge.alarms.engine import AlarmEngine, ClearAlarm, CommandError, LogEvent, RaiseAlarm, in_window
 from edge.config import ConfigError, load_config, parse_config
 from edge.devices import DeviceStatus, parse_device_message
@@ -103,8 +104,9 @@ def test_contact_bounce_never_raises_twice():
 
 def test_panic_zone_cannot_be_disarmed():
     e = engine()
-    with pytest.raises(CommandError, match="cannot be disarmed"):
+    with pytest.raises(CommandError, match="cannot be disarmed") as refused:
         e.command("disarm", "p", "someone", T0)
+    assert (refused.value.key, refused.value.params) == (ZoneRefusal.CANNOT_DISARM, {"zone": "p", "zone_kind": "panic"})
     assert any(isinstance(a, RaiseAlarm) for a in e.on_device_event(ev("btn", DeviceEventKind.PRESS)))
 
 
@@ -151,13 +153,15 @@ def test_tamper_raises_and_restores_and_offline_devices():
 
 
 def test_unknown_commands_are_refused_with_reason():
+    """Each refusal has a stable key and its values for the pages, and the English text for logs."""
     e = engine()
-    with pytest.raises(CommandError, match="unknown zone"):
-        e.command("arm", "nowhere", "x", T0)
-    with pytest.raises(CommandError, match="unknown action"):
-        e.command("explode", "gate", "x", T0)
-    with pytest.raises(CommandError, match="not latched"):
-        e.command("reset", "p", "x", T0)
+    refusals = [(("arm", "nowhere"), "unknown zone", ZoneRefusal.UNKNOWN_ZONE, {"zone": "nowhere"}),
+                (("explode", "gate"), "unknown action", ZoneRefusal.UNKNOWN_ACTION, {"action": "explode"}),
+                (("reset", "p"), "not latched", ZoneRefusal.NOT_LATCHED, {"zone": "p"})]
+    for (action, zone), text, key, params in refusals:
+        with pytest.raises(CommandError, match=text) as refused:
+            e.command(action, zone, "x", T0)
+        assert (refused.value.key, refused.value.params) == (key, params)
 
 
 # --- journal and outbox ------------------------------------------------------------------

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Annotated, Literal, Mapping, Optional
@@ -160,11 +162,19 @@ def next_seq(seq: int) -> int:
 def format_timestamp(ts: datetime) -> str:
     if ts.tzinfo is None:
         raise ValueError("timestamp must be timezone-aware")
-    return "_" + ts.astimezone(timezone.utc).strftime(_TS_FMT)
+    return _format_second(int(ts.timestamp()))
 
 
+@lru_cache(maxsize=64)
+def _format_second(epoch_s: int) -> str:
+    # A receiver stamps every reply of the same second with the same text: strftime once a second.
+    return "_" + datetime.fromtimestamp(epoch_s, timezone.utc).strftime(_TS_FMT)
+
+
+@lru_cache(maxsize=256)
 def parse_timestamp(text: str) -> datetime:
-    # By hand rather than strptime, which costs a receiver more than the AES of a frame.
+    # By hand rather than strptime, which costs a receiver more than the AES of a frame; cached
+    # because a burst's frames carry the same few seconds (a datetime is immutable, so sharing is safe).
     m = _TS_PARTS_RE.match(text)
     try:
         if m is None:
@@ -194,10 +204,37 @@ def _check_key(key: bytes) -> None:
         raise ValueError(f"AES key must be 16, 24 or 32 bytes, got {len(key)}")
 
 
+@lru_cache(maxsize=4096)
+def _cipher(key: bytes) -> Cipher:
+    # Building the AES key schedule and the Cipher object costs several times the AES of a frame; a
+    # receiver decrypts and encrypts with the same few thousand keys all day. The cache holds one
+    # per key (bounded), each call still gets a fresh encryptor/decryptor (CBC from the zero IV).
+    return Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV))
+
+
+class _PadSource:
+    """Random hex digits for pads (never one of | [ ]), read from the OS's CSPRNG a page at a time
+    rather than with one system call per frame."""
+
+    def __init__(self, chunk: int = 4096):
+        self._chunk = chunk
+        self._hex = ""
+        self._lock = threading.Lock()  # the edge's link and a receiver may encrypt from several threads
+
+    def take(self, n: int) -> str:
+        with self._lock:
+            if len(self._hex) < n:
+                self._hex = secrets.token_hex(self._chunk)
+            out, self._hex = self._hex[:n], self._hex[n:]
+        return out
+
+
+_pads = _PadSource()
+
+
 def _encrypt(key: bytes, plain: str) -> str:
-    # Random pad of hex digits: never one of | [ ].
-    padded = secrets.token_hex(8)[:16 - (len(plain) + 1) % 16] + "|" + plain
-    enc = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).encryptor()
+    padded = _pads.take(16 - (len(plain) + 1) % 16) + "|" + plain
+    enc = _cipher(key).encryptor()
     return (enc.update(padded.encode("ascii")) + enc.finalize()).hex().upper()
 
 
@@ -209,7 +246,7 @@ def _decrypt(key: bytes, hex_text: str, header: Optional[Header]) -> str:
         raise DC09Error("decrypt", "encrypted part is not hex", header) from None
     if not raw or len(raw) % 16:
         raise DC09Error("decrypt", f"encrypted part is {len(raw)} bytes, not a multiple of 16", header)
-    dec = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
+    dec = _cipher(key).decryptor()
     plain = (dec.update(raw) + dec.finalize()).decode("latin-1")
     if "|" not in plain:
         raise DC09Error("decrypt", "no pad terminator after decryption (wrong key?)", header)
@@ -233,7 +270,8 @@ def _unwrap(frame: bytes) -> str:
     head, body = inner[:8], inner[8:]
     try:
         crc_text, len_text = head[:4].decode("ascii"), head[4:].decode("ascii")
-        sent_crc, sent_len = int(crc_text, 16), int(len_text, 16)
+        int(crc_text, 16)  # checked against the body by check_crc; here only its form
+        sent_len = int(len_text, 16)
     except (UnicodeDecodeError, ValueError):
         raise DC09Error("framing", f"CRC/length field {head!r} is not hex") from None
     if not len_text.startswith("0"):
@@ -381,7 +419,7 @@ def _decrypt_response(key: bytes, rest: str) -> str:
         raise DC09Error("decrypt", "encrypted response is not hex") from None
     if not raw:
         raise DC09Error("decrypt", "encrypted response carries no ciphertext")
-    dec = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
+    dec = _cipher(key).decryptor()
     return (dec.update(raw) + dec.finalize()).decode("latin-1")
 
 

@@ -4,20 +4,21 @@ replicated on every node, holds the uplink until an ingest worker acknowledges i
 competing consumers of that queue over AMQP 0-9-1 (pika): RabbitMQ 3.10's MQTT plugin speaks
 3.1.1 only, without shared subscriptions.
 
-`AmqpSession` has MqttSession's interface (cloud.ingest.session), so IngestConsumer uses either:
+`AmqpSession` and MqttSession (cloud.ingest.session) share cloud.ingest.broker_session, so
+IngestConsumer uses either:
 a message stays unacknowledged until `ack(tag, generation)` and `flush_acks()` after its commit;
 a lost connection returns every unacknowledged message to the queue for the next consumer."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import unquote, urlparse
 
 import pika
 import pika.exceptions
 
+from cloud.ingest.broker_session import BrokerSession
 from contracts.topics import UP_WILDCARD
 from wire.mqtt_client import parse_broker_urls
 
@@ -26,8 +27,6 @@ log = logging.getLogger("careguard.cloud.amqp_session")
 INGEST_QUEUE = "cg.ingest"
 # The uplink topic filter as an AMQP topic binding: MQTT's `+` is AMQP's `*`, `#` is `#`.
 INGEST_BINDING = UP_WILDCARD.replace("/", ".").replace("+", "*")
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
 
 
 def connection_parameters(url: str, client_id: str) -> list[pika.ConnectionParameters]:
@@ -42,62 +41,36 @@ def connection_parameters(url: str, client_id: str) -> list[pika.ConnectionParam
         for a in parse_broker_urls(f"{u.scheme}://{u.netloc}", schemes=("amqp",), default_port=5672)]
 
 
-class AmqpSession:
+class AmqpSession(BrokerSession):
     """Consumes the ingest queue and calls `on_message(topic, payload, tag, qos)` on its thread.
     `prefetch` bounds the messages delivered and not yet acknowledged, like MQTT's in-flight window."""
 
+    LOST = (pika.exceptions.AMQPError, OSError)
+    transport = "amqp"
+
     def __init__(self, amqp_url: str, client_id: str, on_message: Callable[[str, bytes, int, int], None], *,
                  prefetch: int = 2000):
+        super().__init__(client_id, on_message, log)
         self.params = connection_parameters(amqp_url, client_id)
         self.amqp_url = amqp_url
-        self.client_id = client_id
-        self.on_message = on_message
         self.prefetch = prefetch
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.generation = 0
         self._conn: pika.BlockingConnection | None = None
-        self._channel = None
-        self._acks: list[int] = []
-        self._acks_lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._pause_s = 0.0
-        self._attempts = 0
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="cloud-ingest-amqp", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        self.flush_acks()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
-
-    def reconnect(self, pause_s: float) -> None:
-        """Drop the connection (the queue takes back what was unacknowledged) and connect again
-        after `pause_s`."""
-        self._pause_s = pause_s
+    def _drop(self) -> None:
+        # The queue takes back what was unacknowledged.
         conn = self._conn
         if conn is not None:
             self._call(conn, conn.close)
 
-    def ack(self, tag: int, generation: int) -> None:
-        with self._acks_lock:
-            if tag and generation == self.generation:
-                self._acks.append(tag)
+    def _ended(self) -> None:
+        self._conn = None
+        self.connected.clear()
+        self.subscribed.clear()
 
-    def flush_acks(self) -> None:
-        with self._acks_lock:
-            if not self._acks:
-                return
-            tags, self._acks = self._acks, []
-            conn, channel = self._conn, self._channel
-        if conn is None:
+    def _send_acks(self, tags: list[int], link: Any) -> None:
+        if link is None:
             return  # the queue delivers them again; the envelope id makes that a duplicate
+        conn, channel = link
 
         def send() -> None:
             for tag in tags:
@@ -113,32 +86,6 @@ class AmqpSession:
         except (pika.exceptions.AMQPError, RuntimeError, AttributeError) as exc:
             log.debug("amqp call dropped: %s", exc)
 
-    def _run(self) -> None:
-        backoff = BACKOFF_MIN_S
-        while not self._stopping.is_set():
-            pause, self._pause_s = self._pause_s, 0.0
-            if pause and self._stopping.wait(pause):
-                return
-            try:
-                self._session()
-                backoff = BACKOFF_MIN_S
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                if self._stopping.is_set():
-                    return
-                log.warning("ingest amqp connection (%s) lost: %r; reconnecting in %.1f s", self.client_id, exc,
-                            backoff)
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-            except Exception:  # the consumer must outlive any bug in one message's handling
-                log.exception("ingest amqp session failed; reconnecting")
-                if self._stopping.wait(backoff):
-                    return
-            finally:
-                self._conn = self._channel = None
-                self.connected.clear()
-                self.subscribed.clear()
-
     def _session(self) -> None:
         # Start with the next node each time: the last one may be the one that went away.
         start = self._attempts % len(self.params)
@@ -149,10 +96,8 @@ class AmqpSession:
             channel.basic_qos(prefetch_count=self.prefetch)
             channel.queue_declare(INGEST_QUEUE, durable=True, arguments={"x-queue-type": "quorum"})
             channel.queue_bind(INGEST_QUEUE, "amq.topic", routing_key=INGEST_BINDING)
-            with self._acks_lock:
-                self._acks.clear()
-                self.generation += 1
-                self._conn, self._channel = conn, channel
+            self._new_generation((conn, channel))
+            self._conn = conn
             self.connected.set()
             channel.basic_consume(INGEST_QUEUE, self._deliver)
             self.subscribed.set()

@@ -12,7 +12,7 @@ in between means the broker sends it again, and the envelope id makes the second
 A message that can never be stored (refused by the contracts, or by the store for a reason a retry
 cannot change) is kept as a dead letter and acknowledged like a stored one (cloud.ingest.dead_letters):
 poison never holds the broker's in-flight window. A flooding facility is throttled per facility
-(cloud.ingest.throttle); its excess is acknowledged and counted, not stored. Several
+(cloud.ingest.throttle); its excess is counted, not stored, and acknowledged in turn. Several
 workers (processes, see cloud.ingest.workers) may share one subscription: the envelope
 primary key, inserted with ON CONFLICT DO NOTHING, decides which of them stores an envelope."""
 
@@ -30,7 +30,7 @@ from cloud.ingest.amqp_session import INGEST_QUEUE, AmqpSession
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter
 from cloud.ingest.session import MqttSession
-from cloud.ingest.throttle import FacilityBuckets
+from cloud.ingest.throttle import FacilityBuckets, Throttled
 from cloud.ingest.validate import reason_key, validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.status.snapshots import SNAPSHOT_TYPE, seal_snapshot_body
@@ -110,7 +110,7 @@ class IngestConsumer:
             parts = topic.split("/", 6)
             if len(parts) == 6 and not self.buckets.allow(parts[3], parts[5]):
                 self.counters.throttled(parts[3])
-                ack()
+                self.writer.submit(Throttled(ack))
                 return
         try:
             item = validate_message(topic, payload, utcnow())

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Callable
 
+from cloud.ingest.broker_session import BrokerSession
 from wire import mqtt_codec as codec
 from wire.mqtt_client import parse_broker_urls, redact_url, tls_context
 
@@ -27,33 +28,29 @@ log = logging.getLogger("careguard.cloud.mqtt_session")
 
 RECV_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 10.0
-BACKOFF_MIN_S = 0.2
-BACKOFF_MAX_S = 5.0
 
 
-class MqttSession:
+class MqttSession(BrokerSession):
     """Subscribes `topic` at QoS 1 on a persistent session and calls
     `on_message(topic, payload, mid, qos)` on its reader thread. A QoS 1 message stays
     unacknowledged until `ack(mid, generation)`; `flush_acks()` sends what was acked since the
-    last flush. `generation` counts connections: a packet id is only valid on its own."""
+    last flush (cloud.ingest.broker_session)."""
+
+    LOST = (OSError, codec.MqttProtocolError)
+    transport = "mqtt"
 
     def __init__(self, broker_url: str, client_id: str, topic: str, on_message: Callable[[str, bytes, int, int], None],
                  *, v5: bool, session_expiry_s: int = 0, keepalive_s: int = 30, max_packet_bytes: int):
+        super().__init__(client_id, on_message, log)
         # Several brokers (a cluster's nodes): each new connection goes to the next.
         self.addrs = parse_broker_urls(broker_url)
         self.addr = self.addrs[0]
-        self._attempts = 0
         self.broker_url = redact_url(broker_url)  # for logs; the credentials stay in `addr`
-        self.client_id = client_id
         self.topic = topic
-        self.on_message = on_message
         self.v5 = v5
         self.session_expiry_s = session_expiry_s
         self.keepalive_s = keepalive_s
         self.max_packet_bytes = max_packet_bytes
-        self.connected = threading.Event()
-        self.subscribed = threading.Event()
-        self.generation = 0
         self._sock: socket.socket | None = None
         self._reader: threading.Thread | None = None  # the thread that owns `_sock`
         self._wake_r, self._wake_w = socket.socketpair()
@@ -61,47 +58,28 @@ class MqttSession:
         self._out: list[bytes] = []  # queued by other threads for the reader to send
         self._out_lock = threading.Lock()
         self._goodbye: bool | None = None  # a close asked for by another thread: with DISCONNECT?
-        self._acks: list[int] = []
-        self._acks_lock = threading.Lock()
         self._last_sent = 0.0
-        self._stopping = threading.Event()
-        self._pause_s = 0.0  # before the next connection attempt, set by reconnect()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="cloud-ingest-mqtt", daemon=True)
-        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Send what was acked, say goodbye (the session stays on the broker), end the thread."""
-        self._stopping.set()
-        self.flush_acks()
-        self._close(goodbye=True)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
+        super().stop(timeout)
         self._wake_r.close()
         self._wake_w.close()
 
-    def reconnect(self, pause_s: float) -> None:
-        """Drop the connection and connect again after `pause_s`: the broker then redelivers every
-        message left unacknowledged."""
-        self._pause_s = pause_s
+    def _where(self) -> str:
+        return self.broker_url
+
+    def _interrupt(self) -> None:
         self._close(goodbye=True)
 
-    def ack(self, mid: int, generation: int) -> None:
-        # Checked under the lock that a new connection takes to start its generation.
-        with self._acks_lock:
-            if mid and generation == self.generation:
-                self._acks.append(mid)
+    def _drop(self) -> None:
+        self._close(goodbye=True)
 
-    def flush_acks(self) -> None:
-        with self._acks_lock:
-            if not self._acks:
-                return
-            mids, self._acks = self._acks, []
-        self._send(b"".join(codec.encode_puback(m) for m in mids))
+    def _ended(self) -> None:
+        self._close(goodbye=False)
+
+    def _send_acks(self, tags: list[int], link: socket.socket | None) -> None:
+        self._send(b"".join(codec.encode_puback(m) for m in tags), link)
 
     def _wake(self) -> None:
         try:
@@ -109,11 +87,16 @@ class MqttSession:
         except (BlockingIOError, OSError):
             pass  # already awake, or closing
 
-    def _send(self, data: bytes) -> None:
-        if self._sock is None:
+    def _send(self, data: bytes, only_on: socket.socket | None = None) -> None:
+        """Send `data` (from the reader thread) or queue it for the reader; `only_on`: drop it
+        unless that is still the connection (PUBACKs: a packet id means nothing on another)."""
+        if self._sock is None or (only_on is not None and only_on is not self._sock):
             return  # unsent acks are harmless: the broker redelivers, the envelope id deduplicates
         if threading.current_thread() is not self._reader:
             with self._out_lock:
+                # Checked again under the lock a close takes to discard what is queued.
+                if only_on is not None and only_on is not self._sock:
+                    return
                 self._out.append(data)
             self._wake()
             return
@@ -147,28 +130,7 @@ class MqttSession:
 
     def _run(self) -> None:
         self._reader = threading.current_thread()
-        backoff = BACKOFF_MIN_S
-        while not self._stopping.is_set():
-            pause, self._pause_s = self._pause_s, 0.0
-            if pause and self._stopping.wait(pause):
-                return
-            try:
-                self._session()
-                backoff = BACKOFF_MIN_S
-            except (OSError, codec.MqttProtocolError, ConnectionError) as exc:
-                self._close(goodbye=False)
-                if self._stopping.is_set():
-                    return
-                log.warning("ingest mqtt connection to %s lost: %s; reconnecting in %.1f s", self.broker_url, exc,
-                            backoff)
-                if self._stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-            except Exception:  # the reader must outlive any bug in one message's handling
-                log.exception("ingest mqtt session failed; reconnecting")
-                self._close(goodbye=False)
-                if self._stopping.wait(backoff):
-                    return
+        super()._run()
 
     def _connect(self) -> socket.socket:
         self.addr = self.addrs[self._attempts % len(self.addrs)]
@@ -203,9 +165,7 @@ class MqttSession:
         """One connection, from CONNECT until it ends; returns when closed on purpose."""
         sock = self._connect()
         decoder = codec.Decoder(v5=self.v5, max_packet_bytes=self.max_packet_bytes)
-        with self._acks_lock:
-            self._acks.clear()
-            self.generation += 1
+        self._new_generation(sock)
         with self._out_lock:
             self._out.clear()
         self._goodbye = None

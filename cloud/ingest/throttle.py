@@ -1,16 +1,23 @@
 """Per-facility token buckets: a gateway that floods the uplink with telemetry is held to its
 share, so one facility cannot starve the others of ingest. Only telemetry is throttled: alarms
 never, and neither events, camera reports, heartbeats nor status, which are few and each a fact
-someone may need. A throttled batch is acknowledged and counted, not stored: the consumer cannot
-hold it without holding the broker's in-flight window for every facility. The burst is sized
-for a gateway draining its outbox after an outage (telemetry goes last in its queue).
+someone may need. A throttled batch is counted, not stored, and acknowledged with the messages
+around it: not held (that would hold the broker's in-flight window for every facility), but not
+ahead of them either (`Throttled` goes through the writer's queue). Mosquitto finds the message a
+PUBACK names by walking its in-flight list from the oldest: a throttled message acknowledged at
+once, behind up to 1,000 older ones waiting for their commit, cost the broker about 120 us, six
+times a stored message (bench/ingest.py). In turn, it costs a topic split, a counter and a place
+in a batch; what a flood costs is what its burst lets through, parsed and stored like any other.
+So the burst is sized by what a real gateway sends (one batch a second: an hour of them, see
+cloud.config), for the whole cloud, not per worker.
 
-Each ingest worker keeps its own buckets: with N workers sharing a subscription a facility may
-reach N times the rate."""
+Each ingest worker keeps its own buckets, with its share of the settings (cloud.ingest.workers):
+the workers split every facility's messages about evenly."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from contracts.topics import Stream
@@ -18,6 +25,12 @@ from contracts.topics import Stream
 THROTTLED = frozenset({Stream.TELEMETRY.value})
 # Bounded memory whatever facility names arrive: past this many, every bucket starts full again.
 MAX_BUCKETS = 100_000
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """A throttled message on its way through the writer's queue, to be acknowledged in turn."""
+    ack: Callable[[], None]
 
 
 class FacilityBuckets:

@@ -42,6 +42,14 @@ def worker_client_id(client_id: str, index: int) -> str:
     return f"{client_id}-{index}"
 
 
+def facility_buckets(config: CloudConfig) -> FacilityBuckets:
+    """One ingest's share of each facility's telemetry bucket: the workers split a facility's
+    messages about evenly (a shared subscription deals them out in turn, a queue to whichever
+    consumer has room), so each holds 1/N of the rate and burst the settings give the cloud."""
+    n = config.ingest_workers
+    return FacilityBuckets(config.facility_rate_per_s / n, max(1.0, config.facility_burst / n))
+
+
 def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                 on_alarms: Callable[[list[AlarmRecord]], None] | None = None) -> Ingest:
     """One ingest (consumer and writer) as `config` asks, with its telemetry store."""
@@ -49,7 +57,7 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
                                  bucket=config.telemetry_bucket, query_url=config.telemetry_query_url)
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
-                  telemetry_store=store, buckets=FacilityBuckets(config.facility_rate_per_s, config.facility_burst),
+                  telemetry_store=store, buckets=facility_buckets(config),
                   cipher=FieldCipher(load_data_key(data_key_file(config))), amqp_url=config.ingest_amqp_url,
                   retention=config.envelope_retention())
 

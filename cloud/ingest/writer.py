@@ -19,6 +19,7 @@ from cloud.compliance.marks import mark_for_envelopes
 from cloud.ingest.counters import IngestCounters
 from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
 from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
+from cloud.ingest.throttle import Throttled
 from cloud.ingest.validate import Accepted, reason_key
 from cloud.store.pruning import is_expired
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
@@ -29,7 +30,7 @@ log = logging.getLogger("careguard.cloud.ingest")
 
 # Transient failures of a store: the batch is worth delivering again, unlike a poison message.
 _TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
-Item = Union[Accepted, DeadLetter]
+Item = Union[Accepted, DeadLetter, Throttled]
 
 class IngestWriter:
     """The single writer thread. `on_alarms` gets the alarm rows a batch changed (for SSE);
@@ -170,14 +171,21 @@ class IngestWriter:
         now = utcnow()
         unique: dict[str, Accepted] = {}
         letters: list[DeadLetter] = []
+        throttled = 0
         expired = 0
         for item in batch:
             if isinstance(item, DeadLetter):
                 letters.append(item)
+            elif isinstance(item, Throttled):
+                throttled += 1  # nothing to store: acknowledged in turn, below
             elif is_expired(item.env.type, item.env.ts, now, self.retention):
-                expired += 1
+                expired += 1  # acknowledged in turn, below, and counted
             else:
                 unique.setdefault(str(item.env.id), item)
+        if throttled == len(batch):
+            for item in batch:
+                item.ack()
+            return set()
         changed: set[str] = set()
         stored_points = 0
         refused: list[DeadLetter] = []
@@ -221,7 +229,7 @@ class IngestWriter:
             self.counters.reject(d.reason_key)
         for d in letters + refused:
             self.counters.dead_lettered(d.facility)
-        envelopes_n = len(batch) - len(letters) - len(refused) - expired
+        envelopes_n = len(batch) - len(letters) - len(refused) - throttled - expired
         self.counters.add("batches")
         self.counters.add("stored", len(fresh))
         self.counters.add("duplicates", envelopes_n - len(fresh))

@@ -120,7 +120,10 @@ class ArmingEvent(BaseModel):
     armed: Optional[bool] = None
     mode: Optional[str] = None
     by: Optional[str] = None
-    refused: Optional[str] = None
+    refused: Optional[str] = Field(default=None, description="the gateway's English text, for logs and old gateways")
+    refused_key: Optional[str] = Field(default=None, description="why, as a stable key (contracts ZoneRefusal) the "
+                                                                 "pages word in their language")
+    refused_params: dict[str, str] = Field(default_factory=dict, description="the values the wording names")
 
 
 class ZoneState(BaseModel):
@@ -309,6 +312,15 @@ def _cameras(conn: Connection, facility_id: str, retention: Retention) -> list[C
     return list(out.values())
 
 
+def _refusal(body: dict) -> dict:
+    """An arming event's refusal as its gateway sent it; what is not text is left out (the body
+    comes from a gateway and must not break the page)."""
+    text, key, params = body.get("refused"), body.get("refused_key"), body.get("refused_params")
+    return {"refused": text if isinstance(text, str) else None, "refused_key": key if isinstance(key, str) else None,
+            "refused_params": ({k: v for k, v in params.items() if isinstance(k, str) and isinstance(v, str)}
+                               if isinstance(params, dict) else {})}
+
+
 def facility_status(conn: Connection, facility_id: str) -> FacilityStatus:
     """The facility page: gateway, police paths, zones, devices, cameras, retention, arming."""
     e, d, a, g = envelopes.c, devices.c, alarms.c, gateways.c
@@ -327,7 +339,7 @@ def facility_status(conn: Connection, facility_id: str) -> FacilityStatus:
     camera_list = _cameras(conn, facility_id, retention)
     events = [ArmingEvent(ts=r.ts, type=r.type, zone=r.body.get("zone"),
                           armed=r.body.get("armed") if isinstance(r.body.get("armed"), bool) else None,
-                          mode=r.body.get("mode"), by=r.body.get("by"), refused=r.body.get("refused"))
+                          mode=r.body.get("mode"), by=r.body.get("by"), **_refusal(r.body))
               for r in conn.execute(select(e.ts, e.type, e.body)
                                     .where(e.facility == facility_id, e.type.in_(ARMING_TYPES))
                                     .order_by(e.ts.desc()).limit(ARMING_EVENTS))]

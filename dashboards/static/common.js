@@ -147,7 +147,15 @@ window.CG = (function () {
         "video_networked.areas_unseen": "公安联网摄像机看不到的幼儿区域：{areas}",
         "rectification_overdue.past_deadline": "检查问题 {finding}（{item}，{severity}）：{date} 前未整改",
         "fee_cap.over_cap": "{class_type} {service}：{amount} {unit}，超过普惠上限 {cap}",
+        // A gateway's refusal of a zone command (contracts ZoneRefusal).
+        "arming.unknown_zone": "无此防区：{zone}",
+        "arming.not_latched": "防区“{zone}”未锁定，无需复位",
+        "arming.cannot_disarm": "防区“{zone}”为24小时{zone_kind}防区，不能撤防",
+        "arming.no_arming": "防区“{zone}”（{zone_kind}）没有布撤防",
+        "arming.unknown_action": "未知操作：{action}",
+        "arming.unknown_device": "设备“{device}”不属于任何防区",
       },
+      zoneKinds: { panic: "一键报警", intrusion: "入侵", fire: "火警", environment: "环境监测" },
       listSep: "、",
       videoPlatform: "视频联网（GB/T 28181）", vpRegistered: "已注册", vpDown: "未注册",
     },
@@ -293,7 +301,15 @@ window.CG = (function () {
         "video_networked.areas_unseen": "Children's areas no camera networked with the police sees: {areas}",
         "rectification_overdue.past_deadline": "Inspection finding {finding} ({item}, {severity}): not rectified by {date}",
         "fee_cap.over_cap": "{class_type} {service}: {amount} {unit}, over the inclusive cap of {cap}",
+        // A gateway's refusal of a zone command (contracts ZoneRefusal).
+        "arming.unknown_zone": "No such zone: {zone}",
+        "arming.not_latched": "Zone “{zone}” is not latched: nothing to reset",
+        "arming.cannot_disarm": "Zone “{zone}” is a 24-hour {zone_kind} zone: it cannot be disarmed",
+        "arming.no_arming": "Zone “{zone}” ({zone_kind}) has no arming",
+        "arming.unknown_action": "Unknown action: {action}",
+        "arming.unknown_device": "Device “{device}” is in no zone",
       },
+      zoneKinds: { panic: "panic", intrusion: "intrusion", fire: "fire", environment: "environment" },
       listSep: ", ",
       videoPlatform: "Police video platform (GB/T 28181)", vpRegistered: "registered", vpDown: "not registered",
     },
@@ -327,7 +343,7 @@ window.CG = (function () {
 
   // A server finding rendered in the page's language from its key and parameters.
   const PARAM_DICTS = { class_type: "classTypes", licence: "licences", document: "documents", status: "filing",
-    service: "services" };
+    service: "services", zone_kind: "zoneKinds" };
   function findingText(f) {
     const template = TEXT[lang].findingText[f.key];
     if (template === undefined) return f.message;

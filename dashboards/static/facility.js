@@ -14,6 +14,13 @@
   const yesNo = (v) => (v === null || v === undefined ? "—" : t(v ? "yes" : "no"));
   const tz = () => { const p = CG.placeOf(facilityId); return p ? p.timezone : CG.DEFAULT_ZONE; };
   const zoneName = (z) => CG.zoneLabel(facilityId, z);
+  // A gateway's refusal worded in the page's language from its key (its English text where it sent none).
+  const refusalText = (e) => {
+    if (!e.refused) return "";
+    const params = { ...(e.refused_params || {}) };
+    if (params.zone) params.zone = zoneName(params.zone);
+    return CG.findingText({ key: e.refused_key, params, message: e.refused });
+  };
   const cameraName = (id) => { const p = CG.placeOf(facilityId); return (p && p.cameras[id]) || id; };
 
   function makeTables() {
@@ -54,7 +61,7 @@
         { key: "armed", label: "armed", render: (e) => (e.type === "event.latch_reset" ? t("latched") + " ✕"
           : e.armed === null ? "—" : t(e.armed ? "armed" : "disarmed")) },
         { key: "mode", label: "mode", render: (e) => CG.word("modes", e.mode) }, { key: "by", label: "by" },
-        { key: "refused", label: "refused" },
+        { key: "refused", label: "refused", render: refusalText },
       ] }),
       alarms: new CG.Table($("alarms"), { id: "facility-alarms", csvName: "alarms.csv", label: "facilityAlarms",
         empty: "emptyRecent", columns: [
@@ -160,6 +167,9 @@
       $("drill-button").disabled = false;
     }
   });
-  CG.onLanguage(() => { if (status) renderStatus(status); });
+  CG.onLanguage(() => {
+    if (status) renderStatus(status);
+    if (live) live.relabel();  // renderStatus keeps the buttons while the cameras are the same
+  });
   CG.init({ title: "facilityTitle", start, stop });
 })();

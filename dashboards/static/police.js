@@ -374,7 +374,8 @@
       }
     };
     poll();
-    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); }, redraw: () => { clearTimeout(timer); poll(); } };
+    cardScene = { stop: () => { clearTimeout(timer); live.stopAll(); },
+      redraw: () => { clearTimeout(timer); poll(); live.relabel(); } };
   }
 
   function closeScene() {

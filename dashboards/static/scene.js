@@ -65,14 +65,23 @@ window.CGScene = (function () {
   }
 
   // --- live view -----------------------------------------------------------------------------
-  // Reads the NDJSON frame stream with the bearer token; `stop()` ends it (the server audits the view).
+  // Reads the NDJSON frame stream with the bearer token; `stop()` ends it (the server audits the view),
+  // `relabel()` puts its words in the page's current language.
   function liveView(facility, camera) {
-    const img = el("img", { alt: `${w("live")} ${camName(facility, camera)}`, class: "live-frame" });
-    const status = el("p", { class: "hint", role: "status", text: w("liveWaiting") });
-    const box = el("figure", { class: "live", "data-camera": camera }, img,
-      el("figcaption", { text: `${w("live")} · ${camName(facility, camera)}` }), status);
+    const img = el("img", { class: "live-frame" });
+    const status = el("p", { class: "hint", role: "status" });
+    const caption = el("figcaption");
+    const box = el("figure", { class: "live", "data-camera": camera }, img, caption, status);
     const ctrl = new AbortController();
     let lastUrl = null;
+    let state = "liveWaiting";  // the status while it is a word of ours (not a frame's time or an error)
+    const setState = (key) => { state = key; status.textContent = w(key); };
+    const relabel = () => {
+      img.alt = `${w("live")} ${camName(facility, camera)}`;
+      caption.textContent = `${w("live")} · ${camName(facility, camera)}`;
+      if (state) status.textContent = w(state);
+    };
+    relabel();
     (async () => {
       try {
         const resp = await fetch(`/api/facilities/${encodeURIComponent(facility)}/cameras/${encodeURIComponent(camera)}/live`,
@@ -80,6 +89,7 @@ window.CGScene = (function () {
         if (!resp.ok) {
           let detail = await resp.text();
           try { detail = JSON.parse(detail).detail; } catch (e) { /* not JSON */ }
+          state = null;
           status.textContent = `${resp.status} ${detail}`;
           return;
         }
@@ -104,42 +114,50 @@ window.CGScene = (function () {
             img.dataset.seq = frame.seq;
             img.dataset.ts = frame.ts;
             const delay = Date.now() - Date.parse(frame.ts);
+            state = null;
             status.textContent = `${time(frame.ts)} · ${w("liveDelay")} ${Math.max(0, delay)} ms`;
           }
         }
-        status.textContent = w("liveEnded");
+        setState("liveEnded");
       } catch (err) {
-        if (err.name !== "AbortError") status.textContent = String(err.message || err);
+        if (err.name !== "AbortError") { state = null; status.textContent = String(err.message || err); }
       }
     })();
-    return { element: box, stop: () => { ctrl.abort(); status.textContent = w("liveEnded"); } };
+    return { element: box, relabel, stop: () => { ctrl.abort(); setState("liveEnded"); } };
   }
 
-  // A button per camera that opens and closes its live view inside `container`.
+  // A button per camera that opens and closes its live view inside `container`; `relabel()` after a
+  // language switch (the page calls it: buttons and open views keep their state, not their words).
   function liveButtons(container, facility, cameras) {
     const views = new Map();
+    const label = (btn, camera) => {
+      btn.textContent = `${w(views.has(camera) ? "liveStop" : "liveStart")} · ${camName(facility, camera)}`;
+    };
     const buttons = cameras.map((camera) => {
-      const btn = el("button", { type: "button", class: "secondary", "aria-pressed": "false",
-        text: `${w("liveStart")} · ${camName(facility, camera)}` });
+      const btn = el("button", { type: "button", class: "secondary", "aria-pressed": "false" });
+      label(btn, camera);
       btn.addEventListener("click", () => {
         const open = views.get(camera);
         if (open) {
           open.stop();
           open.element.remove();
           views.delete(camera);
-          btn.setAttribute("aria-pressed", "false");
-          btn.textContent = `${w("liveStart")} · ${camName(facility, camera)}`;
-          return;
+        } else {
+          const view = liveView(facility, camera);
+          views.set(camera, view);
+          container.append(view.element);
         }
-        const view = liveView(facility, camera);
-        views.set(camera, view);
-        container.append(view.element);
-        btn.setAttribute("aria-pressed", "true");
-        btn.textContent = `${w("liveStop")} · ${camName(facility, camera)}`;
+        btn.setAttribute("aria-pressed", String(views.has(camera)));
+        label(btn, camera);
       });
       return btn;
     });
-    return { buttons, stopAll: () => { for (const v of views.values()) { v.stop(); v.element.remove(); } views.clear(); } };
+    const relabel = () => {
+      buttons.forEach((btn, i) => label(btn, cameras[i]));
+      for (const v of views.values()) v.relabel();
+    };
+    return { buttons, relabel,
+      stopAll: () => { for (const v of views.values()) { v.stop(); v.element.remove(); } views.clear(); } };
   }
 
   return { showClips, liveView, liveButtons };

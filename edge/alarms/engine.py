@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from contracts.alarms import AlarmKind, Severity
 from contracts.device import DeviceEvent, DeviceEventKind
+from contracts.envelope import ZoneRefusal
 from edge.config import EdgeConfig, ZoneConfig, ZoneKind
 
 TWENTY_FOUR_HOUR = (ZoneKind.PANIC, ZoneKind.FIRE)
@@ -64,7 +65,13 @@ Action = Union[RaiseAlarm, ClearAlarm, LogEvent]
 
 
 class CommandError(ValueError):
-    """A command the engine refuses, with the reason."""
+    """A command the engine refuses: `key` and `params` for pages to word it in their language,
+    the English text (str) for logs."""
+
+    def __init__(self, key: ZoneRefusal, message: str, **params: str):
+        super().__init__(message)
+        self.key = key
+        self.params = params
 
 
 def in_window(now: dtime, arm: dtime, disarm: dtime) -> bool:
@@ -121,7 +128,8 @@ class AlarmEngine:
     def on_device_event(self, ev: DeviceEvent) -> list[Action]:
         zone = self.zone_of_device.get(ev.device_id)
         if zone is None:
-            raise CommandError(f"device {ev.device_id!r} is in no zone")
+            raise CommandError(ZoneRefusal.UNKNOWN_DEVICE, f"device {ev.device_id!r} is in no zone",
+                               device=ev.device_id)
         log = LogEvent("event.device", ev.ts, {"device_id": ev.device_id, "zone": zone.id, "event": ev.event.value,
                                                "event_id": str(ev.id)})
         if ev.event is DeviceEventKind.TAMPER:
@@ -153,11 +161,11 @@ class AlarmEngine:
     def command(self, action: str, zone_id: str, by: str, now: datetime) -> list[Action]:
         zone = self.zones.get(zone_id)
         if zone is None:
-            raise CommandError(f"unknown zone {zone_id!r}")
+            raise CommandError(ZoneRefusal.UNKNOWN_ZONE, f"unknown zone {zone_id!r}", zone=zone_id)
         if action == "reset":
             kind = self.latched.pop(zone.id, None)
             if kind is None:
-                raise CommandError(f"zone {zone_id!r} is not latched")
+                raise CommandError(ZoneRefusal.NOT_LATCHED, f"zone {zone_id!r} is not latched", zone=zone_id)
             return [ClearAlarm(AlarmKind(kind), zone.id, now, zone, {"reset_by": by}),
                     LogEvent("event.latch_reset", now, {"zone": zone.id, "by": by})]
         if action == "test":
@@ -166,12 +174,16 @@ class AlarmEngine:
         if action in ("arm", "disarm", "schedule"):
             if zone.kind in TWENTY_FOUR_HOUR:
                 if action == "disarm":
-                    raise CommandError(f"zone {zone_id!r} is a 24-hour {zone.kind.value} zone: it cannot be disarmed")
+                    raise CommandError(ZoneRefusal.CANNOT_DISARM,
+                                       f"zone {zone_id!r} is a 24-hour {zone.kind.value} zone: it cannot be disarmed",
+                                       zone=zone_id, zone_kind=zone.kind.value)
                 return [LogEvent("event.arming", now, {"zone": zone.id, "armed": True, "by": by})]
             if zone.kind is not ZoneKind.INTRUSION:
-                raise CommandError(f"zone {zone_id!r} ({zone.kind.value}) has no arming")
+                raise CommandError(ZoneRefusal.NO_ARMING, f"zone {zone_id!r} ({zone.kind.value}) has no arming",
+                                   zone=zone_id, zone_kind=zone.kind.value)
             self.mode[zone.id] = {"arm": "armed", "disarm": "disarmed", "schedule": "schedule"}[action]
             armed = self.is_armed(zone, now)
             self._armed_last[zone.id] = armed
             return [LogEvent("event.arming", now, {"zone": zone.id, "armed": armed, "by": by, "mode": self.mode[zone.id]})]
-        raise CommandError(f"unknown action {action!r}: expected arm, disarm, schedule, reset or test")
+        raise CommandError(ZoneRefusal.UNKNOWN_ACTION,
+                           f"unknown action {action!r}: expected arm, disarm, schedule, reset or test", action=action)
