@@ -20,7 +20,8 @@ button, climate sensors):
   their CPU seconds per second in the steady window; compliance snapshots evaluated by its end, and
   the time from the cloud's start until every facility had one (the first full pass), watched
   until the offline detection ends, with whether that was within the steady window;
-  envelope rows a day at the measured rate, what pruning must keep up with.
+  envelope rows a day at the measured rate, what pruning must keep up with; and the time the cloud
+  takes to stop (SIGTERM) at the end.
 
     python bench/fleet.py                     # 1,000, 3,000 and 10,000 gateways
     python bench/fleet.py --sizes 10000 --steady-s 60
@@ -379,6 +380,11 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         final = sim.stop()
         out["fleet_dropped_facts"] = final.get("dropped")
         out["fleet_refused"] = final.get("refused")
+        # How long the cloud takes to stop under a province's data (SIGTERM, as systemd sends it).
+        t = time.monotonic()
+        cloud.terminate()
+        cloud.wait(60)
+        out["cloud_stop_s"] = round(time.monotonic() - t, 1)
     return out
 
 

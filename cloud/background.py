@@ -51,11 +51,14 @@ class BackgroundProcess:
         self._proc.start()
         return self
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask, then terminate: every pass is transactional and done again from the store (a
+        snapshot left out of date, rows left to prune), so cutting one short loses nothing, and a
+        pass of 10,000 facilities at a low priority on a busy machine may take long to finish."""
         self._stop.set()
         self._proc.join(timeout)
         if self._proc.is_alive():
-            log.warning("background process did not stop; terminating it")
+            log.warning("background process did not stop within %g s; terminating it", timeout)
             self._proc.terminate()
             self._proc.join(5)
 
