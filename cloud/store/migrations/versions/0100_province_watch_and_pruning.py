@@ -22,7 +22,11 @@ def upgrade() -> None:
     # Only a string state: what ingest writes (cloud.ingest.sql.touch_gateways).
     op.execute(f"UPDATE gateways SET status_state = substr({state}, 1, 16) WHERE status IS NOT NULL")
     op.create_index('ix_alarms_kind_state', 'alarms', ['kind', 'state'], unique=False)
-    op.create_index('ix_envelopes_type_received', 'envelopes', ['type', 'received_at'], unique=False)
+    # On a store already holding a province's envelopes this build blocks ingest for its length:
+    # there, run `CREATE INDEX CONCURRENTLY ix_envelopes_type_received ON envelopes (type, received_at)`
+    # by hand first, and this finds it made.
+    op.create_index('ix_envelopes_type_received', 'envelopes', ['type', 'received_at'], unique=False,
+                    if_not_exists=True)
 
 
 def downgrade() -> None:
