@@ -63,6 +63,7 @@ from edge.video.health import FaultEvent
 from edge.video.live import LiveStreamer
 from edge.video.recorder import Recorder
 from wire.envelope_signing import load_public_key
+from wire.token_bucket import TokenBucket
 
 log = logging.getLogger("careguard.edge")
 
@@ -130,7 +131,8 @@ class EdgeAgent:
                                  on_security=self._on_police_reply_refused)
         self.media = MediaOutbox(self.cfg.outbox.media_path)
         self.uplink = Uplink(self.cfg.uplink.broker, self.facility, self.journal, loop, self._on_down,
-                             on_down_rejected=self._on_down_rejected)
+                             on_down_rejected=self._on_down_rejected,
+                             telemetry_pace=TokenBucket(self.cfg.uplink.telemetry_per_s, self.cfg.uplink.telemetry_burst))
         self.devices = DeviceGateway(local_broker_url(self.cfg), self.cfg.native_devices(), loop,
                                      self._on_device_message, client_id=f"edge-{self.facility}-local",
                                      mapped=self.cfg.state_topics(), availability=self.cfg.availability_topics())

@@ -140,6 +140,12 @@ def _valid_public_key(v: Optional[str]) -> Optional[str]:
     return v
 
 
+# A gateway's telemetry pace to the cloud: half the cloud's default per-facility rate, and a
+# sixth of its burst, so live batches (one a second) and a backlog together stay within both.
+DEFAULT_TELEMETRY_PER_S = 5.0
+DEFAULT_TELEMETRY_BURST = 600
+
+
 class UplinkConfig(_Strict):
     broker: str = Field(description="the cloud's broker: mqtts://host:8883?cafile=CA&certfile=CERT&keyfile=KEY (TLS, "
                                     "the CA pinned, the gateway's certificate from its registration), or "
@@ -151,6 +157,14 @@ class UplinkConfig(_Strict):
                                   "every down command must carry its signature. Unset: every down command is refused")
     command_window_s: float = Field(default=120.0, gt=0, le=3600,
                                     description="a down command signed further than this from the gateway's clock is refused")
+    telemetry_per_s: float = Field(default=DEFAULT_TELEMETRY_PER_S, gt=0, le=1000,
+                                   description="telemetry envelopes a second the outbox sends at most (alarms, events and "
+                                               "status never wait): under the cloud's per-facility rate "
+                                               "(facility_rate_per_s, 10), so the backlog after an outage is paced "
+                                               "through instead of throttled away there")
+    telemetry_burst: int = Field(default=DEFAULT_TELEMETRY_BURST, ge=1, le=100_000,
+                                 description="telemetry envelopes sent at once before that pace applies (within the "
+                                             "cloud's facility_burst, 3,600)")
 
 
 class OutboxConfig(_Strict):

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from contracts.envelope import LiveViewBody
 from contracts.errors import ContractError
 from edge.video.clips import Segment, chunk_count, chunks, cut_clip, find_segments, plan_clip
-from edge.video.live import ByteBudget, LiveStreamer
+from edge.video.live import LiveStreamer
+from wire.token_bucket import TokenBucket
 from firmware_sim.osd import read_stamp, stamp
 from wire.live_frame import LiveFrame, decode_frame, encode_frame
 
@@ -172,9 +173,12 @@ def test_live_stream_lease_budget_and_unknown_camera():
     assert streamer.active() == []
 
 
-def test_byte_budget_refills_at_its_rate():
+def test_token_bucket_refills_at_its_rate_up_to_its_burst():
     now = [0.0]
-    budget = ByteBudget(1000, clock=lambda: now[0])
+    budget = TokenBucket(1000, burst=1000, clock=lambda: now[0])
     assert budget.take(1000) and not budget.take(1)
+    assert budget.wait_s(250) == 0.25
     now[0] = 0.5
     assert budget.take(500) and not budget.take(1)
+    now[0] = 100.0  # a long pause fills it to the burst, no further
+    assert budget.take(1000) and not budget.take(1)

@@ -98,3 +98,44 @@ def test_down_messages_for_another_facility_are_refused(mosquitto, tmp_path):
 
     assert asyncio.run(scenario()) == 2
     assert got[0].body == {"alarm_id": "y"}
+
+
+def test_telemetry_backlog_is_paced_alarms_are_not(mosquitto, tmp_path, collector_factory):
+    """A backlog of telemetry leaves at the uplink's pace (so the cloud's per-facility throttle does
+    not drop it); an alarm queued behind it goes at once. The pace's clock is the test's."""
+    from wire.token_bucket import TokenBucket
+
+    collector = collector_factory(mosquitto.url)
+    clock = [0.0]
+
+    async def scenario():
+        journal = Journal(tmp_path / "edge.sqlite3", 100_000)
+        pace = TokenBucket(1.0, burst=5, clock=lambda: clock[0])
+        uplink = Uplink(mosquitto.url, "F1", journal, asyncio.get_running_loop(), on_down=lambda env: None,
+                        telemetry_pace=pace)
+        telemetry, alarm = [], make_envelope("F1", "alarm.raised", {
+            "alarm_id": "6f1d0c9e-0000-4000-8000-000000000001", "kind": "panic", "severity": "critical", "source": "z"})
+        with journal.transaction(durable=False):
+            for i in range(30):
+                env = make_envelope("F1", "telemetry.batch", {"readings": []})
+                journal.outbox.put(topics.up("F1", env.stream), env.to_bytes(), Priority.TELEMETRY)
+                telemetry.append(str(env.id))
+            journal.outbox.put(topics.up("F1", alarm.stream), alarm.to_bytes(), Priority.ALARM)
+        uplink.start()
+        try:
+            def seen() -> int:
+                return len(set(telemetry) & collector.distinct())
+
+            assert await until(lambda: str(alarm.id) in collector.distinct() and seen() == 5, 20)
+            await asyncio.sleep(1.5)  # the uplink re-tries on its own timer; the pace's clock has not moved
+            first = seen()
+            clock[0] += 10.0  # ten seconds: the bucket refills to its burst of 5, no further
+            assert await until(lambda: seen() == 10, 20)
+            await asyncio.sleep(1.5)
+            return first, seen(), journal.outbox.count()
+        finally:
+            uplink.stop()
+            journal.close()
+
+    first, then, waiting = asyncio.run(scenario())
+    assert (first, then, waiting) == (5, 10, 20)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from contracts.topics import Stream
+from wire.token_bucket import TokenBucket
 
 THROTTLED = frozenset({Stream.TELEMETRY.value})
 # Bounded memory whatever facility names arrive: past this many, every bucket starts full again.
@@ -42,21 +43,14 @@ class FacilityBuckets:
         self.rate = rate_per_s
         self.burst = float(burst)
         self.clock = clock
-        self._buckets: dict[str, list[float]] = {}  # facility -> [tokens, last refill]
+        self._buckets: dict[str, TokenBucket] = {}
 
     def allow(self, facility: str, stream: str) -> bool:
         if stream not in THROTTLED:
             return True
-        now = self.clock()
         bucket = self._buckets.get(facility)
         if bucket is None:
             if len(self._buckets) >= MAX_BUCKETS:
                 self._buckets.clear()
-            bucket = self._buckets[facility] = [self.burst, now]
-        else:
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
-            bucket[1] = now
-        if bucket[0] >= 1.0:
-            bucket[0] -= 1.0
-            return True
-        return False
+            bucket = self._buckets[facility] = TokenBucket(self.rate, self.burst, self.clock)
+        return bucket.take()

@@ -24,6 +24,9 @@ from contracts import topics
 from contracts.envelope import Envelope, make_envelope, parse_envelope
 from contracts.errors import ContractError
 from edge.alarms.journal import Journal
+from edge.config import DEFAULT_TELEMETRY_BURST, DEFAULT_TELEMETRY_PER_S
+from edge.uplink.outbox import Priority
+from wire.token_bucket import TokenBucket
 
 log = logging.getLogger("careguard.edge.uplink")
 
@@ -35,8 +38,14 @@ REPLAY_WINDOW_S = 15.0
 
 class Uplink:
     def __init__(self, broker_url: str, facility_id: str, journal: Journal, loop: asyncio.AbstractEventLoop,
-                 on_down: Callable[[Envelope], None], on_down_rejected: Callable[[str, str], None] | None = None):
+                 on_down: Callable[[Envelope], None], on_down_rejected: Callable[[str, str], None] | None = None,
+                 telemetry_pace: TokenBucket | None = None):
         self.facility = facility_id
+        # Telemetry leaves at most at this pace (alarms, events and status never wait): the backlog
+        # after an outage then passes the cloud's per-facility throttle instead of being dropped
+        # there (edge/config.py UplinkConfig.telemetry_per_s).
+        self.telemetry_pace = telemetry_pace or TokenBucket(DEFAULT_TELEMETRY_PER_S, DEFAULT_TELEMETRY_BURST)
+        self._paced: asyncio.TimerHandle | None = None
         self.journal = journal
         self.loop = loop
         self.on_down = on_down
@@ -73,6 +82,9 @@ class Uplink:
 
     def stop(self) -> None:
         """A clean goodbye: the retained status says offline on purpose."""
+        if self._paced is not None:
+            self._paced.cancel()
+            self._paced = None
         if self.connected:
             info = self.client.publish(topics.up(self.facility, topics.Stream.STATUS), self._status(False), qos=1,
                                        retain=True)
@@ -103,12 +115,21 @@ class Uplink:
             return
         items = self.journal.outbox.next_batch(room, exclude=set(self.in_flight.values()) | set(self._acked_seqs))
         for item in items:
+            # Rows come by priority: once telemetry must wait, so does everything after it.
+            if item.priority == Priority.TELEMETRY and not self.telemetry_pace.take():
+                if self._paced is None:
+                    self._paced = self.loop.call_later(self.telemetry_pace.wait_s(), self._paced_kick)
+                break
             info = self.client.publish(item.topic, item.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
                 log.warning("publish of outbox row %d failed: %s", item.seq, mqtt.error_string(info.rc))
                 break
             self.in_flight[info.mid] = item.seq
             self.published += 1
+
+    def _paced_kick(self) -> None:
+        self._paced = None
+        self.kick()
 
     # --- paho callbacks (paho's thread): hand over to the loop ---------------------------
     def _to_loop(self, fn, *args) -> None:

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from contracts.envelope import LiveViewBody
 from contracts.timefmt import utcnow
 from wire.live_frame import LiveFrame, encode_frame
+from wire.token_bucket import TokenBucket
 
 log = logging.getLogger("careguard.edge.live")
 
@@ -34,25 +35,6 @@ class _Stream:
     seq: int = 0
 
 
-class ByteBudget:
-    """A token bucket of bytes per second, holding at most one second's worth."""
-
-    def __init__(self, bytes_per_s: float, clock: Callable[[], float] = time.monotonic):
-        self.rate = bytes_per_s
-        self.tokens = bytes_per_s
-        self.clock = clock
-        self.at = clock()
-
-    def take(self, n: int) -> bool:
-        now = self.clock()
-        self.tokens = min(self.rate, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if n > self.tokens:
-            return False
-        self.tokens -= n
-        return True
-
-
 class LiveStreamer:
     """`request` starts or extends a camera's stream; `run` sends the frames.
     `snapshot(camera_id)` gives the newest JPEG; `publish(camera_id, payload)` sends one frame."""
@@ -63,7 +45,8 @@ class LiveStreamer:
         self.snapshot = snapshot
         self.publish = publish
         self.max_fps = max_fps
-        self.budget = ByteBudget(max_kbps * 1000 / 8)
+        # Bytes a second, holding at most one second's worth.
+        self.budget = TokenBucket(max_kbps * 1000 / 8, burst=max_kbps * 1000 / 8)
         self.streams: dict[str, _Stream] = {}
         self.sent = 0
         self.dropped_budget = 0
