@@ -196,7 +196,9 @@ def main() -> None:
             quiet = [v for z, v in latency.items() if pressed_at[z] < first_window_end]
             busy = [v for z, v in latency.items() if pressed_at[z] >= first_window_end + 2]
             alarms = {}
-            for rec in list_alarms(cloud.engine, limit=500, facility="BENCH"):
+            with cloud.engine.connect() as conn:
+                listed = list_alarms(conn, limit=500, facility="BENCH")
+            for rec in listed:
                 if rec.kind == "panic" and rec.zone and rec.zone.startswith("z"):
                     zone = int(rec.zone[1:])
                     alarms[zone] = (str(rec.alarm_id), pressed_at[zone])

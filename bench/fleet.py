@@ -1,6 +1,9 @@
 """A province on one cloud: N simulated gateways (firmware_sim.fleet, in their own process) with
 per-gateway credentials and ACL -> Mosquitto -> the cloud as deployed (`careguard cloud`, its own
-process, 2 ingest workers) -> PostgreSQL (fsync on) + VictoriaMetrics. Prints one JSON line; never pass/fail.
+process, configured as deploy/cloud.province.example.toml but for the broker: 2 ingest worker
+processes, the compliance refresher, health runner and envelope pruner in a background process,
+a day of envelope retention) -> PostgreSQL (fsync on) + VictoriaMetrics. Prints one JSON line;
+never pass/fail.
 
 Per fleet size, on a registry seeded with the N facilities (cameras, a children's room, a panic
 button, climate sensors):
@@ -14,7 +17,11 @@ button, climate sensors):
   hung (connection left open: only the cloud's silence threshold finds them), from the kill to the
   gateway_offline alarm, p50/p99;
 - resident memory of the cloud (API process + ingest workers), Mosquitto and the simulator, and
-  their CPU seconds per second in the steady window; compliance snapshots evaluated.
+  their CPU seconds per second in the steady window; compliance snapshots evaluated by its end, and
+  the time from the cloud's start until every facility had one (the first full pass), watched
+  until the offline detection ends, with whether that was within the steady window;
+  envelope rows a day at the measured rate, what pruning must keep up with; and the time the cloud
+  takes to stop (SIGTERM) at the end.
 
     python bench/fleet.py                     # 1,000, 3,000 and 10,000 gateways
     python bench/fleet.py --sizes 10000 --steady-s 60
@@ -231,7 +238,7 @@ def start_cloud(workdir: Path, broker_port: int, db_url: str, vm_url: str) -> tu
     tokens = "".join(f'[[tokens]]\ntoken = "{t}"\nuser = "{r}"\nrole = "{r}"\n\n' for r, t in TOKENS.items())
     conf.write_text(f'broker_url = "mqtt://{CLOUD_USER}:{CLOUD_PASSWORD}@127.0.0.1:{broker_port}"\n'
                     f'db_url = "{db_url}"\nport = {port}\nshared_subscription = true\ningest_workers = 2\n'
-                    f'telemetry_url = "{vm_url}"\nbackground_work = "process"\n'
+                    f'telemetry_url = "{vm_url}"\nbackground_work = "process"\nenvelope_retention_days = 1\n'
                     f'client_id = "cloud-{uuid.uuid4().hex[:6]}"\n\n{tokens}')
     log = open(workdir / "cloud.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "careguard.cli", "cloud", "--config", str(conf)],
@@ -249,6 +256,11 @@ def stored(http: httpx.Client) -> int:
     r = http.get("/api/ingest/stats", headers={"Authorization": f"Bearer {TOKENS['admin']}"})
     r.raise_for_status()
     return r.json()["stored"]
+
+
+def snapshot_count(engine) -> int:
+    with engine.connect() as c:
+        return c.execute(sa.select(sa.func.count()).select_from(compliance_snapshots)).scalar_one()
 
 
 def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
@@ -273,6 +285,7 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         out["seed_s"] = round(time.monotonic() - t, 1)
         broker = stack.enter_context(Mosquitto(acl=broker_users(cfg)))
         cfg = cfg.model_copy(update={"brokers": [broker.url]})
+        cloud_started = time.monotonic()
         cloud, base = start_cloud(work, broker.port, db_url, vm_url)
         stack.callback(lambda: (cloud.terminate(), cloud.wait(20)))
         http = stack.enter_context(httpx.Client(base_url=base, timeout=30))
@@ -306,7 +319,10 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         probes = (("supervision", "/api/dashboard/supervision?fresh=true", "supervisor"),
                   ("police_list", "/api/alarms?limit=50", "police"))
         i = 0
+        first_pass_s = None
         while time.monotonic() - t0 < args.steady_s:
+            if first_pass_s is None and snapshot_count(engine) >= n:
+                first_pass_s = round(time.monotonic() - cloud_started, 1)
             name, path, role = probes[i % 2]
             i += 1
             q = time.perf_counter()
@@ -322,6 +338,7 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         sent = (f1["published"] + f1["heartbeats"]) - (f0["published"] + f0["heartbeats"])
         out["fleet_msgs_per_s"] = round(sent / elapsed, 1)
         out["stored_per_s"] = round((s1 - s0) / elapsed, 1)
+        out["envelope_rows_per_day_m"] = round((s1 - s0) / elapsed * 86400 / 1e6, 1)
         with engine.connect() as c:
             lags = c.exec_driver_sql(
                 "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - ts)), "
@@ -337,8 +354,8 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         out["cloud_rss_mb"] = rss_mb(tree(cloud.pid))
         out["broker_rss_mb"] = rss_mb(broker_pids)
         out["sim_rss_mb"] = rss_mb(sim_pids)
-        with engine.connect() as c:
-            out["snapshots"] = c.execute(sa.select(sa.func.count()).select_from(compliance_snapshots)).scalar_one()
+        out["snapshots"] = snapshot_count(engine)
+        out["compliance_first_pass_in_window"] = first_pass_s is not None
 
         # Offline detection: K dropped, K hung.
         k = max(1, n // args.kill_per)
@@ -348,11 +365,14 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         found: dict[str, float] = {}
         deadline = time.monotonic() + args.detect_timeout_s
         while time.monotonic() < deadline and len(found) < len(killed_at):
+            if first_pass_s is None and snapshot_count(engine) >= n:
+                first_pass_s = round(time.monotonic() - cloud_started, 1)
             with engine.connect() as c:
                 for fac, raised in c.execute(sa.select(alarms.c.facility, alarms.c.raised_at).where(
                         alarms.c.kind == "gateway_offline", alarms.c.facility.in_(list(killed_at)))):
                     found.setdefault(fac, raised.timestamp() - killed_at[fac])
             time.sleep(0.5)
+        out["compliance_first_pass_s"] = first_pass_s
         for name, group in (("dropped", dropped), ("hung", hung)):
             d = [found[f] for f in group if f in found]
             out[f"offline_{name}_n"], out[f"offline_{name}_found"] = len(group), len(d)
@@ -360,6 +380,11 @@ def run_size(n: int, args, pg_url: str, vm_url: str) -> dict:
         final = sim.stop()
         out["fleet_dropped_facts"] = final.get("dropped")
         out["fleet_refused"] = final.get("refused")
+        # How long the cloud takes to stop under a province's data (SIGTERM, as systemd sends it).
+        t = time.monotonic()
+        cloud.terminate()
+        cloud.wait(60)
+        out["cloud_stop_s"] = round(time.monotonic() - t, 1)
     return out
 
 

@@ -8,6 +8,7 @@ import hashlib
 import os
 import secrets
 import tomllib
+from datetime import timedelta
 from urllib.parse import urlparse
 from enum import Enum
 from pathlib import Path
@@ -106,8 +107,10 @@ class CloudConfig(_Strict):
     facility_burst: int = Field(default=3600, ge=1, description="per facility, all ingest workers together: telemetry "
                                                                 "envelopes a facility may send at once before the rate "
                                                                 "applies (a gateway's backlog after an hour away)")
-    gateway_offline_s: float = Field(default=30.0, gt=0, le=3600,
-                                     description="silence after which a gateway_offline alarm is raised")
+    gateway_offline_s: float = Field(default=25.0, gt=0, le=3600,
+                                     description="silence after which a gateway_offline alarm is raised: 2.5 of the "
+                                                 "edge's 10 s heartbeats, so the alarm comes within this plus "
+                                                 "gateway_check_s of the last message (30 s at most)")
     escalation_after_s: float = Field(default=60.0, gt=0, description="an unacknowledged panic escalates to supervisors")
     escalation_renotify_s: float = Field(default=60.0, gt=0, description="and is notified again this often")
     escalation_max_notifications: int = Field(default=5, ge=1)
@@ -120,6 +123,15 @@ class CloudConfig(_Strict):
                                         description="how often out-of-date compliance snapshots are evaluated again")
     compliance_full_every_s: float = Field(default=3600.0, gt=0,
                                            description="every snapshot evaluated again this often, whatever changed")
+    envelope_retention_days: Optional[float] = Field(
+        default=None, ge=0.25, le=3650,
+        description="envelopes of the high-rate kinds (heartbeat, camera.health, telemetry.batch) are deleted this "
+                    "long after their time, each facility's newest of a kind kept, and ingest refuses heartbeats and "
+                    "camera health older than this (a redelivery of a pruned one would pass for the newest state); "
+                    "alarms, events and reports are never pruned. None (the default, for a single facility or a "
+                    "trial): keep everything; a city or province sets it (deploy/cloud.*.toml: 1), 10,000 gateways "
+                    "sending about 200 million rows (200 GB) a day")
+    envelope_prune_s: float = Field(default=300.0, gt=0, le=86400, description="how often envelopes are pruned")
     gateway_check_s: float = Field(default=1.0, gt=0, le=60, description="how often gateways are checked")
     tokens_file: Optional[str] = Field(default=None, description="TOML file of [[tokens]], read again on SIGHUP and "
                                                                  "POST /api/tokens/reload")
@@ -183,6 +195,9 @@ class CloudConfig(_Strict):
             raise ValueError("ingest_workers > 1 needs shared_subscription = true (the workers split one "
                              "$share/ingest subscription) or ingest_amqp_url (they compete for its queue)")
         return self
+
+    def envelope_retention(self) -> Optional[timedelta]:
+        return timedelta(days=self.envelope_retention_days) if self.envelope_retention_days is not None else None
 
     @field_validator("tokens")
     @classmethod

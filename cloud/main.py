@@ -27,7 +27,7 @@ from cloud.alarms.lifecycle import EscalationPolicy, EscalationRunner
 from cloud.alarms.signing_key import SigningKeyError, load_or_create
 from cloud.api.app import create_app
 from cloud.api.auth import TokenTable
-from cloud.background import BackgroundProcess, make_health_runner, make_refresher
+from cloud.background import BackgroundProcess, make_health_runner, make_pruner, make_refresher
 from cloud.config import CloudConfig, ConfigError, data_key_file, load_config, load_tokens, with_generated_police_token
 from cloud.ingest.workers import AlarmFollower, IngestWorkers, make_ingest
 from cloud.periodic import PeriodicTask
@@ -73,6 +73,7 @@ class CloudService:
         self.compliance = make_refresher(config, self.engine) if in_threads else None
         self.health = (make_health_runner(config, self.engine, self.telemetry, on_alarms=self._fan_out)
                        if in_threads else None)
+        self.pruner = make_pruner(config, self.engine) if in_threads else None
         self.background = BackgroundProcess(config) if config.background_work == "process" else None
         self.snapshots = SnapshotSweeper(self.engine, keep_days=config.snapshot_retention_days)
         self.live = LiveHub(config.broker_url, f"{config.client_id}-live",
@@ -141,7 +142,7 @@ class CloudService:
             self.follower.start()
         self.gateway_watch.start()
         self.escalation.start()
-        for background in (self.health, self.compliance, self.background):
+        for background in (self.health, self.compliance, self.pruner, self.background):
             if background is not None:
                 background.start()
         self.snapshots.start()
@@ -181,7 +182,7 @@ class CloudService:
         self.clip_retention.stop()
         self.live.stop()
         self.escalation.stop()
-        for background in (self.health, self.compliance, self.background):
+        for background in (self.health, self.compliance, self.pruner, self.background):
             if background is not None:
                 background.stop()
         self.snapshots.stop()

@@ -36,6 +36,11 @@ class PeriodicTask:
             self._thread.join(timeout_s)
             self._thread = None
 
+    @property
+    def stopping(self) -> bool:
+        """For a long `fn` to end early once stop() was asked."""
+        return self._stop.is_set()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:

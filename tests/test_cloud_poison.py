@@ -18,12 +18,14 @@ from cloud.ingest.throttle import FacilityBuckets
 from cloud.ingest.workers import facility_buckets
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
+from cloud.registry.records import register_facility
 from cloud.status.reports import latest_bodies
 from cloud.store.db import alarms, create_schema, envelopes, make_engine
 from contracts.envelope import make_envelope
 from contracts.topics import Stream, up
 from helpers import store_url
 from tests.test_cloud_ingest import alarm_body, count, start_cloud, wait_until
+from tests.test_compliance_snapshot import registration
 from wire.mqtt_client import make_client
 
 GOOD_FACILITIES = 100
@@ -247,6 +249,8 @@ def test_a_report_dated_ahead_does_not_decide_the_shown_state(tmp_path):
     engine = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
     create_schema(engine)
     t0 = datetime.now(timezone.utc).replace(microsecond=0)
+    with engine.begin() as conn:  # the pages read the reports of registered facilities
+        register_facility(conn, registration("F1", 1), t0)
     ahead = make_envelope("F1", "camera.health", {"cameras": [{"camera_id": "cam-1", "state": "streaming"}]},
                           ts=t0 + timedelta(minutes=4))
     later = make_envelope("F1", "camera.health", {"cameras": [{"camera_id": "cam-1", "state": "stalled",

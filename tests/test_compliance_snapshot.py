@@ -276,8 +276,13 @@ def test_many_facilities_evaluated_in_bounded_passes(engine):
     with engine.begin() as conn:
         for i in range(25):
             register_facility(conn, registration(f"N{i:02d}", 100 + i), now)
-    passes = [refresh(engine, now, limit=10).evaluated for _ in range(4)]
-    assert passes == [10, 10, 5, 0]
+    passes = [(stats.evaluated, stats.more) for stats in (refresh(engine, now, limit=10) for _ in range(4))]
+    assert passes == [(10, True), (10, True), (5, False), (0, False)]
+    stats = ComplianceRefresher(engine, limit=10, clock=lambda: now).run_once()  # starts with a full pass
+    assert (stats.evaluated, stats.more) == (25, False), "one run catches up with the whole backlog, 10 a pass"
+    stopped = ComplianceRefresher(engine, limit=10, clock=lambda: now)
+    stopped.stop()  # asked to stop: the catch-up ends after the pass under way, so the cloud stops promptly
+    assert (stopped.run_once().evaluated, stopped.totals.evaluated) == (10, 10)
     with engine.connect() as conn:
         overview = supervision_overview(conn, now, None)
     assert sum(d.non_compliant for d in overview.districts) == 25

@@ -5,11 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
 import sqlalchemy as sa
 
 from wire.mqtt_client import make_client
-from cloud.store.db import alarms
-from cloud.alarms.gateway_watch import GatewaySeen, decide, offline_alarm_id
+from cloud.store.db import alarms, create_schema, gateways, make_engine
+from cloud.alarms.gateway_watch import GatewaySeen, GatewayWatch, decide, offline_alarm_id, read_state
+from tests.helpers import store_url
 from contracts.envelope import make_envelope
 from contracts.topics import Stream, up
 from tests.test_cloud_ingest import Publisher, start_cloud, wait_until
@@ -33,6 +35,42 @@ def test_rule_silence_will_grace_and_clear():
     back = GatewaySeen("F1", at(50), "online")
     [clear] = decide([back], {"F1": change.alarm_id}, at(51), 30, at(-100))
     assert not clear.raise_ and clear.alarm_id == change.alarm_id
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    with store_url(request, tmp_path, "watch") as url:
+        engine = make_engine(url)
+        create_schema(engine)
+        yield engine
+        engine.dispose()
+
+
+def test_a_check_reads_only_the_gateways_that_may_change(engine):
+    """A province's check must not read 10,000 rows a second: only the silent, the ones whose
+    status says offline and the ones with an alarm to clear; and it decides as a full read would."""
+    now = datetime.now(timezone.utc)
+    rows = [dict(facility=f"F{i:04d}", last_seen_at=now, last_received_at=now - timedelta(seconds=i % 20),
+                 last_type="heartbeat", status={"state": "online"}, status_state="online") for i in range(1000)]
+    rows[7].update(last_received_at=now - timedelta(seconds=40))               # silent
+    rows[8].update(status={"state": "offline"}, status_state="offline")        # its last will
+    rows[9].update(last_received_at=now - timedelta(seconds=26))               # back, alarm to clear below
+    with engine.begin() as conn:
+        conn.execute(gateways.insert(), rows)
+    watch = GatewayWatch(engine, threshold_s=25.0)
+    watch._since = now - timedelta(hours=1)
+    first = watch.check()
+    assert sorted((c.facility, c.raise_) for c in first) == [("F0007", True), ("F0008", True), ("F0009", True)]
+    with engine.begin() as conn:
+        conn.execute(gateways.update().where(gateways.c.facility == "F0009").values(last_received_at=now))
+    seen, active = read_state(engine, now, 25.0, now - timedelta(hours=1))
+    assert sorted(g.facility for g in seen) == ["F0007", "F0008", "F0009"], "only those that may change are read"
+    assert sorted(active) == ["F0007", "F0008", "F0009"]
+    [clear] = watch.check()
+    assert (clear.facility, clear.raise_) == ("F0009", False)
+    assert decide(seen, active, now, 25.0, now - timedelta(hours=1)) == [clear]
+    seen, _ = read_state(engine, now, 25.0, now - timedelta(seconds=10))
+    assert sorted(g.facility for g in seen) == ["F0007", "F0008"], "no silence counted before the cloud listened"
 
 
 def offline_alarms(cloud, facility: str) -> list:

@@ -149,7 +149,7 @@ def decode_alarm_cursor(cursor: str) -> tuple[datetime, str]:
         raise BadCursor("not a cursor returned by this list") from None
 
 
-def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, str]] = None,
+def list_alarms(conn: Connection, *, limit: int, before: Optional[tuple[datetime, str]] = None,
                 kind: Optional[AlarmKind] = None, facility: Optional[str] = None,
                 state: Optional[AlarmState] = None, city: Optional[str] = None, district: Optional[str] = None,
                 acked: Optional[bool] = None, exclude_kinds: frozenset[AlarmKind] = frozenset(),
@@ -182,8 +182,7 @@ def list_alarms(engine: Engine, *, limit: int, before: Optional[tuple[datetime, 
     if state is not None:
         q = q.where(c.state == state.value)
     q = q.order_by(c.sort_ts.desc(), c.alarm_id.desc()).limit(limit)
-    with engine.connect() as conn:
-        return [_record(r) for r in conn.execute(q).all()]
+    return [_record(r) for r in conn.execute(q).all()]
 
 
 def record_audit(conn: Connection, *, at: datetime, actor: str, role: str, action: str, target: str,

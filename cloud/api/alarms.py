@@ -109,10 +109,11 @@ def get_alarm_list(
             cursor = decode_alarm_cursor(before)
         except BadCursor as exc:
             raise field_error("query", "before", str(exc)) from None
-    items = list_alarms(request.app.state.engine, limit=limit, before=cursor, kind=kind,
-                        facility=scope_facility(who, facility), state=state, city=city, district=district, acked=acked,
-                        exclude_kinds=hidden_kinds(who), within=who.within)
+    # One connection (one checkout, one snapshot) for the page and the places it names.
     with request.app.state.engine.connect() as conn:
+        items = list_alarms(conn, limit=limit, before=cursor, kind=kind, facility=scope_facility(who, facility),
+                            state=state, city=city, district=district, acked=acked,
+                            exclude_kinds=hidden_kinds(who), within=who.within)
         found = places(conn, [a.facility for a in items])
     return AlarmPage(items=items, next_before=alarm_cursor(items[-1]) if len(items) == limit else None, places=found)
 

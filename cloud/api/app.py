@@ -70,6 +70,7 @@ class IngestStats(BaseModel):
     batches: int
     alarm_updates: int
     telemetry_points: int
+    expired: int = Field(description="envelopes of a pruned kind older than the retention: acknowledged, not stored")
     rejected_by_reason: dict[str, int]
     dead_lettered_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")
     throttled_by_facility: dict[str, int] = Field(description="since start, the facilities with the most")

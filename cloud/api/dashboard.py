@@ -99,7 +99,7 @@ def get_facility_status(request: Request, facility_id: FacilityPath,
 def supervision(request: Request,
                 who: Annotated[Principal, Depends(require_role(Role.SUPERVISOR, Role.ADMIN))],
                 city: Annotated[Optional[str], Query(max_length=32)] = None,
-                fresh: Annotated[bool, Query(description="recompute now instead of a copy up to a minute old")] = False
+                fresh: Annotated[bool, Query(description="recompute now instead of a copy up to 10 s old")] = False
                 ) -> SupervisionOverview:
     """Compliance counts per district (drill down with GET /api/compliance?district=), cameras
     online, retention compliance and response times."""

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from pydantic import BaseModel, Field
-from sqlalchemy import Text, and_, cast, func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.engine import Connection
 
 from cloud.care.health_rules import (
@@ -40,7 +40,8 @@ from cloud.compliance.marks import achieved_days, camera_items, camera_online
 from cloud.compliance.profiles import Profile, profile_for
 from cloud.registry.records import CLASS_TYPE_ZH, Facility, FilingStatus, LicenceKind, NotFound, facility_rows_to_models
 from cloud.store.db import alarms, areas, camera_areas, cameras, devices, envelopes, facilities, staff
-from cloud.supervision.fees import FeeReport, fee_report
+from cloud.supervision.fees import FeeReport, fee_reports
+from cloud.supervision.scope import Place
 from cloud.supervision.inspections import RECTIFICATION_SOURCE, Overdue, overdue_findings
 from contracts.alarms import AlarmKind
 from contracts.device import DeviceKind
@@ -151,22 +152,21 @@ def _grouped(conn: Connection, query, ids: Sequence[str]):
         yield from conn.execute(query(ids[i:i + _IN_CHUNK]))
 
 
-def _latest(conn: Connection, type_: str, ids: Sequence[str], with_body: bool):
-    """facility -> (ts, body or None) of the envelope of `type_` the cloud received last (a
-    gateway's clock decides nothing); `ts` stays the time of origin."""
-    e = envelopes.c
-    out: dict[str, tuple] = {}
-    for chunk_start in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[chunk_start:chunk_start + _IN_CHUNK]
-        newest = (select(e.facility, func.max(e.received_at).label("received_at"))
-                  .where(e.facility.in_(chunk), e.type == type_).group_by(e.facility).subquery())
-        # One batch's envelopes share their receive time: of those, the latest in origin time.
-        for f, ts, body in conn.execute(select(e.facility, e.ts, e.body if with_body else e.id).join(
-                newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
-                .where(e.type == type_)):
-            if f not in out or ts > out[f][0]:
-                out[f] = (ts, (body if isinstance(body, dict) else {}) if with_body else None)
-    return out
+def latest_bodies(conn: Connection, type_: str, facility_ids: Sequence[str]) -> dict[str, tuple]:
+    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for the registered
+    facilities of `facility_ids` (a gateway's clock decides nothing; of one batch's envelopes,
+    which share their receive time, the latest in origin time); `ts` stays the time of origin.
+    One index probe per facility (newest first, first row), whatever history the table holds: a
+    maximum grouped by facility would read every heartbeat a facility ever sent."""
+    e, f = envelopes.c, facilities.c
+    newer = envelopes.alias("newest")
+    newest_id = (select(newer.c.id).where(newer.c.facility == f.facility_id, newer.c.type == type_)
+                 .order_by(newer.c.received_at.desc(), newer.c.ts.desc()).limit(1)
+                 .correlate(facilities).scalar_subquery())
+    rows = _grouped(conn, lambda chunk: select(e.facility, e.ts, e.body)
+                    .select_from(facilities.join(envelopes, e.id == newest_id))
+                    .where(f.facility_id.in_(chunk)), sorted(set(facility_ids)))
+    return {fid: (ts, body if isinstance(body, dict) else {}) for fid, ts, body in rows}
 
 
 def _camera_health(conn: Connection, since: dict[str, datetime]) -> dict[str, dict[str, CameraStatus]]:
@@ -242,8 +242,8 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
     cams = _by_facility(_grouped(conn, lambda chunk: select(cm.facility, cm.camera_id).where(
         cm.facility.in_(chunk)).order_by(cm.facility, cm.camera_id), ids))
     names = {table.name: _names(conn, table, id_column, ids) for table, id_column in _NAMED}
-    reports = _latest(conn, "retention.report", ids, with_body=True)
-    beats = _latest(conn, "heartbeat", ids, with_body=True)
+    reports = latest_bodies(conn, "retention.report", ids)
+    beats = latest_bodies(conn, "heartbeat", ids)
     health = _camera_health(conn, {fid: now - timedelta(seconds=p.children_areas_covered.value)
                                    for fid, p in profiles.items()})
     a = alarms.c
@@ -251,6 +251,8 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         a.facility.in_(chunk), a.kind == AlarmKind.TEST.value).group_by(a.facility), ids))
     # Overdue rectifications are few province-wide: read them all, keep this batch's.
     overdue = _by_facility((o.facility, o) for o in overdue_findings(conn, now) if o.facility in models)
+    places = [Place(r.facility_id, r.name, r.kind, r.province, r.city, r.district) for r in rows]
+    fees = {k: v for i in range(0, len(places), _IN_CHUNK) for k, v in fee_reports(conn, places[i:i + _IN_CHUNK]).items()}
     out = {}
     for fid in ids:
         areas_covered = {area: [] for area in children.get(fid, [])}
@@ -260,7 +262,7 @@ def gather_facts(conn: Connection, facility_ids: Sequence[str],
         facts = FacilityFacts(facility=models[fid], panic_buttons=buttons.get(fid, []), children_areas=areas_covered,
                               camera_ids=cams.get(fid, []), camera_health=health[fid],
                               last_drill_delivered=drills.get(fid), overdue_rectifications=overdue.get(fid, []),
-                              fees=fee_report(conn, fid), area_names=names["areas"].get(fid, {}),
+                              fees=fees[fid], area_names=names["areas"].get(fid, {}),
                               staff_names=names["staff"].get(fid, {}), device_names=names["devices"].get(fid, {}),
                               camera_names=names["cameras"].get(fid, {}))
         if fid in beats:

@@ -19,6 +19,7 @@ primary key, inserted with ON CONFLICT DO NOTHING, decides which of them stores 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Callable
 
 from sqlalchemy.engine import Engine
@@ -140,11 +141,11 @@ class Ingest:
                  session_expiry_s: int = 7 * 24 * 3600, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None, buckets: FacilityBuckets | None = None,
-                 cipher: FieldCipher | None = None, amqp_url: str | None = None):
+                 cipher: FieldCipher | None = None, amqp_url: str | None = None, retention: timedelta | None = None):
         self.counters = IngestCounters()
         self.writer = IngestWriter(engine, self.counters, batch_max=batch_max, on_alarms=on_alarms,
                                    telemetry_store=telemetry_store, on_store_failure=self._redeliver,
-                                   on_acked=self._flush_acks, cipher=cipher)
+                                   on_acked=self._flush_acks, cipher=cipher, retention=retention)
         self.consumer = IngestConsumer(broker_url, self.writer, self.counters, client_id=client_id, shared=shared,
                                        session_expiry_s=session_expiry_s, buckets=buckets,
                                        snapshot_cipher=cipher, amqp_url=amqp_url)

@@ -9,7 +9,7 @@ from typing import Optional
 # Per-facility tables are shown to people: the facilities with the most, not every one.
 TOP_FACILITIES = 50
 COUNTER_KEYS = ("received", "stored", "duplicates", "rejected", "dead_lettered", "throttled", "store_errors",
-                "batches", "alarm_updates", "telemetry_points")
+                "batches", "alarm_updates", "telemetry_points", "expired")
 
 
 class IngestCounters:

@@ -102,5 +102,7 @@ def touch_gateways(conn: Connection, fresh: list[Accepted], now: datetime) -> No
         conn.exec_driver_sql(_SQLITE_TOUCH_GATEWAYS,
                              [(f, sqlite_ts(e.ts), received, e.type) for f, e in newest.items()])
     for facility, env in status.items():
-        conn.execute(update(gateways).where(gateways.c.facility == facility).values(status=env.body))
+        state = env.body.get("state")
+        conn.execute(update(gateways).where(gateways.c.facility == facility)
+                     .values(status=env.body, status_state=state[:16] if isinstance(state, str) else None))
 

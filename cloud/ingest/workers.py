@@ -58,7 +58,8 @@ def make_ingest(config: CloudConfig, engine: Engine, *, client_id: str,
     return Ingest(engine, config.broker_url, client_id=client_id, shared=config.shared_subscription,
                   session_expiry_s=config.session_expiry_s, batch_max=config.batch_max, on_alarms=on_alarms,
                   telemetry_store=store, buckets=facility_buckets(config),
-                  cipher=FieldCipher(load_data_key(data_key_file(config))), amqp_url=config.ingest_amqp_url)
+                  cipher=FieldCipher(load_data_key(data_key_file(config))), amqp_url=config.ingest_amqp_url,
+                  retention=config.envelope_retention())
 
 
 def _worker_main(config_json: str, index: int, stats, stop) -> None:

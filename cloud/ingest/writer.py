@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from datetime import timedelta
 from typing import Callable, Union
 
 from sqlalchemy.engine import Engine
@@ -20,6 +21,7 @@ from cloud.ingest.dead_letters import DeadLetter, insert_dead_letters
 from cloud.ingest.sql import delete_envelopes, insert_envelopes, touch_gateways
 from cloud.ingest.throttle import Throttled
 from cloud.ingest.validate import Accepted, reason_key
+from cloud.store.pruning import is_expired
 from cloud.store.telemetry import RelationalTelemetryStore, TelemetryRow, TelemetryStore
 from cloud.video.clips import store_chunk
 from contracts.timefmt import utcnow
@@ -35,14 +37,17 @@ class IngestWriter:
     `on_store_failure` is called when a store failed for a reason worth retrying, so the
     consumer can have the broker deliver the unacknowledged messages again. `on_acked` is
     called after each batch's acks, so that they reach the broker together. `cipher` seals alarm
-    clips; without it they are counted, not stored."""
+    clips; without it they are counted, not stored. `retention`: envelopes of the pruned kinds
+    older than it are acknowledged and counted as expired, not stored (cloud.store.pruning)."""
 
     def __init__(self, engine: Engine, counters: IngestCounters, *, batch_max: int = 500,
                  on_alarms: Callable[[list[AlarmRecord]], None] | None = None,
                  telemetry_store: TelemetryStore | None = None,
                  on_store_failure: Callable[[], None] | None = None,
-                 on_acked: Callable[[], None] | None = None, cipher: FieldCipher | None = None):
+                 on_acked: Callable[[], None] | None = None, cipher: FieldCipher | None = None,
+                 retention: timedelta | None = None):
         self.engine = engine
+        self.retention = retention
         self.cipher = cipher
         self.counters = counters
         self.batch_max = batch_max
@@ -167,11 +172,14 @@ class IngestWriter:
         unique: dict[str, Accepted] = {}
         letters: list[DeadLetter] = []
         throttled = 0
+        expired = 0
         for item in batch:
             if isinstance(item, DeadLetter):
                 letters.append(item)
             elif isinstance(item, Throttled):
                 throttled += 1  # nothing to store: acknowledged in turn, below
+            elif is_expired(item.env.type, item.env.ts, now, self.retention):
+                expired += 1  # acknowledged in turn, below, and counted
             else:
                 unique.setdefault(str(item.env.id), item)
         if throttled == len(batch):
@@ -221,12 +229,14 @@ class IngestWriter:
             self.counters.reject(d.reason_key)
         for d in letters + refused:
             self.counters.dead_lettered(d.facility)
-        envelopes_n = len(batch) - len(letters) - len(refused) - throttled
+        envelopes_n = len(batch) - len(letters) - len(refused) - throttled - expired
         self.counters.add("batches")
         self.counters.add("stored", len(fresh))
         self.counters.add("duplicates", envelopes_n - len(fresh))
         self.counters.add("alarm_updates", sum(1 for i in fresh if i.alarm is not None))
         self.counters.add("telemetry_points", stored_points)
+        if expired:
+            self.counters.add("expired", expired)
         return changed
 
 

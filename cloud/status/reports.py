@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 from typing import Any, Optional
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
 from cloud.alarms.lifecycle import ResponseTimes, response_times
 from cloud.compliance.marks import camera_items
 from cloud.compliance.profiles import profile_for
+from cloud.compliance.rules import latest_bodies
 from cloud.compliance.snapshot import district_rollups
 from cloud.registry.records import StaffRole, require_facility
 from cloud.registry.jurisdiction import EVERYWHERE, Jurisdiction, path_clause
@@ -24,9 +25,6 @@ from cloud.store.paging import Page, keyset, trim
 from contracts.alarms import AlarmKind, AlarmState
 from contracts.video_platform import VideoPlatformStatus, read_video_platform
 
-# The supervision overview evaluates compliance for every facility of the city; it is kept this
-# long so that a room of supervisors reloading the page does not re-evaluate it each time.
-OVERVIEW_TTL_S = 60.0
 ARMING_EVENTS = 50
 ARMING_TYPES = ("event.arming", "event.latch_reset")
 
@@ -56,11 +54,14 @@ class Place(BaseModel):
     staff: dict[str, str] = Field(description="staff id -> the person's name")
 
 
-def _names_by_facility(conn: Connection, table, id_column: str, ids: list[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for fid, item, name in conn.execute(select(table.c.facility, table.c[id_column], table.c.name)
-                                        .where(table.c.facility.in_(ids))):
-        out.setdefault(fid, {})[item] = name
+def _names_by_facility(conn: Connection, named: dict[str, tuple], ids: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+    """For each `named` key -> (table, id column): facility -> item id -> name, read in one query
+    (the police list asks for this on every page: one round trip, not one per table)."""
+    parts = [select(literal(key).label("what"), table.c.facility, table.c[id_column].label("item"), table.c.name)
+             .where(table.c.facility.in_(ids)) for key, (table, id_column) in named.items()]
+    out: dict[str, dict[str, dict[str, str]]] = {key: {} for key in named}
+    for what, fid, item, name in conn.execute(union_all(*parts)):
+        out[what].setdefault(fid, {})[item] = name
     return out
 
 
@@ -185,22 +186,7 @@ class SupervisionOverview(BaseModel):
     response_times: list[ResponseTimes] = Field(description="the last 30 days, drills excluded")
 
 
-# --- reading envelopes --------------------------------------------------------------------------
-def latest_bodies(conn: Connection, type_: str, facility_ids: Optional[list[str]] = None) -> dict[str, tuple]:
-    """facility -> (ts, body) of the envelope of `type_` the cloud received last, for `facility_ids`
-    or all. Chosen by receive time, so a gateway clock set ahead cannot pin a state (issue 10);
-    `ts` stays the time of origin."""
-    e = envelopes.c
-    newest = select(e.facility, func.max(e.received_at).label("received_at")).where(e.type == type_)
-    if facility_ids is not None:
-        newest = newest.where(e.facility.in_(facility_ids))
-    newest = newest.group_by(e.facility).subquery()
-    rows = conn.execute(select(e.facility, e.ts, e.body)
-                        .join(newest, and_(e.facility == newest.c.facility, e.received_at == newest.c.received_at))
-                        .where(e.type == type_).order_by(e.ts))
-    return {r.facility: (r.ts, r.body if isinstance(r.body, dict) else {}) for r in rows}
-
-
+# --- reading report bodies ----------------------------------------------------------------------
 def _number(value) -> Optional[float]:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -226,7 +212,9 @@ def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
     if not ids:
         return {}
     f, d = facilities.c, devices.c
-    area_names = _names_by_facility(conn, areas, "area_id", ids)
+    names = _names_by_facility(conn, {"areas": (areas, "area_id"), "cameras": (cameras, "camera_id"),
+                                      "classes": (classes, "class_id"), "staff": (staff, "staff_id")}, ids)
+    area_names, camera_names, class_names, staff_names = (names[k] for k in ("areas", "cameras", "classes", "staff"))
     zones: dict[str, dict[str, str]] = {fid: dict(names) for fid, names in area_names.items()}
     device_places: dict[str, dict[str, DevicePlace]] = {}
     for r in conn.execute(select(d.facility, d.device_id, d.name, d.kind, d.zone, d.area_id).where(d.facility.in_(ids))):
@@ -235,9 +223,6 @@ def places(conn: Connection, facility_ids: list[str]) -> dict[str, Place]:
             # A zone not filed as an area is named after the area its device sits in.
             zones.setdefault(r.facility, {}).setdefault(
                 r.zone, area_names.get(r.facility, {}).get(r.area_id or "", r.name))
-    camera_names = _names_by_facility(conn, cameras, "camera_id", ids)
-    class_names = _names_by_facility(conn, classes, "class_id", ids)
-    staff_names = _names_by_facility(conn, staff, "staff_id", ids)
     out = {}
     for r in conn.execute(select(facilities).where(f.facility_id.in_(ids))):
         out[r.facility_id] = Place(

@@ -5,7 +5,7 @@ a 普惠 facility where the profile sets caps (济宁's central city: 乳儿班 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, select
@@ -81,17 +81,25 @@ def assess(profile: Profile, place: Place, fees: list[FeeIn]) -> FeeReport:
                      breaches=sum(1 for f in out if f.within_cap is False))
 
 
-def stored_fees(conn: Connection, facility_id: str) -> list[FeeIn]:
+def stored_fees(conn: Connection, facility_ids: Sequence[str]) -> dict[str, list[FeeIn]]:
+    """facility -> its fee standards, for many facilities in one query (the compliance pass of a province)."""
     s = fee_standards.c
-    return [FeeIn(class_type=r.class_type, service_type=r.service_type, amount_yuan=r.amount_yuan,
-                  effective_from=r.effective_from)
-            for r in conn.execute(select(fee_standards).where(s.facility == facility_id)
-                                  .order_by(s.class_type, s.service_type))]
+    out: dict[str, list[FeeIn]] = {f: [] for f in facility_ids}
+    if facility_ids:
+        for r in conn.execute(select(fee_standards).where(s.facility.in_(list(facility_ids)))
+                              .order_by(s.facility, s.class_type, s.service_type)):
+            out[r.facility].append(FeeIn(class_type=r.class_type, service_type=r.service_type,
+                                         amount_yuan=r.amount_yuan, effective_from=r.effective_from))
+    return out
+
+
+def fee_reports(conn: Connection, places: Sequence[Place]) -> dict[str, FeeReport]:
+    fees = stored_fees(conn, [p.facility_id for p in places])
+    return {p.facility_id: assess(p.profile, p, fees[p.facility_id]) for p in places}
 
 
 def fee_report(conn: Connection, facility_id: str) -> FeeReport:
-    place = facility_place(conn, facility_id)
-    return assess(place.profile, place, stored_fees(conn, facility_id))
+    return fee_reports(conn, [facility_place(conn, facility_id)])[facility_id]
 
 
 def set_fees(conn: Connection, facility_id: str, body: FeeSchedule, *, user: str, now: datetime) -> FeeReport:
