@@ -1,5 +1,5 @@
 """Pruning of the high-rate envelope kinds: a province's gateways send a heartbeat and a camera
-health report every 10 s and telemetry batches every minute, 86 million envelope rows a day at
+health report every 10 s and telemetry batches up to every second, 86 million envelope rows a day at
 10,000 gateways for camera health alone, about 1 KB each (a row with its indexes, measured).
 Pages and compliance read only the newest of each kind
 per facility (and camera health of the last `children_areas_covered`, 10 minutes), and climate
