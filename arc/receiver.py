@@ -44,10 +44,8 @@ import argparse
 import asyncio
 import gc
 import logging
-import math
 import signal
 import socket
-import time
 import tomllib
 from collections import Counter
 from datetime import datetime, timedelta
@@ -62,6 +60,7 @@ from arc.store import ArcAlarm, ArcStore
 from contracts.dc09_codes import (CID_CODES, MANUAL_TEST_CID, MANUAL_TEST_SIA, PERIODIC_TEST_CID, PERIODIC_TEST_SIA,
                                   SIA_CODES)
 from contracts.errors import describe_validation_error
+from contracts.reject_log import RejectLog
 from contracts.timefmt import utcnow
 from wire import dc09
 
@@ -157,26 +156,6 @@ def load_accounts(path: str | Path) -> ArcAccountsFile:
     except AccountsError as exc:
         raise AccountsError(f"{p}: {exc}") from None
     return parsed
-
-
-class RejectLog:
-    """One warning per reject kind per interval, naming how many were not logged since; the counters
-    count them all. The reason is an exception, turned into text only when a line is written."""
-
-    def __init__(self, interval_s: float):
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._unlogged: Counter[str] = Counter()
-
-    def __call__(self, kind: str, reason: object, peer: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(kind, -math.inf) < self.interval_s:
-            self._unlogged[kind] += 1
-            return
-        self._last[kind] = now
-        more = self._unlogged.pop(kind, 0)
-        log.warning("ARC rejected %s from %s: %s%s", kind, peer, reason,
-                    f" (and {more} more {kind} rejects unlogged since the last line)" if more else "")
 
 
 class _Reject(Exception):
@@ -342,7 +321,7 @@ class ArcReceiver:
         self.drop_replies = drop_replies
         self.counters: Counter[str] = Counter()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self._log_reject = RejectLog(self.limits.log_interval_s)
+        self._log_reject = RejectLog(log, "ARC rejected %s from %s: %s", self.limits.log_interval_s)
         self._commits = GroupCommit(self.store, self.counters)
         self._server: Optional[asyncio.Server] = None
         # Insertion order is opening order: the first unauthenticated one is the oldest.
@@ -418,7 +397,7 @@ class ArcReceiver:
 
     def _reject(self, kind: str, reason: object, peer: str) -> None:
         self.counters[f"rejected_{kind}"] += 1
-        self._log_reject(kind, reason, peer)
+        self._log_reject(kind, kind, peer, reason)
 
     # --- frames -------------------------------------------------------------------------
     def _on_frame(self, conn: _Connection, frame: bytes) -> None:

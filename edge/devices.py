@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import uuid
 from collections import Counter
 from typing import Callable, Iterable
@@ -24,6 +23,7 @@ from wire.mqtt_client import make_client
 from contracts import topics
 from contracts.device import MAX_DEVICE_PAYLOAD, DeviceCommand, DeviceEvent, DeviceTelemetry
 from contracts.errors import ContractError, describe_validation_error
+from contracts.reject_log import RejectLog
 from contracts.timefmt import utcnow
 from edge.device_mapping import (Availability, AvailabilityTopic, DeviceMessage, DeviceStatus, MappingRejected, Role,
                                  TopicMapping, map_state, parse_availability)
@@ -72,7 +72,7 @@ class DeviceGateway:
         self.loop = loop
         self.on_message = on_message
         self.rejected: Counter[str] = Counter()
-        self._logged: dict[str, float] = {}
+        self._reject_log = RejectLog(log, "rejected device message on %s: %s (%d so far)", REJECT_LOG_INTERVAL_S)
         self.accepted = 0
         self.stray = 0
         self.connected = asyncio.Event()
@@ -155,11 +155,8 @@ class DeviceGateway:
         label = exc.label if isinstance(exc, MappingRejected) else rejection_reason(exc.reason)
         self.rejected[label] += 1
         # One line per kind of refusal a minute: a flood of bad input must not flood the log
-        # (the counters, in every heartbeat, keep the full count). Labels are bounded, so is this.
-        now = time.monotonic()
-        if now - self._logged.get(label, -REJECT_LOG_INTERVAL_S) >= REJECT_LOG_INTERVAL_S:
-            self._logged[label] = now
-            log.warning("rejected device message on %s: %s (%d so far)", topic, exc.reason, self.rejected[label])
+        # (the counters, in every heartbeat, keep the full count).
+        self._reject_log(label, topic, exc.reason, self.rejected[label])
 
     def _accept(self, parsed: list[DeviceMessage], ack: Callable[[], None]) -> None:
         """Hand each message on; the broker's copy is acknowledged once every one is safe."""

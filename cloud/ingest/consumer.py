@@ -37,6 +37,7 @@ from cloud.status.snapshots import SNAPSHOT_TYPE, seal_snapshot_body
 from cloud.store.telemetry import TelemetryStore
 from contracts.envelope import MAX_ENVELOPE_BYTES
 from contracts.errors import ContractError
+from contracts.reject_log import RejectLog
 from contracts.timefmt import utcnow
 from contracts.topics import SHARED_INGEST, UP_WILDCARD
 
@@ -59,6 +60,8 @@ class IngestConsumer:
         self.buckets = buckets
         self.shared = shared
         self._accepting = True
+        # A hostile gateway's poison is counted and dead-lettered in full; the log says it happens.
+        self._reject_log = RejectLog(log, "rejected message on %s: %s")
         if amqp_url:
             # A broker cluster: competing consumers of its replicated ingest queue.
             self.topic = INGEST_QUEUE
@@ -128,7 +131,7 @@ class IngestConsumer:
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, ack: Callable[[], None]) -> None:
         key = reason_key(reason)
-        log.warning("rejected message on %s: %s", topic[:256], reason[:512])
+        self._reject_log(key, topic[:256], reason[:512])
         self.counters.reject(key)
         self.writer.submit(DeadLetter(topic, payload, reason, key, ack))
 

@@ -23,6 +23,7 @@ from wire.mqtt_client import make_client
 from contracts import topics
 from contracts.envelope import Envelope, make_envelope, parse_envelope
 from contracts.errors import ContractError
+from contracts.reject_log import RejectLog
 from edge.alarms.journal import Journal
 from edge.config import DEFAULT_TELEMETRY_BURST, DEFAULT_TELEMETRY_PER_S
 from edge.uplink.outbox import Priority
@@ -46,6 +47,7 @@ class Uplink:
         # there (edge/config.py UplinkConfig.telemetry_per_s).
         self.telemetry_pace = telemetry_pace or TokenBucket(DEFAULT_TELEMETRY_PER_S, DEFAULT_TELEMETRY_BURST)
         self._paced: asyncio.TimerHandle | None = None
+        self._reject_log = RejectLog(log, "rejected down message on %s: %s")
         self.journal = journal
         self.loop = loop
         self.on_down = on_down
@@ -212,7 +214,7 @@ class Uplink:
                 raise ContractError(f"down topic for facility {facility!r}")
         except ContractError as exc:
             self.down_rejected += 1
-            log.warning("rejected down message on %s: %s", topic, exc.reason)
+            self._reject_log("down", topic, exc.reason)
             if self.on_down_rejected is not None:
                 self.on_down_rejected(topic, exc.reason)
             return
