@@ -7,6 +7,7 @@ import asyncio
 import threading
 import uuid
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator
 
@@ -14,6 +15,26 @@ import sqlalchemy as sa
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def store_engine(request, sqlite_dir: Path, prefix: str) -> Iterator[sa.engine.Engine]:
+    """A migrated cloud store for a fixture parametrised like `store_url`, disposed afterwards."""
+    from cloud.store.db import create_schema, make_engine
+
+    with store_url(request, sqlite_dir, prefix) as url:
+        engine = make_engine(url)
+        create_schema(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def now_ms() -> datetime:
+    """Now at the milliseconds envelopes carry."""
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 @contextmanager

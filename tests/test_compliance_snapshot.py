@@ -29,28 +29,21 @@ from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
 from cloud.registry.records import DeviceIn, FacilityRegistration, add_device, register_facility, uscc_check_char
 from cloud.status.reports import supervision_overview
-from cloud.store.db import alarms, compliance_snapshots, create_schema, make_engine
+from cloud.store.db import alarms, compliance_snapshots
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState, Severity
 from contracts.envelope import make_envelope
 from contracts.topics import up
-from helpers import store_url, sync_until
+from helpers import store_engine, sync_until, now_ms
 
 S = compliance_snapshots.c
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
-    with store_url(request, tmp_path, "snap") as url:
-        engine = make_engine(url)
-        create_schema(engine)
+    with store_engine(request, tmp_path, "snap") as engine:
         yield engine
-        engine.dispose()
 
 
-def ms_now() -> datetime:
-    """Now at the milliseconds envelopes carry."""
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def registration(fid: str, n: int, district: str = "任城区", button: bool = True) -> FacilityRegistration:
@@ -134,7 +127,7 @@ def good_facility(engine, fac: str, n: int, now: datetime) -> None:
 
 
 def test_snapshots_follow_the_facts_and_feed_the_overview(engine):
-    now = ms_now()
+    now = now_ms()
     good_facility(engine, "G1", 1, now)
     with engine.begin() as conn:
         register_facility(conn, registration("B1", 2, district="兖州区", button=False), now)
@@ -186,7 +179,7 @@ def test_snapshots_follow_the_facts_and_feed_the_overview(engine):
 
 
 def test_deadlines_settled_by_newer_reports_without_evaluating(engine):
-    now = ms_now()
+    now = now_ms()
     good_facility(engine, "D1", 3, now)
     refresh(engine, now)
     with engine.connect() as conn:
@@ -222,7 +215,7 @@ def test_deadlines_settled_by_newer_reports_without_evaluating(engine):
 
 
 def test_a_mark_during_evaluation_keeps_the_snapshot_out_of_date(engine):
-    now = ms_now()
+    now = now_ms()
     good_facility(engine, "M1", 4, now)
     refresh(engine, now)
     mark = marked(engine, "M1")[0]
@@ -236,7 +229,7 @@ def test_a_mark_during_evaluation_keeps_the_snapshot_out_of_date(engine):
 
 
 def test_the_refresher_thread_and_its_full_pass(engine):
-    now = ms_now()
+    now = now_ms()
     good_facility(engine, "R1", 5, now)
     refresher = ComplianceRefresher(engine, interval_s=0.05, full_every_s=3600)
     refresher.start()
@@ -254,7 +247,7 @@ def test_the_refresher_thread_and_its_full_pass(engine):
 
 
 def test_the_refresher_in_a_process_of_its_own(engine):
-    now = ms_now()
+    now = now_ms()
     good_facility(engine, "P1", 6, now)
     proc = BackgroundProcess(CloudConfig(db_url=engine.url.render_as_string(hide_password=False),
                                          background_work="process", compliance_refresh_s=0.1))
@@ -272,7 +265,7 @@ def marked_or_none(engine, fac: str):
 
 
 def test_many_facilities_evaluated_in_bounded_passes(engine):
-    now = ms_now()
+    now = now_ms()
     with engine.begin() as conn:
         for i in range(25):
             register_facility(conn, registration(f"N{i:02d}", 100 + i), now)

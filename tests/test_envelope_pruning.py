@@ -14,28 +14,22 @@ from cloud.ingest.counters import IngestCounters
 from cloud.ingest.sql import insert_envelopes
 from cloud.ingest.validate import validate_message
 from cloud.ingest.writer import IngestWriter
-from cloud.store.db import create_schema, envelopes, make_engine, telemetry
+from cloud.store.db import envelopes, telemetry
 from cloud.store.pruning import CLOCK_SLACK, EnvelopePruner, PruneStats, prune_envelopes
 from contracts.alarms import AlarmBody, AlarmKind, AlarmState, Severity
 from contracts.envelope import make_envelope
 from contracts.topics import up
-from tests.helpers import store_url, sync_until
+from tests.helpers import store_engine, sync_until, now_ms
 
 WEEK = timedelta(days=7)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
-    with store_url(request, tmp_path, "prune") as url:
-        engine = make_engine(url)
-        create_schema(engine)
+    with store_engine(request, tmp_path, "prune") as engine:
         yield engine
-        engine.dispose()
 
 
-def now_ms() -> datetime:
-    now = datetime.now(timezone.utc)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def message(fac: str, type_: str, ts: datetime) -> tuple[str, bytes]:

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from wire.mqtt_client import make_client
-from cloud.store.db import alarms, create_schema, gateways, make_engine
+from cloud.store.db import alarms, gateways
 from cloud.alarms.gateway_watch import GatewaySeen, GatewayWatch, decide, offline_alarm_id, read_state
-from tests.helpers import store_url
+from tests.helpers import store_engine
 from contracts.envelope import make_envelope
 from contracts.topics import Stream, up
 from tests.test_cloud_ingest import Publisher, start_cloud, wait_until
@@ -39,11 +39,8 @@ def test_rule_silence_will_grace_and_clear():
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
-    with store_url(request, tmp_path, "watch") as url:
-        engine = make_engine(url)
-        create_schema(engine)
+    with store_engine(request, tmp_path, "watch") as engine:
         yield engine
-        engine.dispose()
 
 
 def test_a_check_reads_only_the_gateways_that_may_change(engine):
