@@ -3,9 +3,10 @@
 A frame is the same alarm as one already stored when
 - it carries a CareGuard alarm id and the same account, alarm id and code were stored before
   (a gateway's journal re-sends after a restart with a new sequence number), or
-- the same account, sequence number and content (data + extended data, not the timestamp, which a
-  resend renews) were stored within DUPLICATE_HORIZON: an ACK lost on the way back.
-The horizon matters because sequence numbers wrap: a later alarm may reuse a number.
+- it carries no alarm id (another maker's sender) and the same account, sequence number and content
+  (data + extended data, not the timestamp, which a resend renews) were stored within
+  DUPLICATE_HORIZON: an ACK lost on the way back. The horizon matters because sequence numbers
+  wrap: a later alarm may reuse a number.
 
 Durability: the receiver ACKs an alarm only once `record_many` has returned, and the gateway then
 forgets it, so a commit must survive a power cut, not only a crash of the process. The database is
@@ -43,20 +44,29 @@ CREATE TABLE IF NOT EXISTS arc_alarms (
     receiver    TEXT NOT NULL,
     content     TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS arc_alarms_by_alarm ON arc_alarms (account, alarm_id, code);
-CREATE INDEX IF NOT EXISTS arc_alarms_by_seq ON arc_alarms (account, seq, content);
+-- Files written before the two rules had indexes of their own: an alarm with an id is found by
+-- the unique index (its insert checks it at no extra cost), one without by the partial index.
+DROP INDEX IF EXISTS arc_alarms_by_alarm;
+DROP INDEX IF EXISTS arc_alarms_by_seq;
+CREATE UNIQUE INDEX IF NOT EXISTS arc_alarms_once ON arc_alarms (account, alarm_id, code) WHERE alarm_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS arc_alarms_unidentified ON arc_alarms (account, seq, content) WHERE alarm_id IS NULL;
 """
 
-# One statement per alarm: inserted unless it is a resend (a NULL alarm id matches nothing). Inside
-# the batch's transaction, a resend of an alarm earlier in the same batch is seen too.
-_INSERT_NEW = """
-INSERT INTO arc_alarms (account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at,
-                        receiver, content)
-SELECT :account, :facility, :seq, :protocol, :code, :zone, :area, :alarm_id, :event_time, :received_at,
-       :receiver, :content
-WHERE NOT EXISTS (SELECT 1 FROM arc_alarms WHERE account = :account AND alarm_id = :alarm_id AND code = :code)
-  AND NOT EXISTS (SELECT 1 FROM arc_alarms WHERE account = :account AND seq = :seq AND content = :content
-                  AND received_at >= :horizon)
+_COLUMNS = "account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at, receiver, content"
+
+# An alarm with an id: inserted unless the unique index already holds its account, id and code (a
+# resend after a lost ACK, or after a gateway restart under a new sequence number). Its content
+# names the id and the code, so the rule below could never match it without this one matching too.
+_INSERT_IDENTIFIED = f"""
+INSERT INTO arc_alarms ({_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+ON CONFLICT (account, alarm_id, code) WHERE alarm_id IS NOT NULL DO NOTHING
+"""
+# An alarm without one (another maker's sender): inserted unless the same account, sequence number
+# and content arrived within the horizon (?13).
+_INSERT_UNIDENTIFIED = f"""
+INSERT INTO arc_alarms ({_COLUMNS}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12
+WHERE NOT EXISTS (SELECT 1 FROM arc_alarms WHERE alarm_id IS NULL AND account = ?1 AND seq = ?3 AND content = ?12
+                  AND received_at >= ?13)
 """
 
 
@@ -78,15 +88,18 @@ class ArcAlarm(BaseModel):
 
 
 def _iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat()
+    return (ts if ts.tzinfo is timezone.utc else ts.astimezone(timezone.utc)).isoformat()
 
 
-def _row(alarm: ArcAlarm) -> dict:
-    return {"account": alarm.account, "facility": alarm.facility, "seq": alarm.seq, "protocol": alarm.protocol,
-            "code": alarm.code, "zone": alarm.zone, "area": alarm.area,
-            "alarm_id": str(alarm.alarm_id) if alarm.alarm_id else None, "event_time": _iso(alarm.event_time),
-            "received_at": _iso(alarm.received_at), "receiver": alarm.receiver, "content": alarm.content,
-            "horizon": _iso(alarm.received_at - DUPLICATE_HORIZON)}
+def _insert(alarm: ArcAlarm) -> tuple[str, tuple]:
+    """The statement and its parameters (positional: a burst inserts a thousand of these on the
+    receiver's loop, and binding by name costs more than the insert)."""
+    row = (alarm.account, alarm.facility, alarm.seq, alarm.protocol, alarm.code, alarm.zone, alarm.area,
+           str(alarm.alarm_id) if alarm.alarm_id else None, _iso(alarm.event_time), _iso(alarm.received_at),
+           alarm.receiver, alarm.content)
+    if alarm.alarm_id:
+        return _INSERT_IDENTIFIED, row
+    return _INSERT_UNIDENTIFIED, row + (_iso(alarm.received_at - DUPLICATE_HORIZON),)
 
 
 class ArcStore:
@@ -111,12 +124,12 @@ class ArcStore:
         Inserting is CPU work (microseconds an alarm) and only the commit waits on the disk: done
         on the receiver's loop, the inserts need no hand-over of the interpreter lock per row to a
         thread that gets it back only every few milliseconds while the loop is busy."""
-        rows = [_row(a) for a in alarms]
+        inserts = [_insert(a) for a in alarms]
         self._txn.acquire()
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            return [db.execute(_INSERT_NEW, row).rowcount == 1 for row in rows]
+            return [db.execute(sql, row).rowcount == 1 for sql, row in inserts]
         except BaseException:
             self.rollback()
             raise
@@ -147,11 +160,8 @@ class ArcStore:
 
     def alarms(self) -> list[ArcAlarm]:
         with self._txn:
-            rows = self._db.execute(
-                "SELECT account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at,"
-                " receiver, content FROM arc_alarms ORDER BY id").fetchall()
-        keys = ("account", "facility", "seq", "protocol", "code", "zone", "area", "alarm_id", "event_time",
-                "received_at", "receiver", "content")
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM arc_alarms ORDER BY id").fetchall()
+        keys = _COLUMNS.split(", ")
         return [ArcAlarm.model_validate(dict(zip(keys, row))) for row in rows]
 
     def close(self) -> None:

@@ -161,3 +161,35 @@ def test_a_staged_batch_is_invisible_until_committed_and_gone_when_rolled_back(t
     assert store.record_many([alarm]) == [False]
     assert [a.alarm_id for a in store.alarms()] == [alarm.alarm_id]
     store.close()
+
+
+def test_a_store_file_from_before_the_unique_index_is_upgraded_and_keeps_resends_out(tmp_path):
+    """An ARC file written by the receiver before its alarms were kept once by a unique index: opened
+    by today's store, the alarms it holds still count when their resends arrive."""
+    db = tmp_path / "arc.sqlite3"
+    aid = uuid.uuid4()
+    old = sqlite3.connect(db)
+    old.executescript("""
+        CREATE TABLE arc_alarms (id INTEGER PRIMARY KEY, account TEXT NOT NULL, facility TEXT, seq INTEGER NOT NULL,
+            protocol TEXT NOT NULL, code TEXT NOT NULL, zone INTEGER NOT NULL, area INTEGER NOT NULL, alarm_id TEXT,
+            event_time TEXT NOT NULL, received_at TEXT NOT NULL, receiver TEXT NOT NULL, content TEXT NOT NULL);
+        CREATE INDEX arc_alarms_by_alarm ON arc_alarms (account, alarm_id, code);
+        CREATE INDEX arc_alarms_by_seq ON arc_alarms (account, seq, content);""")
+    now = utcnow().isoformat()
+    old.executemany("INSERT INTO arc_alarms (account, seq, protocol, code, zone, area, alarm_id, event_time,"
+                    " received_at, receiver, content) VALUES (?, ?, 'SIA-DCS', ?, 1, 1, ?, ?, ?, 'old', ?)",
+                    [(ACCOUNT, 1, "PA", str(aid), now, now, "a"), (ACCOUNT, 2, "PA", None, now, now, "b")])
+    old.commit()
+    old.close()
+
+    store = ArcStore(db)
+
+    def alarm(seq: int, alarm_id, content: str, code: str = "PA") -> ArcAlarm:
+        return ArcAlarm(account=ACCOUNT, facility=None, seq=seq, protocol="SIA-DCS", code=code, zone=1, area=1,
+                        alarm_id=alarm_id, event_time=utcnow(), received_at=utcnow(), receiver="new", content=content)
+    # Resends of both stored alarms (the first under a new sequence number), then two new facts.
+    assert store.record_many([alarm(9, aid, "a2"), alarm(2, None, "b"), alarm(3, aid, "a3", code="PR"),
+                              alarm(2, None, "c")]) == [False, False, True, True]
+    indexes = {name for (name,) in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert indexes == {"arc_alarms_once", "arc_alarms_unidentified"}
+    store.close()
