@@ -215,3 +215,27 @@ def test_check_ack():
         with pytest.raises(dc09.DC09Error, match=reason):
             check(reply)
     check(dc09.encode_ack(dc09.Header("SIA-DCS", False, 5, None, "0", "1234"), now=NOW), encrypted=False)
+
+
+def test_pads_are_never_handed_out_twice_across_refills_and_threads():
+    """With a zero IV, the pad is what keeps two frames of one key with the same text apart: pad
+    digits given to two frames would make them recognisable as equal."""
+    import threading
+
+    pads = dc09._PadSource(chunk=64)  # 128 digits a refill: many refills below
+    taken: list[str] = []
+
+    def take() -> None:
+        for n in range(1, 16 * 40):
+            taken.append(pads.take(n % 16 + 1))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(taken) == 4 * (16 * 40 - 1)
+    assert sorted(len(p) for p in taken) == sorted(4 * [n % 16 + 1 for n in range(1, 16 * 40)])
+    assert all(set(p) <= set("0123456789abcdef") for p in taken)
+    long_pads = [p for p in taken if len(p) >= 12]
+    assert len(set(long_pads)) == len(long_pads), "pad digits handed out twice"

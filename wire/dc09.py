@@ -219,14 +219,16 @@ class _PadSource:
     def __init__(self, chunk: int = 4096):
         self._chunk = chunk
         self._hex = ""
+        self._at = 0  # digits before this are used (never cut off the string: that copies the rest each time)
         self._lock = threading.Lock()  # the edge's link and a receiver may encrypt from several threads
 
     def take(self, n: int) -> str:
         with self._lock:
-            if len(self._hex) < n:
-                self._hex = secrets.token_hex(self._chunk)
-            out, self._hex = self._hex[:n], self._hex[n:]
-        return out
+            if len(self._hex) - self._at < n:
+                self._hex, self._at = secrets.token_hex(self._chunk), 0
+            start = self._at
+            self._at = start + n
+            return self._hex[start:start + n]
 
 
 _pads = _PadSource()
