@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Optional
@@ -31,7 +32,7 @@ Done = Callable[[Optional[bool]], None]
 class GroupCommit:
     def __init__(self, store: ArcStore, counters: Counter[str]):
         self.store = store
-        self.counters = counters  # "commits": transactions written
+        self.counters = counters  # "commits": transactions written; "slowest_commit_ms"
         self._pending: list[tuple[ArcAlarm, Done]] = []
         self._writing = False
         self._flush_scheduled = False
@@ -60,8 +61,14 @@ class GroupCommit:
             loop.call_soon(self._written, batch, [None] * len(batch), None)
             return
         self._writing = True
-        committed = self._thread.submit(self.store.commit)
+        committed = self._thread.submit(self._commit)
         committed.add_done_callback(lambda f: loop.call_soon_threadsafe(self._written, batch, stored, f))
+
+    def _commit(self) -> float:
+        """Commit the staged batch (on the thread); how long the disk took, in seconds."""
+        started = time.perf_counter()
+        self.store.commit()
+        return time.perf_counter() - started
 
     def _written(self, batch: list[tuple[ArcAlarm, Done]], stored: list[Optional[bool]],
                  commit: Optional[Future]) -> None:
@@ -72,6 +79,11 @@ class GroupCommit:
                 log.error("ARC could not commit %d alarm(s); they are not ACKed, their senders will resend: %s",
                           len(batch), commit.exception())
                 stored = [None] * len(batch)
+            else:
+                # The slowest fsync so far: a disk that stalls holds up every ACK of its batch, which
+                # a latency figure alone cannot tell from a slow receiver.
+                self.counters["slowest_commit_ms"] = max(self.counters["slowest_commit_ms"],
+                                                         round(commit.result() * 1000))
         if self._pending and not self._writing and not self._flush_scheduled:
             self._flush()  # what queued meanwhile, at once
         elif not self._writing and not self._flush_scheduled and self._idle is not None:

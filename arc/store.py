@@ -21,10 +21,8 @@ import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 from uuid import UUID
-
-from pydantic import BaseModel, ConfigDict
 
 DUPLICATE_HORIZON = timedelta(hours=1)
 
@@ -70,8 +68,10 @@ WHERE NOT EXISTS (SELECT 1 FROM arc_alarms WHERE alarm_id IS NULL AND account = 
 """
 
 
-class ArcAlarm(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class ArcAlarm(NamedTuple):
+    """One stored alarm or path event. A plain immutable record: the receiver builds one per alarm
+    of a burst on its loop from values its decoder already checked (validating them again cost more
+    than the insert)."""
 
     account: str
     facility: Optional[str]
@@ -161,8 +161,10 @@ class ArcStore:
     def alarms(self) -> list[ArcAlarm]:
         with self._txn:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM arc_alarms ORDER BY id").fetchall()
-        keys = _COLUMNS.split(", ")
-        return [ArcAlarm.model_validate(dict(zip(keys, row))) for row in rows]
+        return [ArcAlarm(account, facility, seq, protocol, code, zone, area, UUID(alarm_id) if alarm_id else None,
+                         datetime.fromisoformat(event_time), datetime.fromisoformat(received_at), receiver, content)
+                for (account, facility, seq, protocol, code, zone, area, alarm_id, event_time, received_at, receiver,
+                     content) in rows]
 
     def close(self) -> None:
         with self._txn:

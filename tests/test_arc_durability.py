@@ -116,6 +116,7 @@ def test_a_burst_is_stored_once_per_alarm_in_shared_commits(tmp_path):
     assert seen == stored
     assert counters["frames_ok"] == n and counters["duplicates"] == n
     assert 1 <= counters["commits"] < n
+    assert "slowest_commit_ms" in counters  # the disk's worst commit, beside the latency figures
 
 
 def test_an_alarm_not_stored_is_not_acked():

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import re
 import uuid
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -264,9 +263,9 @@ FORGERIES = {
     # The attack of issue 18: an 8 s old encrypted ACK, sequence edited, CRC recomputed.
     "replayed ACK, sequence edited": lambda ack: lambda frame: with_seq(ack, frame),
     "plain ACK on an encrypted path": lambda ack: lambda frame: dc09.encode_ack(
-        replace(dc09.read_header(frame)[0], encrypted=False), now=utcnow()),
+        dc09.read_header(frame)[0]._replace(encrypted=False), now=utcnow()),
     "ACK for another sequence": lambda ack: lambda frame: dc09.encode_ack(
-        replace(dc09.read_header(frame)[0], seq=9999), now=utcnow(), key=bytes.fromhex(KEY)),
+        dc09.read_header(frame)[0]._replace(seq=9999), now=utcnow(), key=bytes.fromhex(KEY)),
     "NAK two hours off": lambda ack: lambda frame: dc09.encode_nak(now=utcnow() + timedelta(hours=2)),
 }
 

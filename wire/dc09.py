@@ -32,9 +32,8 @@ import re
 import secrets
 import threading
 from functools import lru_cache
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Annotated, Literal, Mapping, Optional
+from typing import Annotated, Literal, Mapping, NamedTuple, Optional
 from uuid import UUID
 
 import fastcrc
@@ -103,8 +102,9 @@ class DC09Error(ContractError):
         self.header = header
 
 
-@dataclass(frozen=True)
-class EventData:
+# The records below are named tuples, not frozen dataclasses: a receiver builds three of them for
+# each frame of a burst, and a frozen dataclass's __init__ costs several times a tuple's.
+class EventData(NamedTuple):
     """One event as DC-09 carries it.
 
     `code` is the SIA two-letter code (SIA-DCS) or qualifier+event code such as "1120" (ADM-CID)."""
@@ -116,8 +116,7 @@ class EventData:
     occurred_at: Optional[datetime] = None
 
 
-@dataclass(frozen=True)
-class Header:
+class Header(NamedTuple):
     token: str
     encrypted: bool
     seq: int
@@ -126,18 +125,16 @@ class Header:
     account: str
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """A decoded frame; `event` is None for NULL messages."""
 
     header: Header
     timestamp: Optional[datetime]
     event: Optional[EventData]
-    data: str = field(default="", repr=False)  # data + extended data as sent, without timestamp: the content a resend repeats
+    data: str = ""  # data + extended data as sent, without timestamp: the content a resend repeats
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     kind: Literal["ACK", "NAK", "DUH", "RSP"]
     seq: int
     account: Optional[str]
