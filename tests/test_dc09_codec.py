@@ -41,6 +41,11 @@ def test_published_frames_parse():
     plain = dc09.decode_frame(reframe('"SIA-DCS"0002R1L232#78919[#78919|NFA129]_11:10:00,10-12-2019'),
                               {"78919": None})
     assert (plain.event.code, plain.event.zone, plain.header.account) == ("FA", 129, "78919")
+    # A panel's DC-03 data with the optional time and user fields before the area.
+    timed = dc09.decode_frame(reframe('"SIA-DCS"0003L0#AAA[#AAA|Nti14:11/id12/ri2/BA005^Nursery 2^]_14:12:04,09-25-2019'),
+                              {"AAA": None})
+    assert (timed.event.code, timed.event.area, timed.event.zone) == ("BA", 2, 5)
+    assert timed.data == "#AAA|Nti14:11/id12/ri2/BA005^Nursery 2^]"  # stored as sent, user and time included
 
 
 def test_published_frame_with_placeholder_crc_is_rejected():

@@ -67,8 +67,11 @@ _HEADER_RE = re.compile(
     r'"(?P<star>\*)?(?P<token>[^"]{1,16})"(?P<seq>\d{4})(?:R(?P<rcvr>[0-9A-Fa-f]{1,6}))?'
     r"L(?P<pref>[0-9A-Fa-f]{1,6})#(?P<acct>[0-9A-Fa-f]{3,16})\[(?P<rest>.*)\Z", re.S)
 _PLAIN_REST_RE = re.compile(r"(?P<data>[^\[\]]*)\](?P<xdata>(?:\[[^\[\]]*\])*)(?P<ts>" + _TS_RE + r")?\Z", re.S)
+# SIA DC-03 data: "N", then the optional time ("ti" hh:mm), user ("id") and area ("ri") fields a
+# panel may send, each closed by "/", then one event code and its zone, then optional ^text^.
 _SIA_DATA_RE = re.compile(
-    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?N(?:ri(?P<area>\d{1,4})/?)?(?P<code>[A-Z]{2})(?P<zone>\d{1,4})?(?:\^[^^]*\^)?\Z")
+    r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?N(?:ti\d{2}:\d{2}/?)?(?:id\d{1,4}/?)?(?:ri(?P<area>\d{1,4})/?)?"
+    r"(?P<code>[A-Z]{2})(?P<zone>\d{1,4})?(?:\^[^^]*\^)?\Z")
 _CID_DATA_RE = re.compile(
     r"(?:#(?P<acct>[0-9A-Fa-f]{3,16}))?\|?(?P<code>[136][0-9A-Fa-f]{3}) (?P<area>\d{2}) (?P<zone>\d{3})\Z")
 _RESPONSE_RE = re.compile(
