@@ -25,6 +25,10 @@
    commits (fsyncs) for the 1,000 alarms and the slowest of them (every ACK of a batch waits for
    its fsync, so a disk stall shows there and not in the receiver's CPU). Three bursts, each
    against a fresh receiver: the ACK figures pool the 3,000, and each burst's p99 is listed.
+   Baseline, in turn with them: the same burst from the same senders against a bare uvloop server
+   on the receiver's CPU that answers every frame with a fixed line (nothing decoded, checked or
+   stored), i.e. what the loop and this machine's kernel cost at that moment; `ratio_p99` is the
+   receiver's p99 over the baseline's.
 
 The machine's load average is reported: other work on the same cores shows in every latency.
 
@@ -50,6 +54,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Optional
+
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -247,18 +253,48 @@ def _read_reply(sock: socket.socket, buf: bytearray) -> tuple[Optional[bytes], f
     return (bytes(buf[:end + 1]) if end >= 0 else None), arrived
 
 
-def _checked_ack(reply: bytes, account: str, key: bytes, seq: int, sent_at) -> None:
-    """The gateway's own test of a reply (wire.dc09.check_ack): an encrypted ACK for this frame."""
+# The baseline receiver's answer to every frame: it reads nothing, so it cannot say more.
+BARE_REPLY = b'\n0000000F"ACK"0000L0#0[]\r'
+
+
+def bare_receiver(cpus: set[int], conn) -> None:
+    """The baseline: a uvloop server on the receiver's CPUs that answers each frame with BARE_REPLY at
+    once, nothing decoded, checked or stored: what the loop and the kernel alone cost for the same
+    burst on this machine at this moment. Runs until terminated."""
+    os.sched_setaffinity(0, cpus)
+
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(BARE_REPLY * data.count(b"\r"))
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Answer, LOOPBACK, 0, backlog=1024)
+        conn.send(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    uvloop.run(serve())
+
+
+def _checked_ack(reply: bytes, account: str, key: bytes, seq: int, sent_at, bare: bool = False) -> None:
+    """The gateway's own test of a reply (wire.dc09.check_ack): an encrypted ACK for this frame
+    (from the baseline receiver, its fixed line)."""
+    if bare:
+        if reply != BARE_REPLY:
+            raise dc09.DC09Error("reply", f"not the baseline's reply: {reply!r}")
+        return
     dc09.check_ack(dc09.decode_response(reply, key=key), seq=seq, account=account, encrypted=True,
                    sent_at=sent_at, now=utcnow(), tolerance_s=PoliceConfig.model_fields["ack_clock_tolerance_s"].default)
 
 
-def burst_senders(port: int, accounts: dict[str, str], cpus: set[int], conn) -> None:
+def burst_senders(port: int, accounts: dict[str, str], cpus: set[int], conn, bare: bool = False) -> None:
     """1,000 gateways' police links as one lean process: each account's connection is opened and
     authenticated with a NULL (as a link does when it connects), its panic frame is built (a gateway's
     own CPU does that when the button is pressed), then on "go" every frame is written at once and
     each ACK is timed at its arrival in its socket plus its own check (wire.dc09.check_ack), which
-    it must pass.
+    it must pass (`bare`: the baseline receiver's fixed line).
     Lean, and on CPUs of its own (`cpus`): in the field each sender is a gateway with its own CPU,
     so the figure should be the receiver's, not the senders' competing with it."""
     os.sched_setaffinity(0, cpus)
@@ -273,7 +309,7 @@ def burst_senders(port: int, accounts: dict[str, str], cpus: set[int], conn) -> 
         buf = bytearray()
         while (reply := _read_reply(s, buf)[0]) is None:
             pass
-        _checked_ack(reply, acct, keys[acct], 1, utcnow() - timedelta(seconds=1))
+        _checked_ack(reply, acct, keys[acct], 1, utcnow() - timedelta(seconds=1), bare)
         socks[acct] = s
     sent_at = utcnow()
     alarm_ids = {acct: uuid.uuid4() for acct in accounts}
@@ -301,7 +337,7 @@ def burst_senders(port: int, accounts: dict[str, str], cpus: set[int], conn) -> 
                 continue
             try:
                 check0 = time.perf_counter()
-                _checked_ack(reply, acct, keys[acct], 2, sent_at)
+                _checked_ack(reply, acct, keys[acct], 2, sent_at, bare)
                 done[acct] = (arrived - t0 + time.perf_counter() - check0) * 1000
             except dc09.DC09Error as exc:
                 refused.append(f"{acct}: {exc}")
@@ -311,6 +347,32 @@ def burst_senders(port: int, accounts: dict[str, str], cpus: set[int], conn) -> 
         s.close()
     conn.send({"done_ms": done, "refused": refused, "cpu_s": cpu,
                "alarm_ids": {acct: str(a) for acct, a in alarm_ids.items()}})
+
+
+def bare_burst(receiver_cpus: set[int], sender_cpus: set[int]) -> list[float]:
+    """The same burst against the baseline receiver: its answers' times (ms)."""
+    accounts = {f"{0x10000 + i:X}": secrets.token_hex(16) for i in range(BURST)}
+    ctx = mp.get_context("spawn")
+    port_out, port_in = ctx.Pipe()
+    bare = ctx.Process(target=bare_receiver, args=(receiver_cpus, port_in), daemon=True)
+    parent, child = ctx.Pipe()
+    try:
+        bare.start()
+        assert port_out.poll(30), "the baseline receiver did not start"
+        proc = ctx.Process(target=burst_senders, args=(port_out.recv(), accounts, sender_cpus, child, True),
+                           daemon=True)
+        proc.start()
+        assert parent.poll(120) and parent.recv() == "ready", "the baseline burst's senders did not connect"
+        time.sleep(0.5)
+        parent.send("go")
+        assert parent.poll(60), "the baseline burst's senders did not report"
+        tally = parent.recv()
+        proc.join(10)
+    finally:
+        bare.terminate()
+        bare.join(10)
+    assert not tally["refused"], tally["refused"][:1]
+    return list(tally["done_ms"].values())
 
 
 def one_burst(work: Path, receiver_cpus: set[int], sender_cpus: set[int]) -> dict:
@@ -358,15 +420,20 @@ def one_burst(work: Path, receiver_cpus: set[int], sender_cpus: set[int]) -> dic
 
 def city_burst(work: Path) -> dict:
     receiver_cpus, sender_cpus = split_cpus()
-    rounds = []
-    for i in range(BURST_ROUNDS):
+    rounds, baseline = [], []
+    for i in range(BURST_ROUNDS):  # baseline and receiver in turn
+        baseline.append(bare_burst(receiver_cpus, sender_cpus))
         (work / str(i)).mkdir()
         rounds.append(one_burst(work / str(i), receiver_cpus, sender_cpus))
     done = [ms for r in rounds for ms in r["done_ms"]]
+    bare_done = [ms for r in baseline for ms in r]
     return {"accounts": BURST, "rounds": BURST_ROUNDS, "acked": len(done),
             "ack_refused": sum(r["refused"] for r in rounds), "lost": sum(r["lost"] for r in rounds),
             "stored_once": sum(r["stored_once"] for r in rounds), "stored_rows": sum(r["stored_rows"] for r in rounds),
             "ack": summary(done), "ack_p99_ms_per_round": [round(percentile(r["done_ms"], 99), 1) for r in rounds],
+            "baseline_ack": summary(bare_done), "baseline_answered": len(bare_done),
+            "baseline_p99_ms_per_round": [round(percentile(r, 99), 1) for r in baseline],
+            "ratio_p99": round(percentile(done, 99) / percentile(bare_done, 99), 2),
             "receiver_cpu_ms_per_round": [r["receiver_cpu_ms"] for r in rounds],
             "senders_cpu_ms_per_round": [r["senders_cpu_ms"] for r in rounds],
             "commits_per_round": [r["commits"] for r in rounds],
