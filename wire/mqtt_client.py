@@ -17,7 +17,7 @@ import os
 import re
 import ssl
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, unquote
 
 import paho.mqtt.client as mqtt
 
@@ -38,19 +38,23 @@ class BrokerAddress:
 
 
 _MQTT_SCHEMES = ("mqtt", "tcp", "mqtts", "ssl")
+# scheme://netloc[/path][?query]: read by hand, because urllib's check of IPv6 brackets refuses a
+# list of hosts with a bracketed one after the first in some 3.11 releases and not in others.
+_URL_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<netloc>[^/?#]*)[^?#]*(?:\?(?P<query>[^#]*))?")
 
 
 def parse_broker_urls(url: str, *, schemes: tuple[str, ...] = _MQTT_SCHEMES,
                       default_port: int | None = None) -> list[BrokerAddress]:
     """Every broker `url` names, in order (`mqtt://` or `mqtts://` as above, or another of
     `schemes`); raises ValueError naming what is wrong (never the password)."""
-    u = urlparse(url)
+    m = _URL_RE.match(url)
+    scheme, netloc, query_text = (m["scheme"].lower(), m["netloc"], m["query"] or "") if m else ("", "", "")
     shown = redact_url(url)
-    if u.scheme not in schemes:
+    if scheme not in schemes:
         allowed = "mqtt:// or mqtts://" if schemes == _MQTT_SCHEMES else " or ".join(f"{s}://" for s in schemes)
         raise ValueError(f"broker URL {shown!r}: scheme must be {allowed}")
-    tls = u.scheme in ("mqtts", "ssl")
-    query = parse_qs(u.query, keep_blank_values=True)
+    tls = scheme in ("mqtts", "ssl")
+    query = parse_qs(query_text, keep_blank_values=True)
     unknown = set(query) - set(_TLS_OPTIONS)
     if unknown:
         raise ValueError(f"broker URL {shown!r}: unknown option(s) {sorted(unknown)}; known: {list(_TLS_OPTIONS)}")
@@ -59,7 +63,7 @@ def parse_broker_urls(url: str, *, schemes: tuple[str, ...] = _MQTT_SCHEMES,
     opts = {k: v[-1] for k, v in query.items()}
     if ("certfile" in opts) != ("keyfile" in opts):
         raise ValueError(f"broker URL {shown!r}: certfile and keyfile go together")
-    creds, _, hosts = u.netloc.rpartition("@")
+    creds, _, hosts = netloc.rpartition("@")
     user, _, password = creds.partition(":")
     port_default = default_port or (8883 if tls else 1883)
     out = []
