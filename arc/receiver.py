@@ -7,7 +7,8 @@ It refuses what it cannot authenticate and answers nobody it has not authenticat
 - checks run cheapest first: length and header, account, CRC (compiled), AES, content, timestamp
   window (-40/+20 s, wire.dc09); bad framing, length or CRC, an unsupported token, an unknown
   account, a wrong key and undecryptable content all get the same answer: none (no oracle for
-  which accounts exist); an authenticated frame gets ACK, NAK (timestamp) or DUH (content);
+  which accounts exist); an authenticated frame gets ACK, NAK (timestamp) or DUH (data it cannot
+  read); a well-formed event code outside CareGuard's table is stored and ACKed like any other;
 - resource limits (the file's [limits]): a connection that delivers no accepted frame within
   `idle_timeout_s` is closed; so is one whose first frame fails authentication, or that sends
   `max_bad_frames` failing frames in a row after that (over TCP a sender's frames do not arrive
@@ -523,7 +524,9 @@ class ArcReceiver:
         except dc09.DC09Error as exc:
             raise _Reject(exc.kind, exc, dc09.encode_nak(now=now)) from None
         if frame.event is not None and frame.event.code not in KNOWN_CODES:
-            raise _Reject("code", f"event code {frame.event.code!r} not handled here", dc09.encode_duh(frame.header))
+            # A well-formed code outside CareGuard's table (another maker's panel: hold-up, medical,
+            # trouble...) is still an event the police must see: stored and ACKed as sent, counted.
+            self.counters["unlisted_codes"] += 1
 
     def _alarm(self, frame: dc09.Frame, now: datetime) -> ArcAlarm:
         ev, header = frame.event, frame.header

@@ -88,12 +88,16 @@ def test_authenticated_frames_are_answered_the_rest_is_not():
             late = await peer.ask(event_frame(account=KEYED, key=KEY, now=utcnow() - timedelta(seconds=120)))
             assert late.kind == "NAK" and abs((late.timestamp - utcnow()).total_seconds()) < 5
             assert (await peer.ask(event_frame(account=KEYED, key=KEY, now=utcnow() + timedelta(seconds=60)))).kind == "NAK"
-            assert (await peer.ask(event_frame(account=KEYED, key=KEY, code="ZZ"))).kind == "DUH"
+            # Data the receiver cannot read gets DUH (the key opened it: it is the sender's own fault).
+            duh = await peer.ask(reframe(f'"*SIA-DCS"0005L0#{KEYED}['
+                                         + dc09._encrypt(KEY, f"#{KEYED}|Nri1/P]{dc09.format_timestamp(utcnow())}")),
+                                 key=KEY)
+            assert (duh.kind, duh.seq) == ("DUH", 5)
             assert receiver.counters["rejected_crc"] == 1
             assert receiver.counters["rejected_account"] == 1
             assert receiver.counters["rejected_decrypt"] == 2
             assert receiver.counters["rejected_timestamp"] == 2
-            assert receiver.counters["rejected_code"] == 1
+            assert receiver.counters["rejected_format"] == 1
             assert receiver.store.alarms() == []
         finally:
             peer.close()
@@ -195,6 +199,23 @@ def test_accepted_alarm_is_stored_once_and_null_is_acked():
             peer.close()
             await receiver.close()
     run(scenario())
+
+
+def test_codes_outside_careguards_table_reach_the_store():
+    """Another maker's panel reports events CareGuard's gateways never send (a hold-up, a medical
+    call): the police must see them, so they are ACKed and stored as sent, not answered DUH."""
+    async def scenario():
+        receiver, peer = await _started()
+        try:
+            for seq, (protocol, code) in enumerate((("SIA-DCS", "HA"), ("ADM-CID", "1100")), start=20):
+                reply = await peer.ask(event_frame(seq=seq, account=KEYED, key=KEY, code=code, protocol=protocol),
+                                       key=KEY)
+                assert (reply.kind, reply.seq) == ("ACK", seq)
+            return [(a.code, a.protocol) for a in receiver.store.alarms()], receiver.counters["unlisted_codes"]
+        finally:
+            peer.close()
+            await receiver.close()
+    assert run(scenario()) == ([("HA", "SIA-DCS"), ("1100", "ADM-CID")], 2)
 
 
 def test_garbage_never_stops_the_receiver():

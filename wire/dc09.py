@@ -14,7 +14,7 @@ Replies, as CareGuard's receiver gives them (DC-09 leaves some of this open):
 - ACK: accepted (also for NULL); `"*ACK"` with an encrypted timestamp when the frame was encrypted.
 - NAK `"NAK"0000R0L0A0[]_<receiver time>`: an authenticated frame whose timestamp is missing or
   outside the window; the sender corrects its clock from the timestamp and resends.
-- DUH: authenticated but not understood (data format or event code).
+- DUH: authenticated but its data not understood (format).
 - No reply at all: bad framing, length or CRC, an unsupported id token, an unknown account, a wrong
   key or undecryptable content. One shape for all of these, so a reply never tells an
   unauthenticated sender whether an account exists (DC-09 allows a receiver to stay silent).
