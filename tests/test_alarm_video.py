@@ -128,7 +128,12 @@ def test_press_gives_the_police_the_scene(mosquitto, uplink_broker, cloud, camer
         await agent.start()
         await agent.devices.connected.wait()
         loop_ready.set()
-        # Enough footage before the press for the clip's window.
+        # Enough footage before the press for the clip's window, counted from cam1's first recorded
+        # bytes: ffmpeg took seconds to start on a loaded machine, and the clip then (rightly) named
+        # the first seconds of its window missing.
+        rec = tmp_path / "rec" / "cam1"
+        assert await until(lambda: rec.is_dir() and any(f.is_file() and f.stat().st_size > 0 for f in rec.rglob("*")),
+                           30), "cam1 recorded nothing"
         await asyncio.sleep(BEFORE_S + 2)
         button = await asyncio.to_thread(connect_button, mosquitto.url, "btn1", announce_status=False)
         press = await asyncio.to_thread(button.press)
